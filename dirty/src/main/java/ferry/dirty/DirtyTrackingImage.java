@@ -1,0 +1,110 @@
+package ferry.dirty;
+
+import ferry.image.BlockImage;
+import ferry.image.Extent;
+import ferry.image.ImageException;
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * A {@link BlockImage} that marks a {@link DirtyBitmap} for every write, zero-write and trim,
+ * <em>after</em> the change is visible in the underlying image (DESIGN.md's invariant).
+ * An optional {@link WriteGate} runs before each change so the migration can throttle guest writes.
+ *
+ * <p>Threads: called concurrently by the NBD server's connection threads.
+ */
+public final class DirtyTrackingImage implements BlockImage {
+
+    /** Called before each guest change; may block to slow the writer down. */
+    @FunctionalInterface
+    public interface WriteGate {
+        void beforeWrite(long length) throws InterruptedException;
+
+        WriteGate OPEN = length -> { };
+    }
+
+    private final BlockImage next;
+    private final DirtyBitmap dirty;
+    private volatile WriteGate gate = WriteGate.OPEN;
+
+    public DirtyTrackingImage(BlockImage next, DirtyBitmap dirty) {
+        if (next.size() != dirty.size()) {
+            throw new IllegalArgumentException("bitmap size " + dirty.size() + " != image size " + next.size());
+        }
+        this.next = next;
+        this.dirty = dirty;
+    }
+
+    public DirtyBitmap bitmap() {
+        return dirty;
+    }
+
+    public BlockImage underlying() {
+        return next;
+    }
+
+    public void gate(WriteGate gate) {
+        this.gate = gate;
+    }
+
+    private void pass(long length) throws ImageException {
+        try {
+            gate.beforeWrite(length);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new ImageException(ImageException.Kind.IO, "write interrupted while throttled: " + describe(), e);
+        }
+    }
+
+    @Override public long size() { return next.size(); }
+    @Override public boolean readOnly() { return next.readOnly(); }
+    @Override public String describe() { return next.describe(); }
+    @Override public String format() { return next.format(); }
+    @Override public Optional<BlockImage> backing() { return next.backing(); }
+
+    @Override
+    public void read(long offset, ByteBuffer dst) throws ImageException {
+        next.read(offset, dst);
+    }
+
+    @Override
+    public void write(long offset, ByteBuffer src) throws ImageException {
+        long length = src.remaining();
+        pass(length);
+        try {
+            next.write(offset, src);
+        } finally {
+            dirty.markRange(offset, length);   // mark AFTER the write: a pass that already copied the old
+        }                                      // bytes sees the granule dirty again (also on partial failure)
+    }
+
+    @Override
+    public void writeZeroes(long offset, long length, boolean mayUnmap) throws ImageException {
+        pass(length);
+        try {
+            next.writeZeroes(offset, length, mayUnmap);
+        } finally {
+            dirty.markRange(offset, length);
+        }
+    }
+
+    @Override
+    public void trim(long offset, long length) throws ImageException {
+        pass(length);
+        try {
+            next.trim(offset, length);
+        } finally {
+            dirty.markRange(offset, length);
+        }
+    }
+
+    @Override public void flush() throws ImageException { next.flush(); }
+
+    @Override
+    public List<Extent> extents(long offset, long length) throws ImageException {
+        return next.extents(offset, length);
+    }
+
+    @Override public void close() throws ImageException { next.close(); }
+}
