@@ -1,0 +1,53 @@
+package ferry.migration;
+
+import java.util.Optional;
+import java.util.OptionalLong;
+
+/**
+ * One consistent snapshot of a migration for {@code info migrate}, on either side.
+ * Byte counts are bytes; rates are bytes per second; times are milliseconds.
+ *
+ * @param status QEMU-style status
+ * @param phase where the migration is (Ferry's own line)
+ * @param dirtyPass number of the current dirty pass (0 during the bulk pass)
+ * @param totalTimeMs since {@code migrate} was given (frozen once finished)
+ * @param expectedDowntimeMs estimate from the current remainder and bandwidth
+ * @param downtimeMs measured downtime once completed
+ * @param ram RAM figures as QEMU reports them through the tunnel
+ * @param diskTransferredBytes disk payload bytes sent (or received) so far, all passes
+ * @param diskRemainingBytes dirty bytes still to send
+ * @param diskTotalBytes sum of the migrated disks' sizes
+ * @param wireBytes every byte the one TCP stream carried, headers included
+ * @param throughputBytesPerSec measured stream throughput over the last interval
+ * @param diskDirtyRateBytesPerSec guest disk write rate seen by the dirty bitmaps
+ * @param writeThrottleDelayUs delay added per guest write to make the copy converge (0: none)
+ * @param error the failure's one-line cause
+ */
+public record MigrationReport(
+        MigrationStatus status,
+        Phase phase,
+        int dirtyPass,
+        long totalTimeMs,
+        long expectedDowntimeMs,
+        OptionalLong downtimeMs,
+        Ram ram,
+        long diskTransferredBytes,
+        long diskRemainingBytes,
+        long diskTotalBytes,
+        long wireBytes,
+        long throughputBytesPerSec,
+        long diskDirtyRateBytesPerSec,
+        long writeThrottleDelayUs,
+        Optional<String> error) {
+
+    /** QEMU's RAM counters (from {@code query-migrate}), zero before RAM migration starts. */
+    public record Ram(long transferredBytes, long remainingBytes, long totalBytes, long duplicatePages,
+                      long normalPages, long dirtyPagesRate, long dirtySyncCount) {
+        public static final Ram NONE = new Ram(0, 0, 0, 0, 0, 0, 0);
+    }
+
+    public static MigrationReport idle() {
+        return new MigrationReport(MigrationStatus.NONE, Phase.HANDSHAKE, 0, 0, 0, OptionalLong.empty(), Ram.NONE,
+                0, 0, 0, 0, 0, 0, 0, Optional.empty());
+    }
+}

@@ -1,0 +1,18 @@
+package ferry.migration;
+
+/** Where a migration is (or was when it failed); errors name it. */
+public enum Phase {
+    HANDSHAKE("handshake"), BULK_COPY("bulk"), ITERATE("dirty pass"), RAM("ram"),
+    SWITCHOVER("switchover"), COMPLETE("complete");
+
+    private final String label;
+
+    Phase(String label) {
+        this.label = label;
+    }
+
+    /** Short lower-case label for {@code info migrate}. */
+    public String label() {
+        return label;
+    }
+}
