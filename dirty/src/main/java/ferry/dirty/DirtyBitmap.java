@@ -99,8 +99,14 @@ public final class DirtyBitmap {
         return count;
     }
 
+    /** Bytes the dirty granules cover (the last granule may be short). */
     public long dirtyBytes() {
-        return Math.min(size, dirtyCount() * granuleSize);
+        long bytes = dirtyCount() * granuleSize;
+        long lastGranule = granuleCount - 1;
+        if (granuleCount > 0 && isDirty(lastGranule)) {
+            bytes -= granuleCount * granuleSize - size;      // the short tail of the last granule
+        }
+        return bytes;
     }
 
     /** Takes the dirty set and clears it, word by word, atomically per word. */

@@ -89,17 +89,19 @@ public final class DirtySnapshot {
 
     /** Receives runs of adjacent dirty granules. */
     @FunctionalInterface
-    public interface RunVisitor<E extends Exception> {
-        void run(long firstGranule, long granuleCount) throws E;
+    public interface RunVisitor {
+        void run(long firstGranule, long granuleCount) throws java.io.IOException, InterruptedException;
     }
 
     /** Visits runs of adjacent dirty granules in order, each at most {@code maxRunGranules} long. */
-    public <E extends Exception> void forEachRun(long maxRunGranules, RunVisitor<E> visitor) throws E {
+    public void forEachRun(long maxRunGranules, RunVisitor visitor) throws java.io.IOException, InterruptedException {
         long start = nextDirty(0);
         while (start >= 0) {
             long end = nextClean(start);
-            for (long first = start; first < end; first += maxRunGranules) {
-                visitor.run(first, Math.min(maxRunGranules, end - first));
+            for (long first = start; first < end; ) {
+                long count = Math.min(maxRunGranules, end - first);   // no overflow for huge maxRunGranules
+                visitor.run(first, count);
+                first += count;
             }
             start = nextDirty(end);
         }

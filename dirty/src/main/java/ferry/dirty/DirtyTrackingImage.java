@@ -24,18 +24,40 @@ public final class DirtyTrackingImage implements BlockImage {
         WriteGate OPEN = length -> { };
     }
 
+    private static final DirtyBitmap NOT_TRACKING = new DirtyBitmap(0, 512);
+
     private final BlockImage next;
-    private final DirtyBitmap dirty;
+    private volatile DirtyBitmap dirty;
     private volatile WriteGate gate = WriteGate.OPEN;
 
-    public DirtyTrackingImage(BlockImage next, DirtyBitmap dirty) {
-        if (next.size() != dirty.size()) {
-            throw new IllegalArgumentException("bitmap size " + dirty.size() + " != image size " + next.size());
-        }
+    /** An image that tracks nothing until {@link #track} installs a bitmap. */
+    public DirtyTrackingImage(BlockImage next) {
         this.next = next;
-        this.dirty = dirty;
+        this.dirty = NOT_TRACKING;
     }
 
+    public DirtyTrackingImage(BlockImage next, DirtyBitmap dirty) {
+        this(next);
+        track(dirty);
+    }
+
+    /**
+     * Starts marking {@code bitmap} (replacing any previous one). A copier must start reading only
+     * after this returns: every write that completes later marks the new bitmap.
+     */
+    public void track(DirtyBitmap bitmap) {
+        if (next.size() != bitmap.size()) {
+            throw new IllegalArgumentException("bitmap size " + bitmap.size() + " != image size " + next.size());
+        }
+        this.dirty = bitmap;
+    }
+
+    /** Stops marking (after a migration ended). */
+    public void untrack() {
+        this.dirty = NOT_TRACKING;
+    }
+
+    /** The bitmap being marked; an empty one when not tracking. */
     public DirtyBitmap bitmap() {
         return dirty;
     }

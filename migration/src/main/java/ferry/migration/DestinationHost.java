@@ -1,0 +1,42 @@
+package ferry.migration;
+
+import ferry.image.BlockImage;
+import ferry.migration.wire.Frame;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * What the migration destination needs from its host: disks and a VM waiting for RAM. The
+ * supervisor implements it (creating images, serving them over NBD, starting QEMU with
+ * {@code -incoming defer -S}).
+ */
+public interface DestinationHost {
+
+    /**
+     * Checks the source's offer against this host's configuration and prepares for it: creates (or,
+     * for incremental migration, opens) the images and starts QEMU waiting for its RAM stream.
+     * Refuses with a MigrationException whose message the source shows to its user.
+     */
+    PreparedVm prepare(Frame.Hello hello) throws MigrationException;
+
+    /** The VM being received. Exactly one of {@link #resume()} and {@link #abort(String)} ends it. */
+    interface PreparedVm {
+        /** The images in the order of the HELLO's disks; written by the receiver. Empty without -b. */
+        List<BlockImage> images();
+
+        /** Per image: true when it starts out reading all zeroes, so the source may skip holes. */
+        List<Boolean> fresh();
+
+        /** Where the waiting QEMU listens for its RAM stream. */
+        Path ramSocket();
+
+        /** Tells {@code listener} about QEMU's incoming migration status ({@code completed}, {@code failed}). */
+        void ramListener(SourceVm.RamListener listener);
+
+        /** Starts the received VM ({@code cont}). */
+        void resume() throws MigrationException;
+
+        /** Stops the VM and removes what {@link #prepare} created. Never throws; reports what it could not undo. */
+        void abort(String reason);
+    }
+}

@@ -1,0 +1,305 @@
+package ferry.migration;
+
+import ferry.image.BlockImage;
+import ferry.image.ImageException;
+import ferry.migration.wire.Frame;
+import ferry.migration.wire.FrameReader;
+import ferry.migration.wire.FrameWriter;
+import ferry.migration.wire.MigrationWire;
+import java.io.EOFException;
+import java.io.IOException;
+import java.net.SocketTimeoutException;
+import java.nio.channels.SocketChannel;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * One incoming migration, from HELLO to RUNNING, on the {@code migration-listen} thread.
+ *
+ * <p>Receiver states (docs/migration-protocol.md): AWAIT_HELLO -> RECEIVING (blocks, RAM, pass ends)
+ * -> VERIFIED (after DISKS_DONE matched) -> READY (QEMU has the device state; DEST_READY sent)
+ * -> RUNNING (after COMMIT and {@code cont}). Every block is written before the next frame is read,
+ * so QEMU never gets RAM bytes that follow a block in the stream before that block is on disk.
+ * Any failure aborts the prepared VM: QEMU stops, created images are removed.
+ */
+final class DestinationSession {
+    private static final System.Logger LOG = System.getLogger(DestinationSession.class.getName());
+    static final long SOURCE_SILENCE_TIMEOUT_MS = 120_000;
+    /** Test hook: {@code -Dferry.fault=drop-block} drops one BLOCK_DATA frame, which the digest check must catch. */
+    private static final boolean DROP_ONE_BLOCK = "drop-block".equals(System.getProperty("ferry.fault"));
+
+    private enum State { AWAIT_HELLO, RECEIVING, VERIFIED, RUNNING }
+
+    private final SocketChannel channel;
+    private final String peer;
+    private final FrameReader reader;
+    private final FrameWriter writer;
+    private final DestinationHost host;
+    private final MigrationStats stats;
+    private State state = State.AWAIT_HELLO;
+    private volatile DestinationHost.PreparedVm prepared;
+    private volatile RamTunnel tunnel;
+    private volatile boolean destReadySent;
+    private volatile String asyncFailure;
+    private final List<BlockImage> images = new ArrayList<>();
+    private final List<GranuleDigests> digests = new ArrayList<>();
+    private boolean dropped;
+
+    DestinationSession(SocketChannel channel, String peer, FrameReader reader, FrameWriter writer,
+                       DestinationHost host, MigrationStats stats) {
+        this.channel = channel;
+        this.peer = peer;
+        this.reader = reader;
+        this.writer = writer;
+        this.host = host;
+        this.stats = stats;
+    }
+
+    /** Runs the session; the received VM when it runs here, empty when the attempt failed. */
+    Optional<DestinationHost.PreparedVm> run() {
+        try {
+            receive();
+            stats.phase(Phase.COMPLETE);
+            stats.status(MigrationStatus.COMPLETED);
+            LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer + " completed; the VM runs here");
+            return Optional.ofNullable(prepared);
+        } catch (SourceCancelled c) {
+            finish(MigrationStatus.CANCELLED, "cancelled by the source: " + c.getMessage(), null);
+        } catch (MigrationException e) {
+            finish(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
+        } catch (Exception e) {
+            String reason = describe(e);
+            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), reason));
+        }
+        return Optional.empty();
+    }
+
+    private String describe(Exception e) {
+        if (asyncFailure != null) {
+            return asyncFailure;
+        }
+        if (e instanceof SocketTimeoutException) {
+            return "the source " + peer + " sent nothing for " + SOURCE_SILENCE_TIMEOUT_MS + " ms";
+        }
+        if (e instanceof EOFException) {
+            return "connection to the source " + peer + " lost: " + e.getMessage();
+        }
+        if (e instanceof MigrationWire.WireException) {
+            return "corrupt migration stream from " + peer + ": " + e.getMessage();
+        }
+        return e.getMessage() == null ? e.toString() : e.getMessage();
+    }
+
+    /** Stops the session from another thread. */
+    void abort(String reason) {
+        asyncFailure = reason;
+        try {
+            channel.close();
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.DEBUG, "closing the migration stream: " + e.getMessage());
+        }
+    }
+
+    private void receive() throws Exception {
+        while (true) {
+            Frame frame = reader.next();
+            switch (frame) {
+                case Frame.Hello hello -> hello(hello);
+                case Frame.BlockData block -> block(block);
+                case Frame.BlockZero zero -> zero(zero);
+                case Frame.PassEnd pass -> stats.dirtyPass(pass.pass());
+                case Frame.Ram ram -> ram().deliver(ram.data());
+                case Frame.RamEof eof -> ram().peerFinished();
+                case Frame.DisksDone done -> verify(done);
+                case Frame.Commit commit -> {
+                    commit();
+                    return;
+                }
+                case Frame.Cancel cancel -> throw new SourceCancelled(cancel.reason());
+                case Frame.Error error -> throw new MigrationException(stats.phase(),
+                        "the source gave up in " + error.phase() + ": " + error.message());
+                case Frame.Welcome w -> unexpected(frame);
+                case Frame.Verified v -> unexpected(frame);
+                case Frame.DestReady r -> unexpected(frame);
+                case Frame.Running r -> unexpected(frame);
+            }
+        }
+    }
+
+    private void unexpected(Frame frame) throws MigrationException {
+        throw new MigrationException(stats.phase(), "protocol error: unexpected " + frame.type() + " frame in state " + state);
+    }
+
+    private void hello(Frame.Hello hello) throws Exception {
+        if (state != State.AWAIT_HELLO) {
+            unexpected(hello);
+        }
+        if (hello.version() != MigrationWire.VERSION) {
+            throw new MigrationException(Phase.HANDSHAKE, "unsupported protocol version " + hello.version()
+                    + " (this destination speaks " + MigrationWire.VERSION + ")");
+        }
+        if (hello.copyDisks() && (hello.granuleSize() < 4096 || Integer.bitCount(hello.granuleSize()) != 1)) {
+            throw new MigrationException(Phase.HANDSHAKE, "bad granule size " + hello.granuleSize());
+        }
+        prepared = host.prepare(hello);
+        if (hello.copyDisks()) {
+            images.addAll(prepared.images());
+            for (int i = 0; i < images.size(); i++) {
+                long expected = hello.disks().get(i).size();
+                if (images.get(i).size() != expected) {
+                    throw new MigrationException(Phase.HANDSHAKE, "disk " + hello.disks().get(i).id() + ": prepared image has "
+                            + images.get(i).size() + " bytes, source has " + expected);
+                }
+                digests.add(new GranuleDigests(expected, hello.granuleSize()));
+                stats.diskTotalBytes(stats.report().diskTotalBytes() + expected);
+            }
+        }
+        tunnel = RamTunnel.connecting(prepared.ramSocket(), writer, e -> abort("QEMU's incoming migration socket failed: " + e.getMessage()));
+        tunnel.start();
+        stats.sources(() -> 0, reader::bytesRead, () -> 0, () -> MigrationReport.Ram.NONE);
+        prepared.ramListener(this::ramStatus);
+        writer.send(new Frame.Welcome(hello.copyDisks() ? prepared.fresh() : List.of()));
+        state = State.RECEIVING;
+        stats.status(MigrationStatus.ACTIVE);
+        stats.phase(hello.copyDisks() ? Phase.BULK_COPY : Phase.RAM);
+    }
+
+    /** From QEMU's event thread: the incoming RAM migration's status. */
+    private void ramStatus(String status) {
+        switch (status) {
+            case "completed" -> {
+                try {
+                    writer.send(new Frame.DestReady());
+                    destReadySent = true;
+                } catch (IOException | InterruptedException e) {
+                    abort("telling the source that the device state arrived failed: " + e.getMessage());
+                }
+            }
+            case "failed" -> abort("the destination QEMU's incoming migration failed (see its log)");
+            default -> LOG.log(System.Logger.Level.DEBUG, "destination QEMU migration status: " + status);
+        }
+    }
+
+    private BlockImage image(int disk, long offset, long length) throws MigrationException {
+        if (state != State.RECEIVING) {
+            throw new MigrationException(stats.phase(), "protocol error: block frame in state " + state);
+        }
+        if (disk < 0 || disk >= images.size()) {
+            throw new MigrationException(stats.phase(), "protocol error: block frame for disk " + disk + " of " + images.size());
+        }
+        BlockImage image = images.get(disk);
+        int granule = digests.get(disk).granuleSize();
+        boolean endsAtDisk = offset + length == image.size();
+        if (offset < 0 || length <= 0 || offset + length > image.size() || offset % granule != 0
+                || (length % granule != 0 && !endsAtDisk)) {
+            throw new MigrationException(stats.phase(), "protocol error: block range offset=" + offset + " length=" + length
+                    + " is not whole granules of " + granule + " inside disk " + disk + " of " + image.size() + " bytes");
+        }
+        return image;
+    }
+
+    private void block(Frame.BlockData block) throws MigrationException {
+        int length = block.data().remaining();
+        BlockImage image = image(block.disk(), block.offset(), length);
+        if (DROP_ONE_BLOCK && !dropped) {
+            dropped = true;
+            LOG.log(System.Logger.Level.WARNING, "test hook ferry.fault=drop-block: dropping block at offset " + block.offset());
+            return;
+        }
+        try {
+            image.write(block.offset(), block.data().duplicate());
+        } catch (ImageException e) {
+            throw new MigrationException(stats.phase(), "writing disk " + block.disk() + " failed: " + e.getMessage(), e);
+        }
+        GranuleDigests d = digests.get(block.disk());
+        d.recordData(block.offset() / d.granuleSize(), block.data());
+        stats.addDiskBytes(length);
+    }
+
+    private void zero(Frame.BlockZero zero) throws MigrationException {
+        BlockImage image = image(zero.disk(), zero.offset(), zero.length());
+        try {
+            image.writeZeroes(zero.offset(), zero.length(), true);
+        } catch (ImageException e) {
+            throw new MigrationException(stats.phase(), "zeroing disk " + zero.disk() + " failed: " + e.getMessage(), e);
+        }
+        GranuleDigests d = digests.get(zero.disk());
+        d.recordZero(zero.offset() / d.granuleSize(), (zero.length() + d.granuleSize() - 1) / d.granuleSize());
+    }
+
+    private void verify(Frame.DisksDone done) throws Exception {
+        if (state != State.RECEIVING) {
+            unexpected(done);
+        }
+        stats.phase(Phase.SWITCHOVER);
+        for (BlockImage image : images) {
+            try {
+                image.flush();
+            } catch (ImageException e) {
+                throw new MigrationException(Phase.SWITCHOVER, "flushing " + image.describe() + " failed: " + e.getMessage(), e);
+            }
+        }
+        if (done.groupDigests().size() != digests.size()) {
+            throw new MigrationException(Phase.SWITCHOVER, "source sent digests for " + done.groupDigests().size()
+                    + " disks, destination has " + digests.size());
+        }
+        for (int i = 0; i < digests.size(); i++) {
+            int mismatch = GranuleDigests.firstMismatch(digests.get(i).groupDigests(), done.groupDigests().get(i));
+            if (mismatch >= 0) {
+                throw new MigrationException(Phase.SWITCHOVER, "disk " + i + " differs from the source at "
+                        + digests.get(i).describeGroup(mismatch) + ": digest mismatch, switchover aborted");
+            }
+        }
+        writer.send(new Frame.Verified());
+        state = State.VERIFIED;
+        LOG.log(System.Logger.Level.INFO, "disks verified against the source's digests");
+    }
+
+    private void commit() throws Exception {
+        if (!destReadySent) {
+            throw new MigrationException(Phase.SWITCHOVER, "protocol error: COMMIT before the device state arrived");
+        }
+        prepared.resume();
+        state = State.RUNNING;
+        writer.send(new Frame.Running());
+        tunnel.close();
+    }
+
+    private RamTunnel ram() throws MigrationException {
+        if (tunnel == null) {
+            throw new MigrationException(stats.phase(), "protocol error: RAM frame before HELLO");
+        }
+        return tunnel;
+    }
+
+    private void finish(MigrationStatus status, String reason, Frame farewell) {
+        LOG.log(System.Logger.Level.WARNING, "incoming migration " + status.qemuName() + ": " + reason);
+        if (farewell != null && channel.isOpen()) {
+            try {
+                writer.send(farewell);
+            } catch (IOException | InterruptedException e) {
+                LOG.log(System.Logger.Level.DEBUG, "could not tell the source why: " + e.getMessage());
+            }
+        }
+        try {
+            if (tunnel != null) {
+                tunnel.close();
+            }
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "closing the RAM tunnel: " + e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (prepared != null) {
+            prepared.abort(reason);
+        }
+        stats.fail(status, reason);
+    }
+
+    private static final class SourceCancelled extends Exception {
+        SourceCancelled(String reason) {
+            super(reason);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+package ferry.migration;
+
+import java.util.Optional;
+import java.util.OptionalLong;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.LongSupplier;
+import java.util.function.Supplier;
+
+/**
+ * The live counters of one migration, on either side, and the {@link MigrationReport} built from
+ * them for {@code info migrate}. Writers are the migration threads; readers are monitor clients.
+ */
+public final class MigrationStats {
+    private final long startNs = System.nanoTime();
+    private volatile long endNs;
+    private volatile MigrationStatus status = MigrationStatus.SETUP;
+    private volatile Phase phase = Phase.HANDSHAKE;
+    private volatile int dirtyPass;
+    private volatile String error;
+    private volatile long downtimeMs = -1;
+    private volatile long expectedDowntimeMs;
+    private volatile long bandwidthBytesPerSec;
+    private volatile long dirtyRateBytesPerSec;
+    private volatile long diskTotalBytes;
+    private final AtomicLong diskTransferredBytes = new AtomicLong();
+    private volatile LongSupplier diskRemaining = () -> 0;
+    private volatile LongSupplier wireBytes = () -> 0;
+    private volatile LongSupplier throttleDelayUs = () -> 0;
+    private volatile Supplier<MigrationReport.Ram> ram = () -> MigrationReport.Ram.NONE;
+
+    public MigrationStatus status() {
+        return status;
+    }
+
+    public Phase phase() {
+        return phase;
+    }
+
+    public void status(MigrationStatus status) {
+        this.status = status;
+        if (status.finished() && endNs == 0) {
+            endNs = System.nanoTime();
+        }
+    }
+
+    public void phase(Phase phase) {
+        this.phase = phase;
+    }
+
+    public void dirtyPass(int pass) {
+        this.dirtyPass = pass;
+    }
+
+    public void fail(MigrationStatus finalStatus, String error) {
+        this.error = error;
+        status(finalStatus);
+    }
+
+    public Optional<String> error() {
+        return Optional.ofNullable(error);
+    }
+
+    public void downtimeMs(long ms) {
+        this.downtimeMs = ms;
+    }
+
+    public void expectedDowntimeMs(long ms) {
+        this.expectedDowntimeMs = ms;
+    }
+
+    public void rates(long bandwidthBytesPerSec, long dirtyRateBytesPerSec) {
+        this.bandwidthBytesPerSec = bandwidthBytesPerSec;
+        this.dirtyRateBytesPerSec = dirtyRateBytesPerSec;
+    }
+
+    public long bandwidthBytesPerSec() {
+        return bandwidthBytesPerSec;
+    }
+
+    public void diskTotalBytes(long bytes) {
+        this.diskTotalBytes = bytes;
+    }
+
+    public void addDiskBytes(long bytes) {
+        diskTransferredBytes.addAndGet(bytes);
+    }
+
+    public long diskTransferredBytes() {
+        return diskTransferredBytes.get();
+    }
+
+    public void sources(LongSupplier diskRemaining, LongSupplier wireBytes, LongSupplier throttleDelayUs,
+                        Supplier<MigrationReport.Ram> ram) {
+        this.diskRemaining = diskRemaining;
+        this.wireBytes = wireBytes;
+        this.throttleDelayUs = throttleDelayUs;
+        this.ram = ram;
+    }
+
+    public long elapsedMs() {
+        long end = endNs == 0 ? System.nanoTime() : endNs;
+        return (end - startNs) / 1_000_000;
+    }
+
+    public MigrationReport report() {
+        long elapsedMs = elapsedMs();
+        long wire = wireBytes.getAsLong();
+        return new MigrationReport(status, phase, dirtyPass, elapsedMs, expectedDowntimeMs,
+                downtimeMs >= 0 ? OptionalLong.of(downtimeMs) : OptionalLong.empty(), ram.get(),
+                diskTransferredBytes.get(), status.finished() ? 0 : diskRemaining.getAsLong(), diskTotalBytes, wire,
+                bandwidthBytesPerSec > 0 ? bandwidthBytesPerSec : (elapsedMs > 0 ? wire * 1000 / elapsedMs : 0),
+                dirtyRateBytesPerSec, throttleDelayUs.getAsLong(), Optional.ofNullable(error));
+    }
+}

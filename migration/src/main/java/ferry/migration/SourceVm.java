@@ -1,0 +1,38 @@
+package ferry.migration;
+
+import java.nio.file.Path;
+
+/**
+ * What the migration source needs from the VM it moves. The supervisor implements it with QMP;
+ * the migration layer never speaks QMP itself.
+ *
+ * <p>Threads: called from the {@code migration-send} thread; {@link RamListener} is called from the
+ * QMP event thread.
+ */
+public interface SourceVm {
+
+    /** QEMU's RAM migration status changes ({@code setup}, {@code active}, {@code pre-switchover}, {@code completed}, {@code failed}, {@code cancelled}). */
+    @FunctionalInterface
+    interface RamListener {
+        void ramStatus(String status);
+    }
+
+    /**
+     * Starts QEMU's own migration (RAM and device state) into {@code tunnelSocket}, where Ferry
+     * listens, with {@code pause-before-switchover} so that QEMU stops at {@code pre-switchover}
+     * with the VM paused and its disk I/O drained.
+     */
+    void startRamMigration(Path tunnelSocket, RamListener listener) throws MigrationException;
+
+    /** {@code migrate-continue pre-switchover}: QEMU sends the device state and completes. */
+    void continueSwitchover() throws MigrationException;
+
+    /** Cancels QEMU's RAM migration if one runs, and waits until QEMU has left {@code cancelling}. */
+    void cancelRamMigration() throws MigrationException;
+
+    /** Makes sure the VM runs again on this host (after a failed or cancelled migration). */
+    void resume() throws MigrationException;
+
+    /** QEMU's RAM figures, as of the last query. */
+    MigrationReport.Ram ramStats();
+}

@@ -1,0 +1,94 @@
+package ferry.migration.wire;
+
+import java.nio.ByteBuffer;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The frames of Ferry's migration stream, one record per frame type. Layouts and the session are
+ * specified in docs/migration-protocol.md; {@link MigrationWire} encodes and decodes them.
+ * Exhaustive switches over this sealed interface break the build when a frame type is added.
+ */
+public sealed interface Frame {
+
+    MigrationWire.Type type();
+
+    /**
+     * Source -> destination, first frame: who we are and what we bring. Without {@code copyDisks}
+     * the disks are shared (same path on both hosts) and only RAM moves.
+     */
+    record Hello(int version, String vmName, int granuleSize, boolean copyDisks, boolean incremental, List<DiskOffer> disks) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.HELLO; }
+    }
+
+    /** One disk as the source describes it. {@code base} is set for incremental migration. */
+    record DiskOffer(String id, long size, String format, Optional<BaseIdentity> base) { }
+
+    /** The base image an incremental migration builds on: both hosts must hold the same one. */
+    record BaseIdentity(String fileName, long size, byte[] sha256) { }
+
+    /** Destination -> source: ready; per disk, whether its image starts out all zero (holes may be skipped). */
+    record Welcome(List<Boolean> freshDisks) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.WELCOME; }
+    }
+
+    /** Source -> destination: granule data. {@code data} is read from position to limit. */
+    record BlockData(int disk, long offset, ByteBuffer data) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.BLOCK_DATA; }
+    }
+
+    /** Source -> destination: a range that reads as zeroes. */
+    record BlockZero(int disk, long offset, long length) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.BLOCK_ZERO; }
+    }
+
+    /** Source -> destination: a copy pass ended (0 = bulk). */
+    record PassEnd(int pass, long dirtyBytesLeft) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.PASS_END; }
+    }
+
+    /** Either direction: bytes of QEMU's own migration stream. */
+    record Ram(ByteBuffer data) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.RAM; }
+    }
+
+    /** Either direction: the sender's QEMU closed its end of the RAM stream. */
+    record RamEof() implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.RAM_EOF; }
+    }
+
+    /** Source -> destination: every block is sent; per disk, digests over groups of granule digests. */
+    record DisksDone(List<int[]> groupDigests) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.DISKS_DONE; }
+    }
+
+    /** Destination -> source: blocks written, flushed, and their digests match. */
+    record Verified() implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.VERIFIED; }
+    }
+
+    /** Destination -> source: its QEMU received the whole RAM and device state and waits, paused. */
+    record DestReady() implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.DEST_READY; }
+    }
+
+    /** Source -> destination: run the VM. After sending it, the source never resumes on its own. */
+    record Commit() implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.COMMIT; }
+    }
+
+    /** Destination -> source: the VM runs on the destination. */
+    record Running() implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.RUNNING; }
+    }
+
+    /** Either direction: the sender gives up; {@code phase} is where, {@code message} says why. */
+    record Error(String phase, String message) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.ERROR; }
+    }
+
+    /** Source -> destination: the user cancelled. */
+    record Cancel(String reason) implements Frame {
+        public MigrationWire.Type type() { return MigrationWire.Type.CANCEL; }
+    }
+}

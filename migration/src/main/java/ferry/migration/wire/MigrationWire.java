@@ -1,0 +1,332 @@
+package ferry.migration.wire;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.zip.CRC32C;
+
+/**
+ * Ferry's migration stream: constants and codecs, big-endian. Session, states and versioning:
+ * docs/migration-protocol.md.
+ * <pre>
+ *  | magic "FERY" u32 | type u16 | flags u16 | payload length u32 | crc32c u32 | payload ...
+ *  0                  4          6           8                    12           16
+ * </pre>
+ * The CRC32C covers header bytes 0..11 and the whole payload, so a flipped bit anywhere in a frame
+ * is caught before the frame is acted on. Type 0 is reserved (never valid).
+ */
+public final class MigrationWire {
+    private MigrationWire() {}
+
+    public static final int MAGIC = 0x46455259;                 // "FERY"
+    public static final int HEADER_LENGTH = 16;
+    public static final int MAGIC_OFFSET = 0, TYPE_OFFSET = 4, FLAGS_OFFSET = 6, LENGTH_OFFSET = 8, CRC_OFFSET = 12;
+    /** Protocol version carried in HELLO. A receiver refuses a version it does not know. */
+    public static final int VERSION = 1;
+    /** Largest payload a receiver accepts; BLOCK_DATA frames carry at most {@link #MAX_BLOCK_PAYLOAD}. */
+    public static final int MAX_PAYLOAD = 16 << 20;
+    public static final int MAX_BLOCK_PAYLOAD = 1 << 20;
+    public static final int BLOCK_DATA_PREFIX = 2 + 8;          // disk u16, offset u64
+    public static final int MAX_STRING = 4096;
+    public static final int MAX_DISKS = 64;
+
+    /** Frame types. The numbers are the wire values; 0 is reserved. */
+    public enum Type {
+        INVALID(0), HELLO(1), WELCOME(2), BLOCK_DATA(3), BLOCK_ZERO(4), PASS_END(5), RAM(6), RAM_EOF(7),
+        DISKS_DONE(8), VERIFIED(9), DEST_READY(10), COMMIT(11), RUNNING(12), ERROR(13), CANCEL(14);
+
+        public final int code;
+
+        Type(int code) {
+            this.code = code;
+        }
+
+        private static final Type[] BY_CODE = new Type[15];
+        static {
+            for (Type t : values()) {
+                BY_CODE[t.code] = t;
+            }
+        }
+
+        /** The type for a wire value, or null when unknown (the caller refuses the frame). */
+        public static Type of(int code) {
+            return code > 0 && code < BY_CODE.length ? BY_CODE[code] : null;
+        }
+    }
+
+    /** A malformed frame: which check failed and where. */
+    public static final class WireException extends Exception {
+        public WireException(String message) {
+            super(message);
+        }
+    }
+
+    /** A decoded header. */
+    public record Header(Type type, int flags, int payloadLength, int crc) { }
+
+    /** Checks magic, type and length; the CRC is checked once the payload is in ({@link #checkCrc}). */
+    public static Header decodeHeader(ByteBuffer header) throws WireException {
+        ByteBuffer h = header.duplicate().order(ByteOrder.BIG_ENDIAN);
+        int base = h.position();
+        int magic = h.getInt(base + MAGIC_OFFSET);
+        if (magic != MAGIC) {
+            throw new WireException(String.format("bad frame magic: got 0x%08x, want 0x%08x (not a Ferry migration stream, or it lost sync)", magic, MAGIC));
+        }
+        int code = Short.toUnsignedInt(h.getShort(base + TYPE_OFFSET));
+        Type type = Type.of(code);
+        if (type == null) {
+            throw new WireException("unknown frame type: " + code + " (peer speaks a newer protocol?)");
+        }
+        int flags = Short.toUnsignedInt(h.getShort(base + FLAGS_OFFSET));
+        int length = h.getInt(base + LENGTH_OFFSET);
+        if (length < 0 || length > MAX_PAYLOAD) {
+            throw new WireException("frame too large: type=" + type + " length=" + Integer.toUnsignedString(length) + " max=" + MAX_PAYLOAD);
+        }
+        return new Header(type, flags, length, h.getInt(base + CRC_OFFSET));
+    }
+
+    /** Verifies the frame's CRC32C over header bytes 0..11 and the payload. */
+    public static void checkCrc(ByteBuffer header, Header decoded, ByteBuffer payload) throws WireException {
+        int actual = crc(header, payload);
+        if (actual != decoded.crc()) {
+            throw new WireException(String.format("frame checksum mismatch: type=%s length=%d crc=0x%08x expected=0x%08x (corrupted in transit)",
+                    decoded.type(), decoded.payloadLength(), actual, decoded.crc()));
+        }
+    }
+
+    static int crc(ByteBuffer header, ByteBuffer payload) {
+        CRC32C crc = new CRC32C();
+        ByteBuffer h = header.duplicate();
+        h.limit(h.position() + CRC_OFFSET);
+        crc.update(h);
+        crc.update(payload.duplicate());
+        return (int) crc.getValue();
+    }
+
+    /** Writes the header for {@code payload} (position..limit) into {@code header} at its position. */
+    public static void encodeHeader(ByteBuffer header, Type type, int flags, ByteBuffer payload) {
+        int base = header.position();
+        header.order(ByteOrder.BIG_ENDIAN);
+        header.putInt(base + MAGIC_OFFSET, MAGIC);
+        header.putShort(base + TYPE_OFFSET, (short) type.code);
+        header.putShort(base + FLAGS_OFFSET, (short) flags);
+        header.putInt(base + LENGTH_OFFSET, payload.remaining());
+        header.putInt(base + CRC_OFFSET, 0);
+        ByteBuffer view = header.duplicate();
+        view.position(base).limit(base + HEADER_LENGTH);
+        header.putInt(base + CRC_OFFSET, crc(view.slice(), payload));
+    }
+
+    // ---- payloads -------------------------------------------------------------------------------
+
+    /**
+     * Encodes every frame's payload except BLOCK_DATA and RAM, whose bulk bytes the writer sends
+     * without copying (see {@code FrameWriter}). Returns a buffer ready to read.
+     */
+    public static ByteBuffer encodePayload(Frame frame) {
+        Out out = new Out();
+        switch (frame) {
+            case Frame.Hello h -> {
+                out.u16(h.version()).string(h.vmName()).u32(h.granuleSize()).u8(h.copyDisks() ? 1 : 0).u8(h.incremental() ? 1 : 0)
+                        .u16(h.disks().size());
+                for (Frame.DiskOffer d : h.disks()) {
+                    out.string(d.id()).u64(d.size()).string(d.format()).u8(d.base().isPresent() ? 1 : 0);
+                    d.base().ifPresent(b -> out.string(b.fileName()).u64(b.size()).bytes(b.sha256()));
+                }
+            }
+            case Frame.Welcome w -> {
+                out.u16(w.freshDisks().size());
+                w.freshDisks().forEach(f -> out.u8(f ? 1 : 0));
+            }
+            case Frame.BlockData b -> {
+                out.u16(b.disk()).u64(b.offset());
+                out.buffer(b.data());
+            }
+            case Frame.BlockZero z -> out.u16(z.disk()).u64(z.offset()).u64(z.length());
+            case Frame.PassEnd p -> out.u32(p.pass()).u64(p.dirtyBytesLeft());
+            case Frame.Ram r -> out.buffer(r.data());
+            case Frame.RamEof e -> { }
+            case Frame.DisksDone d -> {
+                out.u16(d.groupDigests().size());
+                for (int[] digests : d.groupDigests()) {
+                    out.u32(digests.length);
+                    for (int digest : digests) {
+                        out.u32(digest);
+                    }
+                }
+            }
+            case Frame.Verified v -> { }
+            case Frame.DestReady r -> { }
+            case Frame.Commit c -> { }
+            case Frame.Running r -> { }
+            case Frame.Error e -> out.string(e.phase()).string(e.message());
+            case Frame.Cancel c -> out.string(c.reason());
+        }
+        return out.done();
+    }
+
+    /** Decodes a payload whose CRC has been checked. BLOCK_DATA and RAM keep a view of {@code payload}. */
+    public static Frame decodePayload(Type type, ByteBuffer payload) throws WireException {
+        In in = new In(type, payload.duplicate().order(ByteOrder.BIG_ENDIAN));
+        Frame frame = switch (type) {
+            case INVALID -> throw new WireException("frame type 0 is reserved");
+            case HELLO -> {
+                int version = in.u16();
+                String name = in.string();
+                int granule = in.u32();
+                boolean copyDisks = in.u8() != 0;
+                boolean incremental = in.u8() != 0;
+                int count = in.u16();
+                if (count > MAX_DISKS) {
+                    throw new WireException("HELLO offers " + count + " disks, max " + MAX_DISKS);
+                }
+                List<Frame.DiskOffer> disks = new ArrayList<>(count);
+                for (int i = 0; i < count; i++) {
+                    String id = in.string();
+                    long size = in.u64();
+                    String format = in.string();
+                    Optional<Frame.BaseIdentity> base = in.u8() != 0
+                            ? Optional.of(new Frame.BaseIdentity(in.string(), in.u64(), in.bytes(32)))
+                            : Optional.empty();
+                    disks.add(new Frame.DiskOffer(id, size, format, base));
+                }
+                yield new Frame.Hello(version, name, granule, copyDisks, incremental, disks);
+            }
+            case WELCOME -> {
+                int count = in.u16();
+                if (count > MAX_DISKS) {
+                    throw new WireException("WELCOME lists " + count + " disks, max " + MAX_DISKS);
+                }
+                List<Boolean> fresh = new ArrayList<>(count);
+                for (int i = 0; i < count; i++) {
+                    fresh.add(in.u8() != 0);
+                }
+                yield new Frame.Welcome(fresh);
+            }
+            case BLOCK_DATA -> {
+                int disk = in.u16();
+                long offset = in.u64();
+                yield new Frame.BlockData(disk, offset, in.rest());
+            }
+            case BLOCK_ZERO -> new Frame.BlockZero(in.u16(), in.u64(), in.u64());
+            case PASS_END -> new Frame.PassEnd(in.u32(), in.u64());
+            case RAM -> new Frame.Ram(in.rest());
+            case RAM_EOF -> new Frame.RamEof();
+            case DISKS_DONE -> {
+                int disks = in.u16();
+                if (disks > MAX_DISKS) {
+                    throw new WireException("DISKS_DONE lists " + disks + " disks, max " + MAX_DISKS);
+                }
+                List<int[]> all = new ArrayList<>(disks);
+                for (int d = 0; d < disks; d++) {
+                    int count = in.u32();
+                    if (count < 0 || (long) count * 4 > in.remaining()) {
+                        throw new WireException("DISKS_DONE digest count " + count + " exceeds the payload");
+                    }
+                    int[] digests = new int[count];
+                    for (int i = 0; i < count; i++) {
+                        digests[i] = in.u32();
+                    }
+                    all.add(digests);
+                }
+                yield new Frame.DisksDone(all);
+            }
+            case VERIFIED -> new Frame.Verified();
+            case DEST_READY -> new Frame.DestReady();
+            case COMMIT -> new Frame.Commit();
+            case RUNNING -> new Frame.Running();
+            case ERROR -> new Frame.Error(in.string(), in.string());
+            case CANCEL -> new Frame.Cancel(in.string());
+        };
+        in.end();
+        return frame;
+    }
+
+    private static final class Out {
+        private ByteBuffer buffer = ByteBuffer.allocate(256);
+
+        private Out need(int bytes) {
+            if (buffer.remaining() < bytes) {
+                ByteBuffer bigger = ByteBuffer.allocate(Math.max(buffer.capacity() * 2, buffer.position() + bytes));
+                buffer.flip();
+                bigger.put(buffer);
+                buffer = bigger;
+            }
+            return this;
+        }
+
+        Out u8(int v) { need(1).buffer.put((byte) v); return this; }
+        Out u16(int v) { need(2).buffer.putShort((short) v); return this; }
+        Out u32(int v) { need(4).buffer.putInt(v); return this; }
+        Out u64(long v) { need(8).buffer.putLong(v); return this; }
+
+        Out bytes(byte[] v) { need(v.length).buffer.put(v); return this; }
+
+        Out buffer(ByteBuffer v) { need(v.remaining()).buffer.put(v.duplicate()); return this; }
+
+        Out string(String s) {
+            byte[] utf8 = s.getBytes(StandardCharsets.UTF_8);
+            if (utf8.length > MAX_STRING) {
+                utf8 = java.util.Arrays.copyOf(utf8, MAX_STRING);
+            }
+            return u16(utf8.length).bytes(utf8);
+        }
+
+        ByteBuffer done() {
+            return buffer.flip();
+        }
+    }
+
+    private static final class In {
+        private final Type type;
+        private final ByteBuffer buffer;
+
+        In(Type type, ByteBuffer buffer) {
+            this.type = type;
+            this.buffer = buffer;
+        }
+
+        private void need(int bytes) throws WireException {
+            if (buffer.remaining() < bytes) {
+                throw new WireException("truncated " + type + " payload: needs " + bytes + " more bytes at payload offset "
+                        + buffer.position() + ", has " + buffer.remaining());
+            }
+        }
+
+        int remaining() { return buffer.remaining(); }
+        int u8() throws WireException { need(1); return Byte.toUnsignedInt(buffer.get()); }
+        int u16() throws WireException { need(2); return Short.toUnsignedInt(buffer.getShort()); }
+        int u32() throws WireException { need(4); return buffer.getInt(); }
+        long u64() throws WireException { need(8); return buffer.getLong(); }
+
+        byte[] bytes(int length) throws WireException {
+            need(length);
+            byte[] out = new byte[length];
+            buffer.get(out);
+            return out;
+        }
+
+        String string() throws WireException {
+            int length = u16();
+            if (length > MAX_STRING) {
+                throw new WireException(type + " string of " + length + " bytes exceeds " + MAX_STRING);
+            }
+            return new String(bytes(length), StandardCharsets.UTF_8);
+        }
+
+        ByteBuffer rest() {
+            ByteBuffer rest = buffer.slice();
+            buffer.position(buffer.limit());
+            return rest;
+        }
+
+        void end() throws WireException {
+            if (buffer.hasRemaining()) {
+                throw new WireException(type + " payload has " + buffer.remaining() + " unexpected trailing bytes");
+            }
+        }
+    }
+}
