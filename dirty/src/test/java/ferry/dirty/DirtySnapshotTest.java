@@ -13,7 +13,11 @@ class DirtySnapshotTest {
 
     private static List<Run> runs(DirtySnapshot snapshot, long maxRunGranules) {
         List<Run> runs = new ArrayList<>();
-        snapshot.forEachRun(maxRunGranules, (first, count) -> runs.add(new Run(first, count)));
+        try {
+            snapshot.forEachRun(maxRunGranules, (first, count) -> runs.add(new Run(first, count)));
+        } catch (java.io.IOException | InterruptedException e) {
+            throw new AssertionError("a visitor that only collects cannot fail", e);
+        }
         return runs;
     }
 

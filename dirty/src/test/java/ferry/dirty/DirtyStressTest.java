@@ -139,7 +139,7 @@ class DirtyStressTest {
 
     /** One iterate pass: clear the dirty set, then copy each dirty run (clear before read: DirtyBitmap). */
     private static long copyPass(DirtyBitmap bitmap, BlockImage source, BlockImage destination, ByteBuffer buffer)
-            throws ImageException {
+            throws java.io.IOException, InterruptedException {
         DirtySnapshot snapshot = bitmap.snapshotAndClear();
         long[] copied = {0};
         snapshot.forEachRun(MAX_RUN_GRANULES, (first, count) -> {
