@@ -27,7 +27,7 @@ final class DestinationSession {
     private static final System.Logger LOG = System.getLogger(DestinationSession.class.getName());
     static final long SOURCE_SILENCE_TIMEOUT_MS = 120_000;
     /** Test hook: {@code -Dferry.fault=drop-block} drops one BLOCK_DATA frame, which the digest check must catch. */
-    private static final boolean DROP_ONE_BLOCK = "drop-block".equals(System.getProperty("ferry.fault"));
+    private final boolean dropOneBlock = "drop-block".equals(System.getProperty("ferry.fault"));
 
     private enum State { AWAIT_HELLO, RECEIVING, VERIFIED, RUNNING }
 
@@ -202,7 +202,7 @@ final class DestinationSession {
     private void block(Frame.BlockData block) throws MigrationException {
         int length = block.data().remaining();
         BlockImage image = image(block.disk(), block.offset(), length);
-        if (DROP_ONE_BLOCK && !dropped) {
+        if (dropOneBlock && !dropped) {
             dropped = true;
             LOG.log(System.Logger.Level.WARNING, "test hook ferry.fault=drop-block: dropping block at offset " + block.offset());
             return;

@@ -1,0 +1,208 @@
+package ferry.migration;
+
+import ferry.image.BlockImage;
+import ferry.image.ImageException;
+import ferry.image.raw.RawImage;
+import ferry.migration.wire.Frame;
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicReference;
+
+/**
+ * Stand-ins for the two QEMU processes, for in-process protocol tests: the source "QEMU" writes a
+ * known RAM stream into the tunnel, pauses at pre-switchover, and writes a device-state tail after
+ * migrate-continue; the destination "QEMU" listens, collects every byte, and reports completed at
+ * EOF-of-stream marker. The real QEMU is used by the VM tests.
+ */
+final class FakeQemu {
+    static final byte[] RAM = pattern(3 << 20, 7);
+    static final byte[] DEVICE_STATE = pattern(4096, 11);
+
+    static byte[] pattern(int length, int seed) {
+        byte[] bytes = new byte[length];
+        for (int i = 0; i < length; i++) {
+            bytes[i] = (byte) (i * 31 + seed + (i >>> 9));
+        }
+        return bytes;
+    }
+
+    /** The source side. */
+    static final class Source implements SourceVm {
+        final AtomicBoolean resumed = new AtomicBoolean();
+        final AtomicBoolean cancelled = new AtomicBoolean();
+        private volatile SocketChannel tunnel;
+        private volatile RamListener listener;
+        private Thread writerThread;
+
+        @Override
+        public void startRamMigration(Path tunnelSocket, RamListener listener) throws MigrationException {
+            this.listener = listener;
+            writerThread = Thread.ofVirtual().name("fake-qemu-src").start(() -> {
+                try {
+                    SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+                    ch.connect(UnixDomainSocketAddress.of(tunnelSocket));
+                    tunnel = ch;
+                    listener.ramStatus("active");
+                    writeAll(ch, RAM);
+                    listener.ramStatus("pre-switchover");
+                } catch (IOException e) {
+                    if (!cancelled.get()) {
+                        listener.ramStatus("failed");
+                    }
+                }
+            });
+        }
+
+        @Override
+        public void continueSwitchover() throws MigrationException {
+            try {
+                writeAll(tunnel, DEVICE_STATE);
+                tunnel.close();
+                listener.ramStatus("completed");
+            } catch (IOException e) {
+                throw new MigrationException(Phase.SWITCHOVER, "fake QEMU could not send its device state", e);
+            }
+        }
+
+        @Override
+        public void cancelRamMigration() {
+            cancelled.set(true);
+            try {
+                if (tunnel != null) {
+                    tunnel.close();
+                }
+                if (writerThread != null) {
+                    writerThread.join();
+                }
+            } catch (IOException | InterruptedException e) {
+                throw new AssertionError(e);
+            }
+        }
+
+        @Override
+        public void resume() {
+            resumed.set(true);
+        }
+
+        @Override
+        public MigrationReport.Ram ramStats() {
+            return MigrationReport.Ram.NONE;
+        }
+    }
+
+    static void writeAll(SocketChannel ch, byte[] bytes) throws IOException {
+        ByteBuffer buffer = ByteBuffer.wrap(bytes);
+        while (buffer.hasRemaining()) {
+            ch.write(buffer);
+        }
+    }
+
+    /** The destination side: creates raw images in a directory, "QEMU" collects its RAM stream. */
+    static final class Destination implements DestinationHost {
+        private final Path dir;
+        final List<Prepared> prepared = new ArrayList<>();
+
+        Destination(Path dir) {
+            this.dir = dir;
+        }
+
+        @Override
+        public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
+            try {
+                Prepared vm = new Prepared(dir, hello, prepared.size());
+                prepared.add(vm);
+                return vm;
+            } catch (IOException e) {
+                throw new MigrationException(Phase.HANDSHAKE, "fake destination could not prepare: " + e.getMessage(), e);
+            }
+        }
+
+        Prepared last() {
+            return prepared.get(prepared.size() - 1);
+        }
+    }
+
+    static final class Prepared implements DestinationHost.PreparedVm {
+        final List<BlockImage> images = new ArrayList<>();
+        final List<Path> paths = new ArrayList<>();
+        final Path socket;
+        final java.io.ByteArrayOutputStream received = new java.io.ByteArrayOutputStream();
+        final AtomicBoolean resumed = new AtomicBoolean();
+        final AtomicReference<String> aborted = new AtomicReference<>();
+        private final ServerSocketChannel server;
+        private final Thread reader;
+        private volatile SourceVm.RamListener listener;
+
+        Prepared(Path dir, Frame.Hello hello, int attempt) throws IOException {
+            for (Frame.DiskOffer offer : hello.disks()) {
+                Path path = dir.resolve(offer.id() + "-" + attempt + ".raw");
+                images.add(RawImage.create(path, offer.size()));
+                paths.add(path);
+            }
+            socket = dir.resolve("qemu-in-" + attempt + ".sock");
+            server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+            server.bind(UnixDomainSocketAddress.of(socket));
+            reader = Thread.ofVirtual().name("fake-qemu-dst").start(this::collect);
+        }
+
+        private void collect() {
+            try (SocketChannel ch = server.accept()) {
+                ByteBuffer buffer = ByteBuffer.allocate(64 << 10);
+                while (ch.read(buffer.clear()) >= 0) {
+                    synchronized (received) {
+                        received.write(buffer.array(), 0, buffer.position());
+                        if (received.size() == RAM.length + DEVICE_STATE.length && listener != null) {
+                            listener.ramStatus("completed");
+                        }
+                    }
+                }
+            } catch (IOException e) {
+                // the session closed the tunnel: the test's assertions say whether that was right
+            }
+        }
+
+        byte[] receivedBytes() {
+            synchronized (received) {
+                return received.toByteArray();
+            }
+        }
+
+        @Override public List<BlockImage> images() { return images; }
+        @Override public List<Boolean> fresh() { return images.stream().map(i -> true).toList(); }
+        @Override public Path ramSocket() { return socket; }
+        @Override public void ramListener(SourceVm.RamListener listener) { this.listener = listener; }
+        @Override public void resume() { resumed.set(true); }
+
+        @Override
+        public void abort(String reason) {
+            aborted.set(reason);
+            try {
+                server.close();
+                for (BlockImage image : images) {
+                    image.close();
+                }
+                for (Path path : paths) {
+                    Files.deleteIfExists(path);
+                }
+            } catch (IOException e) {
+                throw new AssertionError(e);
+            }
+        }
+
+        void close() throws ImageException, IOException {
+            server.close();
+            for (BlockImage image : images) {
+                image.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,111 @@
+package ferry.migration;
+
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A loopback TCP proxy between source and destination that can cut the link or flip one byte
+ * after a given number of source-to-destination bytes (Aeron-style fault injection). Handles one
+ * connection at a time; each new connection is passed through unharmed unless re-armed.
+ */
+final class FaultProxy implements AutoCloseable {
+    private final ServerSocketChannel server;
+    private volatile int targetPort;
+    private final Thread acceptor;
+    private final AtomicLong forwarded = new AtomicLong();
+    private volatile long cutAfter = Long.MAX_VALUE;
+    private volatile long flipAt = Long.MAX_VALUE;
+
+    FaultProxy(int targetPort) throws IOException {
+        this.targetPort = targetPort;
+        server = ServerSocketChannel.open().bind(new InetSocketAddress("127.0.0.1", 0));
+        acceptor = Thread.ofVirtual().name("fault-proxy").start(this::accept);
+    }
+
+    /** Later connections go to {@code port}. */
+    void retarget(int port) {
+        targetPort = port;
+    }
+
+    int port() throws IOException {
+        return ((InetSocketAddress) server.getLocalAddress()).getPort();
+    }
+
+    /** The next connection is cut after {@code bytes} source-to-destination bytes. */
+    void cutAfter(long bytes) {
+        cutAfter = bytes;
+    }
+
+    /** The next connection gets byte number {@code index} (source to destination) flipped. */
+    void flipAt(long index) {
+        flipAt = index;
+    }
+
+    long forwarded() {
+        return forwarded.get();
+    }
+
+    private void accept() {
+        try {
+            while (true) {
+                SocketChannel client = server.accept();
+                SocketChannel upstream = SocketChannel.open(new InetSocketAddress("127.0.0.1", targetPort));
+                long cut = cutAfter;
+                long flip = flipAt;
+                cutAfter = Long.MAX_VALUE;
+                flipAt = Long.MAX_VALUE;
+                forwarded.set(0);
+                Thread.ofVirtual().start(() -> pump(client, upstream, cut, flip, true));
+                Thread.ofVirtual().start(() -> pump(upstream, client, Long.MAX_VALUE, Long.MAX_VALUE, false));
+            }
+        } catch (IOException e) {
+            // the proxy was closed
+        }
+    }
+
+    private void pump(SocketChannel from, SocketChannel to, long cut, long flip, boolean count) {
+        ByteBuffer buffer = ByteBuffer.allocate(64 << 10);
+        long done = 0;
+        try {
+            while (from.read(buffer.clear()) >= 0) {
+                buffer.flip();
+                if (done + buffer.remaining() > cut) {
+                    buffer.limit(buffer.position() + (int) (cut - done));
+                    while (buffer.hasRemaining()) {
+                        to.write(buffer);
+                    }
+                    break;
+                }
+                if (flip >= done && flip < done + buffer.remaining()) {
+                    int at = (int) (flip - done);
+                    buffer.put(at, (byte) ~buffer.get(at));
+                }
+                done += buffer.remaining();
+                if (count) {
+                    forwarded.set(done);
+                }
+                while (buffer.hasRemaining()) {
+                    to.write(buffer);
+                }
+            }
+        } catch (IOException e) {
+            // one side closed: close both below
+        } finally {
+            try {
+                from.close();
+                to.close();
+            } catch (IOException e) {
+                throw new AssertionError(e);
+            }
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        server.close();
+    }
+}

@@ -1,0 +1,231 @@
+package ferry.migration;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ferry.dirty.DirtyTrackingImage;
+import ferry.image.raw.RawImage;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+import java.util.Random;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The migration protocol end to end in one JVM over loopback TCP, with stand-ins for the two
+ * QEMUs: disks must arrive identical, RAM bytes in order and whole, and every fault must leave the
+ * source running and the destination clean, with a retry that succeeds.
+ */
+class MigrationLoopbackTest {
+    private static final long DISK_SIZE = 32L << 20;
+
+    @TempDir Path tmp;
+    private Path srcDir;
+    private Path dstDir;
+    private RawImage sourceRaw;
+    private DirtyTrackingImage source;
+    private FakeQemu.Destination host;
+    private MigrationDestination destination;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        srcDir = Files.createDirectories(tmp.resolve("src"));
+        dstDir = Files.createDirectories(tmp.resolve("dst"));
+        sourceRaw = RawImage.create(srcDir.resolve("disk0.raw"), DISK_SIZE);
+        Random random = new Random(42);
+        byte[] chunk = new byte[1 << 20];
+        for (long offset = 0; offset < DISK_SIZE / 2; offset += 3L << 20) {   // data with holes between
+            random.nextBytes(chunk);
+            sourceRaw.write(offset, ByteBuffer.wrap(chunk));
+        }
+        source = new DirtyTrackingImage(sourceRaw);
+        host = new FakeQemu.Destination(dstDir);
+        destination = new MigrationDestination("127.0.0.1", 0, host);
+        destination.start();
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        destination.close();
+        sourceRaw.close();
+    }
+
+    private MigrationSource migrate(int port, FakeQemu.Source vm) {
+        MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", source, Optional.empty())), vm,
+                new MigrationRequest("127.0.0.1", port, true, false), MigrationParameters.defaults().withMaxBandwidth(1L << 30), srcDir);
+        migration.start();
+        return migration;
+    }
+
+    @Test
+    void shouldCopyDiskAndRamWhileTheGuestWrites() throws Exception {
+        AtomicBoolean stop = new AtomicBoolean();
+        AtomicLong written = new AtomicLong();
+        Thread guest = Thread.ofVirtual().start(() -> {
+            Random random = new Random(7);
+            ByteBuffer record = ByteBuffer.allocateDirect(4096);
+            try {
+                for (int i = 0; i < 200_000 && !stop.get(); i++) {
+                    random.nextBytes(new byte[0]);
+                    record.clear();
+                    while (record.hasRemaining()) {
+                        record.put((byte) random.nextInt());
+                    }
+                    record.flip();
+                    source.write((random.nextLong(DISK_SIZE / 4096)) * 4096, record);
+                    written.incrementAndGet();
+                }
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+        });
+        Thread.sleep(50);
+        FakeQemu.Source vm = new FakeQemu.Source();
+        MigrationSource migration = migrate(destination.port(), vm);
+        // The guest keeps writing during the bulk and dirty passes; the fake QEMU pauses it at pre-switchover.
+        assertTrue(migration.await(60_000), "migration did not finish");
+        stop.set(true);
+        guest.join();
+        MigrationReport report = migration.stats().report();
+        assertEquals(MigrationStatus.COMPLETED, report.status(), () -> "source: " + report.error());
+        assertTrue(destination.awaitCompleted(5_000));
+        assertTrue(written.get() > 0);
+        FakeQemu.Prepared prepared = host.last();
+        assertTrue(prepared.resumed.get(), "destination VM was not resumed");
+        assertFalse(vm.resumed.get(), "source VM must stay paused after a completed migration");
+        byte[] ram = prepared.receivedBytes();
+        assertEquals(FakeQemu.RAM.length + FakeQemu.DEVICE_STATE.length, ram.length);
+        assertArrayEquals(FakeQemu.RAM, java.util.Arrays.copyOf(ram, FakeQemu.RAM.length));
+        prepared.close();
+        // The guest stopped writing before the final pass only in the fake; compare with what the source holds now
+        // minus writes after switchover: the fake QEMU's pre-switchover does not pause our writer, so stop it first
+        // in the next test. Here the source writer may have written after the final pass: check digests passed.
+        assertTrue(report.diskTransferredBytes() >= DISK_SIZE / 2 * 1 / 3, "bulk pass sent too little: " + report.diskTransferredBytes());
+    }
+
+    @Test
+    void shouldLeaveByteIdenticalImagesWhenTheGuestIsQuietAtSwitchover() throws Exception {
+        FakeQemu.Source vm = new FakeQemu.Source();
+        MigrationSource migration = migrate(destination.port(), vm);
+        assertTrue(migration.await(60_000));
+        assertEquals(MigrationStatus.COMPLETED, migration.stats().report().status(), () -> migration.stats().report().error().orElse(""));
+        FakeQemu.Prepared prepared = host.last();
+        prepared.close();
+        assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+        // holes stay holes: the destination image is as sparse as the source
+        long srcBlocks = allocatedBlocks(srcDir.resolve("disk0.raw"));
+        long dstBlocks = allocatedBlocks(prepared.paths.get(0));
+        assertTrue(dstBlocks <= srcBlocks + 64, "destination not sparse: " + dstBlocks + " vs " + srcBlocks);
+    }
+
+    private static long allocatedBlocks(Path file) throws Exception {
+        Process stat = new ProcessBuilder("stat", "-c", "%b", file.toString()).start();
+        String out = new String(stat.getInputStream().readAllBytes()).trim();
+        assertEquals(0, stat.waitFor());
+        return Long.parseLong(out);
+    }
+
+    @Test
+    void shouldResumeSourceAndCleanDestinationWhenTheLinkIsCutInEveryPhase() throws Exception {
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            FakeQemu.Source first = new FakeQemu.Source();
+            MigrationSource measured = migrate(proxy.port(), first);
+            assertTrue(measured.await(60_000));
+            assertEquals(MigrationStatus.COMPLETED, measured.stats().report().status());
+            host.last().close();
+            long total = proxy.forwarded();
+            destination.close();
+            destination = new MigrationDestination("127.0.0.1", 0, host);
+            destination.start();
+            proxy.retarget(destination.port());
+            // handshake, bulk pass, RAM, the device-state tail of switchover (before COMMIT)
+            long[] cuts = {100, 64 << 10, total / 2, total * 9 / 10, total - 100};
+            for (long cut : cuts) {
+                proxy.cutAfter(cut);
+                FakeQemu.Source vm = new FakeQemu.Source();
+                MigrationSource migration = migrate(proxy.port(), vm);
+                assertTrue(migration.await(60_000));
+                MigrationReport report = migration.stats().report();
+                assertEquals(MigrationStatus.FAILED, report.status(), "cut after " + cut + " bytes");
+                assertTrue(report.error().isPresent());
+                assertTrue(vm.resumed.get(), "source VM not resumed after cut at " + cut);
+                awaitAborted(host.prepared.isEmpty() ? null : host.last(), cut);
+            }
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource retry = migrate(proxy.port(), vm);
+            assertTrue(retry.await(60_000));
+            assertEquals(MigrationStatus.COMPLETED, retry.stats().report().status(), () -> retry.stats().report().error().orElse(""));
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+        }
+    }
+
+    private void awaitAborted(FakeQemu.Prepared prepared, long cut) throws InterruptedException {
+        if (prepared == null) {
+            return;   // cut before the destination prepared anything
+        }
+        long deadline = System.currentTimeMillis() + 10_000;
+        while (prepared.aborted.get() == null && System.currentTimeMillis() < deadline) {
+            Thread.sleep(10);
+        }
+        assertNotNull(prepared.aborted.get(), "destination did not abort after cut at " + cut);
+        assertFalse(Files.exists(prepared.paths.get(0)), "destination left its image behind after cut at " + cut);
+    }
+
+    @Test
+    void shouldRefuseACorruptStreamAndResumeTheSource() throws Exception {
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            proxy.flipAt(5L << 20);
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm);
+            assertTrue(migration.await(60_000));
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.FAILED, report.status());
+            assertTrue(vm.resumed.get());
+            awaitAborted(host.last(), 5L << 20);
+            assertTrue(destination.stats().report().error().orElse("").contains("checksum mismatch"),
+                    () -> "destination error: " + destination.stats().report().error());
+        }
+    }
+
+    @Test
+    void shouldAbortSwitchoverWhenDigestsDiffer() throws Exception {
+        System.setProperty("ferry.fault", "drop-block");
+        try {
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(destination.port(), vm);
+            assertTrue(migration.await(60_000));
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.FAILED, report.status());
+            assertTrue(report.error().orElse("").contains("digest mismatch"), () -> "error: " + report.error());
+            assertTrue(vm.resumed.get());
+            assertFalse(host.last().resumed.get(), "destination VM must not run after a digest mismatch");
+        } finally {
+            System.clearProperty("ferry.fault");
+        }
+    }
+
+    @Test
+    void shouldCancelAndResume() throws Exception {
+        FakeQemu.Source vm = new FakeQemu.Source();
+        MigrationSource migration = migrate(destination.port(), vm);
+        migration.maxBandwidth(2L << 20);           // slow enough to cancel mid-bulk
+        Thread.sleep(300);
+        migration.cancel("user asked");
+        assertTrue(migration.await(30_000));
+        assertEquals(MigrationStatus.CANCELLED, migration.stats().report().status());
+        assertTrue(vm.resumed.get());
+        awaitAborted(host.last(), -1);
+    }
+}
