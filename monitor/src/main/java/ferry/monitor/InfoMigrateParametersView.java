@@ -1,0 +1,19 @@
+package ferry.monitor;
+
+import ferry.migration.MigrationParameters;
+
+/**
+ * Renders {@code info migrate_parameters} in QEMU 7.2's line shapes ({@code name: value unit}) for the
+ * parameters Ferry owns; {@code granule-size} is Ferry's own. Stable interface: {@code docs/monitor.md}.
+ *
+ * <p>Stateless; any thread may call it.
+ */
+public final class InfoMigrateParametersView {
+    private InfoMigrateParametersView() {}
+
+    public static String render(MigrationParameters parameters) {
+        return MigrationParameter.MAX_BANDWIDTH.qemuName() + ": " + parameters.maxBandwidthBytesPerSec() + " bytes/second\n"
+                + MigrationParameter.DOWNTIME_LIMIT.qemuName() + ": " + parameters.downtimeLimitMs() + " ms\n"
+                + MigrationParameter.GRANULE_SIZE.qemuName() + ": " + parameters.granuleSize() + " bytes\n";
+    }
+}

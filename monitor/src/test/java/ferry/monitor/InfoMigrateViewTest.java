@@ -1,0 +1,158 @@
+package ferry.monitor;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import ferry.migration.MigrationParameters;
+import ferry.migration.MigrationReport;
+import ferry.migration.MigrationStatus;
+import ferry.migration.Phase;
+import java.util.Optional;
+import java.util.OptionalLong;
+import org.junit.jupiter.api.Test;
+
+/** Golden texts: a change here is a change of a documented interface (docs/monitor.md). */
+class InfoMigrateViewTest {
+    private static final long MIB = 1 << 20;
+
+    @Test
+    void shouldPrintNothingWithoutMigrationAsQemuPrintsNoStatus() {
+        assertEquals("", InfoMigrateView.render(MigrationReport.idle()));
+    }
+
+    @Test
+    void shouldRenderActiveDirtyPassWithQemuLinesThenFerryLines() {
+        var ram = new MigrationReport.Ram(341 * 1024 + 1000, 66_056 * 1024, 66_056 * 1024, 16_465, 49, 120, 3);
+        var report = new MigrationReport(MigrationStatus.ACTIVE, Phase.ITERATE, 3, 12_345, 280, OptionalLong.empty(), ram,
+                1536 * MIB + 4095, 12 * MIB, 4096 * MIB, 1600 * MIB, 146_480_000, 2 * MIB, 250, Optional.empty());
+        assertEquals("""
+                Migration status: active
+                total time: 12345 ms
+                expected downtime: 280 ms
+                transferred ram: 341 kbytes
+                throughput: 1171.84 mbps
+                remaining ram: 66056 kbytes
+                total ram: 66056 kbytes
+                duplicate: 16465 pages
+                skipped: 0 pages
+                normal: 49 pages
+                dirty sync count: 3
+                dirty pages rate: 120 pages
+                transferred disk: 1572867 kbytes
+                remaining disk: 12288 kbytes
+                total disk: 4194304 kbytes
+                ferry phase: dirty pass 3
+                ferry dirty passes: 3
+                ferry disk dirty rate: 2048 kbytes/s
+                ferry stream throughput: 143046 kbytes/s
+                ferry write throttle: 250 us per write
+                ferry wire bytes: 1677721600 bytes
+                """, InfoMigrateView.render(report));
+    }
+
+    @Test
+    void shouldRenderBulkPassBeforeRamStartsWithZeroRamAndThrottleOff() {
+        var report = new MigrationReport(MigrationStatus.ACTIVE, Phase.BULK_COPY, 0, 800, 0, OptionalLong.empty(),
+                MigrationReport.Ram.NONE, 100 * MIB, 3996 * MIB, 4096 * MIB, 101 * MIB, 125_000_000, 0, 0, Optional.empty());
+        assertEquals("""
+                Migration status: active
+                total time: 800 ms
+                expected downtime: 0 ms
+                transferred ram: 0 kbytes
+                throughput: 1000.00 mbps
+                remaining ram: 0 kbytes
+                total ram: 0 kbytes
+                duplicate: 0 pages
+                skipped: 0 pages
+                normal: 0 pages
+                dirty sync count: 0
+                transferred disk: 102400 kbytes
+                remaining disk: 4091904 kbytes
+                total disk: 4194304 kbytes
+                ferry phase: bulk
+                ferry dirty passes: 0
+                ferry disk dirty rate: 0 kbytes/s
+                ferry stream throughput: 122070 kbytes/s
+                ferry write throttle: off
+                ferry wire bytes: 105906176 bytes
+                """, InfoMigrateView.render(report));
+    }
+
+    @Test
+    void shouldRenderCompletedWithDowntimeInsteadOfExpectedDowntime() {
+        var ram = new MigrationReport.Ram(349_184, 0, 67_641_344, 16_465, 49, 0, 3);
+        var report = new MigrationReport(MigrationStatus.COMPLETED, Phase.COMPLETE, 7, 60_000, 0, OptionalLong.of(71), ram,
+                5000 * MIB, 0, 4096 * MIB, 5010 * MIB, 90_000_000, 0, 0, Optional.empty());
+        assertEquals("""
+                Migration status: completed
+                total time: 60000 ms
+                downtime: 71 ms
+                transferred ram: 341 kbytes
+                throughput: 720.00 mbps
+                remaining ram: 0 kbytes
+                total ram: 66056 kbytes
+                duplicate: 16465 pages
+                skipped: 0 pages
+                normal: 49 pages
+                dirty sync count: 3
+                transferred disk: 5120000 kbytes
+                remaining disk: 0 kbytes
+                total disk: 4194304 kbytes
+                ferry phase: complete
+                ferry dirty passes: 7
+                ferry disk dirty rate: 0 kbytes/s
+                ferry stream throughput: 87890 kbytes/s
+                ferry write throttle: off
+                ferry wire bytes: 5253365760 bytes
+                """, InfoMigrateView.render(report));
+    }
+
+    @Test
+    void shouldRenderFailureWithCauseOnStatusLineAsQemuAndFerryErrorLine() {
+        String cause = "migration send failed: peer=10.0.0.2:4444: Connection reset by peer";
+        var report = new MigrationReport(MigrationStatus.FAILED, Phase.BULK_COPY, 0, 4321, 0, OptionalLong.empty(),
+                MigrationReport.Ram.NONE, 10 * MIB, 20 * MIB, 30 * MIB, 10 * MIB + 512, 0, 0, 0, Optional.of(cause));
+        assertEquals("Migration status: failed (" + cause + ")\n"
+                + "total time: 4321 ms\n"
+                + "ferry phase: bulk\n"
+                + "ferry dirty passes: 0\n"
+                + "ferry disk dirty rate: 0 kbytes/s\n"
+                + "ferry stream throughput: 0 kbytes/s\n"
+                + "ferry write throttle: off\n"
+                + "ferry wire bytes: 10486272 bytes\n"
+                + "ferry error: " + cause + "\n", InfoMigrateView.render(report));
+    }
+
+    @Test
+    void shouldRenderSetupAndCancelledWithStatusAndTimeOnly() {
+        var setup = new MigrationReport(MigrationStatus.SETUP, Phase.HANDSHAKE, 0, 5, 0, OptionalLong.empty(),
+                MigrationReport.Ram.NONE, 0, 0, 0, 64, 0, 0, 0, Optional.empty());
+        assertEquals("""
+                Migration status: setup
+                total time: 5 ms
+                ferry phase: handshake
+                ferry dirty passes: 0
+                ferry disk dirty rate: 0 kbytes/s
+                ferry stream throughput: 0 kbytes/s
+                ferry write throttle: off
+                ferry wire bytes: 64 bytes
+                """, InfoMigrateView.render(setup));
+        var cancelled = new MigrationReport(MigrationStatus.CANCELLED, Phase.ITERATE, 2, 900, 0, OptionalLong.empty(),
+                MigrationReport.Ram.NONE, 0, 0, 0, 0, 0, 0, 0, Optional.empty());
+        assertEquals("Migration status: cancelled\ntotal time: 900 ms\nferry phase: dirty pass 2\n",
+                InfoMigrateView.render(cancelled).lines().limit(3).map(l -> l + "\n").reduce("", String::concat));
+    }
+
+    @Test
+    void shouldRenderParametersInQemuShape() {
+        assertEquals("""
+                max-bandwidth: 134217728 bytes/second
+                downtime-limit: 300 ms
+                granule-size: 65536 bytes
+                """, InfoMigrateParametersView.render(MigrationParameters.defaults()));
+        assertEquals("""
+                max-bandwidth: 104857600 bytes/second
+                downtime-limit: 500 ms
+                granule-size: 4096 bytes
+                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 4096)));
+    }
+}
