@@ -254,9 +254,9 @@ public final class QmpClient implements AutoCloseable {
         } catch (JsonException e) {
             fail(new QmpException(QmpException.Kind.PROTOCOL, null,
                     "qmp protocol error: socket=" + socketPath + ": " + e.getMessage(), e));
-        } catch (IOException e) {
-            fail(new QmpException(QmpException.Kind.IO, null,
-                    "qmp read failed: socket=" + socketPath + ": " + e.getMessage(), e));
+        } catch (IOException e) { // e.g. "Connection reset": QEMU died with our command unread
+            fail(new QmpException(QmpException.Kind.CLOSED, null, "qmp connection closed by QEMU: socket="
+                    + socketPath + ": " + e.getMessage() + " (did QEMU exit?)", e));
         } catch (Throwable t) { // a listener's bug: end the connection loudly rather than lose events
             fail(new QmpException(QmpException.Kind.PROTOCOL, null,
                     "qmp reader failed: socket=" + socketPath + ": " + t, t));
