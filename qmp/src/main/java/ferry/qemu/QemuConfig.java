@@ -1,0 +1,177 @@
+package ferry.qemu;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.regex.Pattern;
+
+/**
+ * What one QEMU process runs: the typed source of {@link QemuCommandLine}.
+ *
+ * @param name the VM's name ({@code -name}), also used in logs
+ * @param memoryMib guest RAM in MiB
+ * @param smp number of vCPUs
+ * @param machine QEMU machine type, e.g. {@code pc} or {@code q35}: the same on both ends of a migration
+ * @param kernel direct-boot kernel, if any ({@code -kernel})
+ * @param initrd initramfs for the direct-boot kernel, if any
+ * @param append kernel command line, if any
+ * @param disks the guest's disks, in order (the first is /dev/vda)
+ * @param serial where the guest's first serial port goes
+ * @param accelerator the accelerator chosen with {@link Accelerator#choose}
+ * @param qmpSocket the private QMP unix socket QEMU listens on
+ * @param incomingDefer start with {@code -incoming defer} (the destination of a migration)
+ * @param paused start with {@code -S}: CPUs stay stopped until QMP {@code cont}
+ * @param extraArgs raw arguments appended at the end
+ */
+public record QemuConfig(String name, int memoryMib, int smp, String machine, Optional<Path> kernel,
+                         Optional<Path> initrd, Optional<String> append, List<Disk> disks, Serial serial,
+                         Accelerator accelerator, Path qmpSocket, boolean incomingDefer, boolean paused,
+                         List<String> extraArgs) {
+
+    /** QEMU's id syntax: a letter, then letters, digits, '-', '.', '_'. */
+    private static final Pattern ID = Pattern.compile("[A-Za-z][A-Za-z0-9._-]{0,63}");
+
+    public QemuConfig {
+        Objects.requireNonNull(name, "name");
+        Objects.requireNonNull(machine, "machine");
+        Objects.requireNonNull(kernel, "kernel");
+        Objects.requireNonNull(initrd, "initrd");
+        Objects.requireNonNull(append, "append");
+        Objects.requireNonNull(serial, "serial");
+        Objects.requireNonNull(accelerator, "accelerator");
+        Objects.requireNonNull(qmpSocket, "qmpSocket");
+        disks = List.copyOf(disks);
+        extraArgs = List.copyOf(extraArgs);
+        if (name.isBlank()) {
+            throw new IllegalArgumentException("invalid VM config: name is empty");
+        }
+        if (memoryMib < 16) {
+            throw new IllegalArgumentException("invalid VM config: name=" + name + " memoryMib=" + memoryMib + " (at least 16)");
+        }
+        if (smp < 1 || smp > 288) {
+            throw new IllegalArgumentException("invalid VM config: name=" + name + " smp=" + smp + " (1 to 288)");
+        }
+        if (initrd.isPresent() && kernel.isEmpty()) {
+            throw new IllegalArgumentException("invalid VM config: name=" + name + " initrd given without a kernel");
+        }
+        if (append.isPresent() && kernel.isEmpty()) {
+            throw new IllegalArgumentException("invalid VM config: name=" + name + " append given without a kernel");
+        }
+        java.util.Set<String> ids = new java.util.HashSet<>();
+        for (Disk disk : disks) {
+            if (!ID.matcher(disk.id()).matches()) {
+                throw new IllegalArgumentException("invalid VM config: name=" + name + " disk id=" + disk.id()
+                        + " (a letter, then letters, digits, '-', '.', '_')");
+            }
+            if (!ids.add(disk.id())) {
+                throw new IllegalArgumentException("invalid VM config: name=" + name + " duplicate disk id=" + disk.id());
+            }
+        }
+    }
+
+    /** A minimal config: no kernel, no disks, serial none, not paused; add parts with the {@code with} methods. */
+    public static QemuConfig of(String name, int memoryMib, Accelerator accelerator, Path qmpSocket) {
+        return new QemuConfig(name, memoryMib, 1, "pc", Optional.empty(), Optional.empty(), Optional.empty(),
+                List.of(), new Serial.None(), accelerator, qmpSocket, false, false, List.of());
+    }
+
+    public QemuConfig withSmp(int cpus) {
+        return new QemuConfig(name, memoryMib, cpus, machine, kernel, initrd, append, disks, serial, accelerator,
+                qmpSocket, incomingDefer, paused, extraArgs);
+    }
+
+    public QemuConfig withKernel(Path kernelPath, Optional<Path> initrdPath, Optional<String> commandLine) {
+        return new QemuConfig(name, memoryMib, smp, machine, Optional.of(kernelPath), initrdPath, commandLine, disks,
+                serial, accelerator, qmpSocket, incomingDefer, paused, extraArgs);
+    }
+
+    public QemuConfig withDisks(List<Disk> newDisks) {
+        return new QemuConfig(name, memoryMib, smp, machine, kernel, initrd, append, newDisks, serial, accelerator,
+                qmpSocket, incomingDefer, paused, extraArgs);
+    }
+
+    public QemuConfig withSerial(Serial newSerial) {
+        return new QemuConfig(name, memoryMib, smp, machine, kernel, initrd, append, disks, newSerial, accelerator,
+                qmpSocket, incomingDefer, paused, extraArgs);
+    }
+
+    public QemuConfig withIncomingDefer(boolean defer) {
+        return new QemuConfig(name, memoryMib, smp, machine, kernel, initrd, append, disks, serial, accelerator,
+                qmpSocket, defer, paused, extraArgs);
+    }
+
+    public QemuConfig withPaused(boolean startPaused) {
+        return new QemuConfig(name, memoryMib, smp, machine, kernel, initrd, append, disks, serial, accelerator,
+                qmpSocket, incomingDefer, startPaused, extraArgs);
+    }
+
+    public QemuConfig withExtraArgs(List<String> args) {
+        return new QemuConfig(name, memoryMib, smp, machine, kernel, initrd, append, disks, serial, accelerator,
+                qmpSocket, incomingDefer, paused, args);
+    }
+
+    /** A guest disk, on a virtio-blk-pci device named {@code ID-dev}. */
+    public sealed interface Disk {
+        String id();
+
+        /** Served over NBD on a unix socket by Ferry's disk server (the normal case). */
+        record Nbd(String id, Path socket, String export) implements Disk {
+            public Nbd {
+                Objects.requireNonNull(id, "id");
+                Objects.requireNonNull(socket, "socket");
+                Objects.requireNonNull(export, "export");
+            }
+        }
+
+        /** An image file opened by QEMU itself, {@code format} raw or qcow2 (tests and the demo). */
+        record File(String id, Path path, String format) implements Disk {
+            public File {
+                Objects.requireNonNull(id, "id");
+                Objects.requireNonNull(path, "path");
+                Objects.requireNonNull(format, "format");
+            }
+        }
+    }
+
+    /** Where the guest's serial port goes. */
+    public sealed interface Serial {
+        record Stdio() implements Serial {}
+
+        record File(Path path) implements Serial {}
+
+        /** A unix socket QEMU listens on without waiting for a client. */
+        record Unix(Path path) implements Serial {}
+
+        record None() implements Serial {}
+
+        /** Parses {@code stdio}, {@code file:PATH}, {@code unix:PATH[,server,nowait]} or {@code none}. */
+        static Serial parse(String spec) {
+            if (spec.equals("stdio")) {
+                return new Stdio();
+            }
+            if (spec.equals("none")) {
+                return new None();
+            }
+            if (spec.startsWith("file:") && spec.length() > 5) {
+                return new File(Path.of(spec.substring(5)));
+            }
+            if (spec.startsWith("unix:") && spec.length() > 5) {
+                String rest = spec.substring(5);
+                int comma = rest.indexOf(',');
+                String path = comma < 0 ? rest : rest.substring(0, comma);
+                String options = comma < 0 ? "" : rest.substring(comma + 1);
+                for (String option : options.split(",")) {
+                    if (!option.isEmpty() && !option.equals("server") && !option.equals("nowait")
+                            && !option.equals("server=on") && !option.equals("wait=off")) {
+                        throw new IllegalArgumentException("invalid serial: serial=" + spec
+                                + " (unix sockets are always server,nowait)");
+                    }
+                }
+                return new Unix(Path.of(path));
+            }
+            throw new IllegalArgumentException("invalid serial: serial=" + spec
+                    + " (expected stdio, file:PATH, unix:PATH,server,nowait or none)");
+        }
+    }
+}

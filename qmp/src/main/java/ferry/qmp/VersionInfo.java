@@ -1,0 +1,14 @@
+package ferry.qmp;
+
+/** The reply of {@code query-version}, also sent in QMP's greeting: {@code 7.2.0}, package {@code Debian 1:7.2+dfsg-7}. */
+public record VersionInfo(int major, int minor, int micro, String pkg) {
+    static VersionInfo decode(Json.Obj ret) throws JsonException {
+        Json.Obj qemu = ret.object("qemu");
+        return new VersionInfo((int) qemu.number("major"), (int) qemu.number("minor"), (int) qemu.number("micro"),
+                ret.string("package").strip());
+    }
+
+    @Override public String toString() {
+        return major + "." + minor + "." + micro + (pkg.isEmpty() ? "" : " (" + pkg + ")");
+    }
+}
