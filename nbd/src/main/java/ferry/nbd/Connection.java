@@ -1,0 +1,71 @@
+package ferry.nbd;
+
+import java.io.IOException;
+import java.lang.System.Logger.Level;
+import java.nio.channels.SocketChannel;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * One client connection: handshake, then transmission, then close; one log line when it opens and
+ * one when it closes (with the reason). Nothing a client sends escapes as an exception: garbage or a
+ * vanished client ends this connection only. Runs on its own thread ({@code nbd-conn-N}).
+ */
+final class Connection implements Runnable {
+    private static final System.Logger LOG = System.getLogger(Connection.class.getName());
+    private static final int READ_AHEAD = 64 << 10;
+
+    private final String name;
+    private final SocketChannel channel;
+    private final List<NbdExport> exports;
+    private final String peer;
+
+    Connection(String name, SocketChannel channel, List<NbdExport> exports, String peer) {
+        this.name = name;
+        this.channel = channel;
+        this.exports = exports;
+        this.peer = peer;
+    }
+
+    String name() {
+        return name;
+    }
+
+    @Override
+    public void run() {
+        LOG.log(Level.INFO, () -> "nbd connection opened: conn=" + name + " peer=" + peer);
+        String why;
+        try (channel) {
+            WireIn in = new WireIn(channel, READ_AHEAD);
+            Optional<Handshake.Negotiated> negotiated = new Handshake(in, channel, exports).run();
+            if (negotiated.isEmpty()) {
+                why = "client ended the handshake";
+            } else {
+                Handshake.Negotiated n = negotiated.get();
+                why = new Transmission(channel, in, n, name, peer).run() + " export=" + n.export().name()
+                        + " structured=" + n.structured();
+            }
+        } catch (NbdException e) {
+            why = e.getMessage();
+        } catch (IOException e) {
+            why = "i/o failed: " + e.getMessage();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            why = "interrupted";
+        } catch (RuntimeException e) {
+            LOG.log(Level.ERROR, "nbd connection failed: conn=" + name + " peer=" + peer, e);
+            why = "internal error: " + e;
+        }
+        String reason = why;
+        LOG.log(Level.INFO, () -> "nbd connection closed: conn=" + name + " peer=" + peer + " reason=" + reason);
+    }
+
+    /** Ends the connection from outside (server close): the reader's next read fails. */
+    void shutdown() {
+        try {
+            channel.close();
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, () -> "close failed: conn=" + name + ": " + e.getMessage());
+        }
+    }
+}

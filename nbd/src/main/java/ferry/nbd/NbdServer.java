@@ -1,0 +1,192 @@
+package ferry.nbd;
+
+import ferry.linux.Threads;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.System.Logger.Level;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * An NBD server (fixed newstyle) for one or more {@link NbdExport}s on a unix socket or a TCP port.
+ * Every connection gets its own virtual thread ({@code nbd-conn-N}) and serves requests concurrently;
+ * all connections to an export share its image, so the server advertises CAN_MULTI_CONN.
+ *
+ * <p>Lifecycle: construct with {@link #unix} or {@link #tcp}, {@link #start()} binds and starts the
+ * accept thread ({@code nbd-accept}), {@link #close()} stops accepting, closes every connection,
+ * joins every thread and removes the socket file. Images are not flushed or closed here; their owner
+ * does that. The supervisor's thread calls start and close; everything else runs on the server's threads.
+ */
+public final class NbdServer implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(NbdServer.class.getName());
+
+    private final SocketAddress bindAddress;
+    private final Path socketPath;
+    private final List<NbdExport> exports;
+    private final Map<Connection, Thread> connections = new HashMap<>();
+    private final Set<String> exportNames = new HashSet<>();
+    private ServerSocketChannel listener;
+    private Thread acceptor;
+    private boolean closed;
+    private int nextConnection = 1;
+
+    private NbdServer(SocketAddress bindAddress, Path socketPath, List<NbdExport> exports) {
+        if (exports.isEmpty()) {
+            throw new IllegalArgumentException("an NBD server needs at least one export");
+        }
+        for (NbdExport export : exports) {
+            if (!exportNames.add(export.name())) {
+                throw new IllegalArgumentException("duplicate export name: name=" + export.name());
+            }
+        }
+        this.bindAddress = bindAddress;
+        this.socketPath = socketPath;
+        this.exports = List.copyOf(exports);
+    }
+
+    /** A server on a unix socket at {@code socket} (an existing socket file there is replaced). */
+    public static NbdServer unix(Path socket, List<NbdExport> exports) {
+        return new NbdServer(UnixDomainSocketAddress.of(socket), socket, exports);
+    }
+
+    /** A server on TCP; port 0 picks a free port (see {@link #port()} after start). */
+    public static NbdServer tcp(String host, int port, List<NbdExport> exports) {
+        return new NbdServer(new InetSocketAddress(host, port), null, exports);
+    }
+
+    public synchronized NbdServer start() throws IOException {
+        if (listener != null || closed) {
+            throw new IllegalStateException("server already started: address=" + bindAddress);
+        }
+        if (socketPath != null) {
+            if (Files.exists(socketPath) && !Files.isDirectory(socketPath)) {
+                Files.delete(socketPath);   // a stale socket from an earlier run
+            }
+            listener = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        } else {
+            listener = ServerSocketChannel.open();
+        }
+        try {
+            listener.bind(bindAddress, 64);
+        } catch (IOException e) {
+            listener.close();
+            throw new IOException("nbd listen failed: address=" + bindAddress + ": " + e.getMessage(), e);
+        }
+        acceptor = Threads.unstartedVirtual("nbd-accept", this::accept);
+        acceptor.start();
+        LOG.log(Level.INFO, () -> "nbd server listening: address=" + address() + " exports=" + exportNames);
+        return this;
+    }
+
+    /** The bound address (with the real port for TCP). */
+    public SocketAddress address() {
+        try {
+            ServerSocketChannel l = listener;
+            return l == null ? bindAddress : l.getLocalAddress();
+        } catch (IOException e) {
+            throw new UncheckedIOException("nbd address unavailable", e);
+        }
+    }
+
+    /** The bound TCP port, or -1 on a unix socket. */
+    public int port() {
+        return address() instanceof InetSocketAddress inet ? inet.getPort() : -1;
+    }
+
+    /** The socket path of a unix server, or null. */
+    public Path socketPath() {
+        return socketPath;
+    }
+
+    /** Open connections right now (for tests and status). */
+    public synchronized int connectionCount() {
+        return connections.size();
+    }
+
+    private void accept() {
+        try {
+            while (true) {
+                SocketChannel channel = listener.accept();
+                String peer = peerOf(channel);
+                synchronized (this) {
+                    if (closed) {
+                        channel.close();
+                        return;
+                    }
+                    Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, peer);
+                    Thread thread = Threads.unstartedVirtual(connection.name(), () -> {
+                        try {
+                            connection.run();
+                        } finally {
+                            forget(connection);
+                        }
+                    });
+                    connections.put(connection, thread);
+                    thread.start();
+                }
+            }
+        } catch (ClosedChannelException e) {
+            LOG.log(Level.DEBUG, "nbd server stopped accepting");
+        } catch (IOException e) {
+            LOG.log(Level.ERROR, "nbd accept failed: address=" + bindAddress, e);
+        }
+    }
+
+    private synchronized void forget(Connection connection) {
+        connections.remove(connection);
+    }
+
+    private static String peerOf(SocketChannel channel) {
+        try {
+            SocketAddress remote = channel.getRemoteAddress();
+            return remote instanceof UnixDomainSocketAddress ? "unix" : String.valueOf(remote);
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        List<Thread> threads;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            if (listener != null) {
+                listener.close();
+            }
+            connections.keySet().forEach(Connection::shutdown);
+            threads = new ArrayList<>(connections.values());
+        }
+        try {
+            if (acceptor != null) {
+                acceptor.join();
+            }
+            for (Thread t : threads) {
+                t.join();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted while joining nbd threads: address=" + bindAddress, e);
+        } finally {
+            if (socketPath != null && listener != null) {
+                Files.deleteIfExists(socketPath);
+            }
+        }
+        LOG.log(Level.INFO, () -> "nbd server closed: address=" + bindAddress);
+    }
+}
