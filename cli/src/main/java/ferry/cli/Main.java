@@ -1,11 +1,42 @@
 package ferry.cli;
 
-/** Entry point of {@code bin/ferry}. */
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Entry point of {@code bin/ferry}: {@code run} (supervise a VM), {@code serve} (a standalone NBD
+ * server), {@code demo} (the seed's workflow on two local hosts).
+ */
 public final class Main {
     private Main() {}
 
+    static final String USAGE = """
+            usage: ferry run [QEMU-style options]   start a VM whose disks Ferry serves (see ferry run --help)
+                   ferry serve --image PATH ...      serve a disk image over NBD (see ferry serve --help)
+                   ferry demo [--keep]               migrate a writing guest with its disk between two local hosts
+            """;
+
     public static void main(String[] args) {
-        System.err.println("usage: ferry run|serve|demo ...");
-        System.exit(2);
+        Logs.configure();
+        if (args.length == 0) {
+            System.err.print(USAGE);
+            System.exit(2);
+        }
+        List<String> rest = Arrays.asList(args).subList(1, args.length);
+        int code = switch (args[0]) {
+            case "run" -> RunCommand.run(rest);
+            case "serve" -> ServeCommand.run(rest, System.out, System.err);
+            case "demo" -> DemoCommand.run(rest);
+            case "-h", "--help", "help" -> {
+                System.out.print(USAGE);
+                yield 0;
+            }
+            default -> {
+                System.err.println("ferry: unknown command '" + args[0] + "'");
+                System.err.print(USAGE);
+                yield 2;
+            }
+        };
+        System.exit(code);
     }
 }

@@ -1,0 +1,61 @@
+package ferry.cli;
+
+import ferry.vm.Supervisor;
+import ferry.vm.VmConfig;
+import ferry.vm.VmConfigParser;
+import java.util.List;
+
+/**
+ * {@code ferry run}: starts and supervises one VM until it exits ({@code quit}, guest poweroff,
+ * SIGTERM/SIGINT). Exit status: 0 when the VM ended normally, 1 on a failure, 2 on bad options.
+ */
+final class RunCommand {
+    private RunCommand() {}
+
+    static final String HELP = """
+            usage: ferry run -name NAME -m MEM [-smp N] [-kernel F [-initrd F] [-append ARGS]]
+                             -drive file=PATH,format=raw|qcow2[,if=virtio][,id=ID] [-drive ...]
+                             [-serial stdio|file:PATH|unix:PATH,server,nowait|none]
+                             [-monitor stdio|unix:PATH,server,nowait|tcp:HOST:PORT,server,nowait|none]
+                             [-display none] [-accel kvm|tcg] [-incoming tcp:HOST:PORT [--incoming-overwrite]]
+                             [--qemu PATH] [--qemu-arg ARG]... [--runtime-dir DIR]
+            Starts QEMU with the disks served by Ferry. In the monitor: migrate -d -b tcp:DEST:PORT, info migrate.
+            """;
+
+    static int run(List<String> args) {
+        if (args.contains("--help") || args.contains("-h")) {
+            System.out.print(HELP);
+            return 0;
+        }
+        VmConfig config;
+        try {
+            config = VmConfigParser.parse(args);
+        } catch (VmConfigParser.BadOptionException e) {
+            System.err.println("ferry run: " + e.getMessage());
+            return 2;
+        }
+        Supervisor supervisor = new Supervisor(config);
+        Thread hook = new Thread(() -> stop(supervisor), "ferry-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            supervisor.start();
+            String why = supervisor.awaitExit();
+            System.err.println("ferry: " + config.name() + ": " + why);
+            return supervisor.crashed() ? 1 : 0;
+        } catch (Exception e) {
+            System.err.println("ferry run: " + config.name() + ": " + e.getMessage());
+            System.getLogger(RunCommand.class.getName()).log(System.Logger.Level.DEBUG, "start failed", e);
+            return 1;
+        } finally {
+            stop(supervisor);
+        }
+    }
+
+    private static void stop(Supervisor supervisor) {
+        try {
+            supervisor.close();
+        } catch (Exception e) {
+            System.err.println("ferry: stopping cleanly failed: " + e.getMessage());
+        }
+    }
+}

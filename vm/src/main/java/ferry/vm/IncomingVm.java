@@ -1,0 +1,252 @@
+package ferry.vm;
+
+import ferry.image.BlockImage;
+import ferry.image.Extent;
+import ferry.image.ImageException;
+import ferry.image.Images;
+import ferry.image.raw.RawImage;
+import ferry.migration.DestinationHost;
+import ferry.migration.MigrationException;
+import ferry.migration.Phase;
+import ferry.migration.SourceVm;
+import ferry.migration.wire.Frame;
+import ferry.qemu.QemuException;
+import ferry.qemu.QemuProcess;
+import ferry.qmp.MigrationState;
+import ferry.qmp.QmpCommand;
+import ferry.qmp.QmpEvent;
+import ferry.qmp.QmpException;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The destination host of {@code ferry run ... -incoming}: checks the source's offer against this
+ * host's {@code -drive}s, creates the images it needs (refusing to overwrite one that holds data
+ * unless {@code --incoming-overwrite}), serves them, and starts QEMU with {@code -incoming defer -S}
+ * listening for its RAM stream on a private unix socket.
+ *
+ * <p>Threads: {@link #prepare} runs on {@code migration-listen}.
+ */
+final class IncomingVm implements DestinationHost {
+    private static final System.Logger LOG = System.getLogger(IncomingVm.class.getName());
+
+    private final VmConfig config;
+    private final RuntimeDir runtime;
+    private final QemuLauncher launcher;
+
+    IncomingVm(VmConfig config, RuntimeDir runtime, QemuLauncher launcher) {
+        this.config = config;
+        this.runtime = runtime;
+        this.launcher = launcher;
+    }
+
+    @Override
+    public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
+        if (hello.disks().size() != config.drives().size()) {
+            throw new MigrationException(Phase.HANDSHAKE, "the source VM has " + hello.disks().size()
+                    + " disks, this destination was started with " + config.drives().size() + " -drive options");
+        }
+        List<Path> created = new ArrayList<>();
+        List<BlockImage> images = new ArrayList<>();
+        List<Boolean> fresh = new ArrayList<>();
+        try {
+            for (int i = 0; i < hello.disks().size(); i++) {
+                Frame.DiskOffer offer = hello.disks().get(i);
+                VmConfig.Drive drive = config.drives().get(i);
+                if (!offer.format().equals(drive.format())) {
+                    throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": source format " + offer.format()
+                            + ", destination -drive says " + drive.format());
+                }
+                if (hello.copyDisks()) {
+                    openForCopy(offer, drive, hello.incremental(), images, fresh, created);
+                } else {
+                    images.add(openShared(offer, drive));
+                    fresh.add(false);
+                }
+            }
+            VmDisks disks = VmDisks.serve(config.drives(), images, runtime.resolve("nbd.sock"));
+            return new Prepared(disks, hello.copyDisks() ? fresh : List.of(), created);
+        } catch (MigrationException e) {
+            undo(images, created);
+            throw e;
+        } catch (IOException e) {
+            undo(images, created);
+            throw new MigrationException(Phase.HANDSHAKE, e.getMessage(), e);
+        }
+    }
+
+    private void openForCopy(Frame.DiskOffer offer, VmConfig.Drive drive, boolean incremental, List<BlockImage> images,
+                             List<Boolean> fresh, List<Path> created) throws MigrationException, IOException {
+        Path file = drive.file();
+        if (incremental) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration (-i) needs qcow2"
+                    + " images with a backing file on both hosts; this destination cannot create qcow2 overlays yet");
+        }
+        if (Files.exists(file)) {
+            BlockImage existing = Images.open(file, drive.format(), false);
+            boolean holdsData = holdsData(existing);
+            if (existing.size() != offer.size()) {
+                existing.close();
+                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists with "
+                        + "a different size (" + existing.size() + " bytes, source has " + offer.size() + "); remove it or fix the path");
+            }
+            if (holdsData && !config.incomingOverwrite()) {
+                existing.close();
+                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists and holds data;"
+                        + " refusing to overwrite it (remove it, or start the destination with --incoming-overwrite)");
+            }
+            images.add(existing);
+            fresh.add(!holdsData);
+            return;
+        }
+        if (!drive.format().equals("raw")) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": creating " + drive.format()
+                    + " images on the destination is not supported yet; create " + file + " first");
+        }
+        Files.createDirectories(file.toAbsolutePath().getParent());
+        images.add(RawImage.create(file, offer.size()));
+        created.add(file);
+        fresh.add(true);
+    }
+
+    private static BlockImage openShared(Frame.DiskOffer offer, VmConfig.Drive drive) throws MigrationException, IOException {
+        if (!Files.exists(drive.file())) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": migrate without -b needs shared storage,"
+                    + " but " + drive.file() + " does not exist on the destination (use migrate -b to copy the disks)");
+        }
+        BlockImage image = Images.open(drive.file(), drive.format(), false);
+        if (image.size() != offer.size()) {
+            image.close();
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": shared image " + drive.file() + " has "
+                    + image.size() + " bytes here but " + offer.size() + " on the source: not the same disk");
+        }
+        return image;
+    }
+
+    private static boolean holdsData(BlockImage image) throws ImageException {
+        long offset = 0;
+        while (offset < image.size()) {
+            for (Extent extent : image.extents(offset, image.size() - offset)) {
+                if (extent.type() == Extent.Type.DATA) {
+                    return true;
+                }
+                offset = extent.end();
+            }
+        }
+        return false;
+    }
+
+    private static void undo(List<BlockImage> images, List<Path> created) {
+        for (BlockImage image : images) {
+            try {
+                image.close();
+            } catch (ImageException e) {
+                LOG.log(System.Logger.Level.ERROR, "closing " + image.describe() + " failed: " + e.getMessage());
+            }
+        }
+        for (Path file : created) {
+            try {
+                Files.deleteIfExists(file);
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.ERROR, "could not remove " + file + " after a failed migration: " + e.getMessage());
+            }
+        }
+    }
+
+    /** A VM being received: disks served, QEMU waiting for RAM. */
+    final class Prepared implements PreparedVm {
+        private final VmDisks disks;
+        private final List<Boolean> fresh;
+        private final List<Path> created;
+        private final Path ramSocket = runtime.resolve("ram-in.sock");
+        private volatile SourceVm.RamListener listener;
+        private QemuProcess qemu;
+
+        Prepared(VmDisks disks, List<Boolean> fresh, List<Path> created) throws MigrationException {
+            this.disks = disks;
+            this.fresh = fresh;
+            this.created = created;
+            try {
+                qemu = launcher.start(disks, true);
+                qemu.addListener(event -> {
+                    SourceVm.RamListener l = listener;
+                    if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
+                        l.ramStatus(status.qapiName());
+                    }
+                });
+                qemu.qmp().execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
+                qemu.qmp().execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
+            } catch (QemuException | QmpException e) {
+                abort("QEMU could not start");
+                throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed: " + e.getMessage(), e);
+            }
+        }
+
+        VmDisks disks() {
+            return disks;
+        }
+
+        QemuProcess qemu() {
+            return qemu;
+        }
+
+        @Override
+        public List<BlockImage> images() {
+            return disks.disks().stream().map(d -> (BlockImage) d.image()).toList();
+        }
+
+        @Override
+        public List<Boolean> fresh() {
+            return fresh;
+        }
+
+        @Override
+        public Path ramSocket() {
+            return ramSocket;
+        }
+
+        @Override
+        public void ramListener(SourceVm.RamListener listener) {
+            this.listener = listener;
+        }
+
+        @Override
+        public void resume() throws MigrationException {
+            try {
+                qemu.qmp().execute(new QmpCommand.Cont());
+            } catch (QmpException e) {
+                throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
+            }
+        }
+
+        @Override
+        public void abort(String reason) {
+            LOG.log(System.Logger.Level.WARNING, "dropping the incoming VM: " + reason);
+            if (qemu != null) {
+                try {
+                    qemu.close();
+                } catch (QemuException e) {
+                    LOG.log(System.Logger.Level.ERROR, "stopping the destination QEMU failed: " + e.getMessage());
+                }
+            }
+            try {
+                disks.close();
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.ERROR, "closing the destination disks failed: " + e.getMessage());
+            }
+            for (Path file : created) {
+                try {
+                    Files.deleteIfExists(file);
+                    LOG.log(System.Logger.Level.INFO, "removed " + file + " (created for the failed migration)");
+                } catch (IOException e) {
+                    LOG.log(System.Logger.Level.ERROR, "could not remove " + file + ": " + e.getMessage()
+                            + "; it is incomplete: delete it by hand");
+                }
+            }
+        }
+    }
+}

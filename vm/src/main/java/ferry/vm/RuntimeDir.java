@@ -1,0 +1,79 @@
+package ferry.vm;
+
+import java.io.IOException;
+import java.nio.file.DirectoryStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Comparator;
+import java.util.stream.Stream;
+
+/**
+ * The private directory (mode 0700) that holds one {@code ferry run}'s sockets: the disk server's
+ * NBD socket, QEMU's QMP socket, the RAM tunnel sockets, QEMU's log. Removed on exit. Directories
+ * left by a Ferry that was killed with {@code -9} are removed at the next start (their pid is gone).
+ */
+public final class RuntimeDir implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(RuntimeDir.class.getName());
+    private static final String PREFIX = "ferry-";
+    private final Path path;
+
+    private RuntimeDir(Path path) {
+        this.path = path;
+    }
+
+    public static RuntimeDir create(Path parent, String vmName) throws IOException {
+        Files.createDirectories(parent);
+        removeStale(parent);
+        String safe = vmName.replaceAll("[^A-Za-z0-9._-]", "_");
+        if (safe.length() > 24) {
+            safe = safe.substring(0, 24);                  // unix socket paths are limited to 108 bytes
+        }
+        Path dir = parent.resolve(PREFIX + safe + "-" + ProcessHandle.current().pid());
+        Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        return new RuntimeDir(dir);
+    }
+
+    public static Path defaultParent() {
+        String xdg = System.getenv("XDG_RUNTIME_DIR");
+        return xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("java.io.tmpdir"));
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    public Path resolve(String name) {
+        return path.resolve(name);
+    }
+
+    private static void removeStale(Path parent) throws IOException {
+        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(parent, PREFIX + "*-*")) {
+            for (Path dir : dirs) {
+                String name = dir.getFileName().toString();
+                String pidText = name.substring(name.lastIndexOf('-') + 1);
+                if (!pidText.matches("\\d+") || !Files.isDirectory(dir)) {
+                    continue;
+                }
+                long pid = Long.parseLong(pidText);
+                if (ProcessHandle.of(pid).isEmpty()) {
+                    LOG.log(System.Logger.Level.INFO, "removing stale runtime directory of dead ferry pid " + pid + ": " + dir);
+                    delete(dir);
+                }
+            }
+        }
+    }
+
+    private static void delete(Path dir) throws IOException {
+        try (Stream<Path> walk = Files.walk(dir)) {
+            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
+                Files.deleteIfExists(p);
+            }
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        delete(path);
+    }
+}

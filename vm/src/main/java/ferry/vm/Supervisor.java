@@ -1,0 +1,251 @@
+package ferry.vm;
+
+import ferry.image.BlockImage;
+import ferry.image.Images;
+import ferry.migration.MigrationDestination;
+import ferry.migration.MigrationParameters;
+import ferry.migration.MigrationSource;
+import ferry.monitor.MonitorServer;
+import ferry.qemu.QemuException;
+import ferry.qemu.QemuProcess;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * One {@code ferry run}: supervises one VM the way one {@code qemu-system-x86_64} process is one VM.
+ * Wires the disks (opened, dirty-tracked, served over NBD), QEMU (its child, attached to those
+ * disks), the monitor, and migration in either direction.
+ *
+ * <p>Lifecycle: {@link #start()} brings everything up (or, with {@code -incoming}, only the monitor
+ * and the migration listener: disks and QEMU come with the first source); {@link #awaitExit()}
+ * blocks until QEMU exits or {@code quit}; {@link #close()} stops QEMU, flushes and closes the
+ * disks, and removes the runtime directory. Ferry exits with the VM, and QEMU dies with Ferry
+ * ({@code setpriv --pdeathsig}).
+ *
+ * <p>Threads: the caller's thread starts and awaits; QEMU's exit is seen on {@code qemu-wait};
+ * the monitor's client threads call the {@code VmMonitor}; {@code vm-adopt} waits for an incoming migration.
+ */
+public final class Supervisor implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(Supervisor.class.getName());
+
+    private final VmConfig config;
+    private final CompletableFuture<String> exit = new CompletableFuture<>();
+    private RuntimeDir runtime;
+    private QemuLauncher launcher;
+    private MonitorServer monitor;
+    private MigrationDestination destination;
+    private Thread adopter;
+    private volatile VmDisks disks;
+    private volatile QemuProcess qemu;
+    private volatile MigrationParameters parameters = MigrationParameters.defaults();
+    private volatile MigrationSource migration;
+    private volatile boolean crashed;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+
+    public Supervisor(VmConfig config) {
+        this.config = config;
+    }
+
+    public VmConfig config() {
+        return config;
+    }
+
+    public void start() throws IOException, QemuException {
+        runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), config.name());
+        launcher = new QemuLauncher(config, runtime);
+        monitor = new MonitorServer(new VmMonitor(this), config.monitors());
+        if (config.incoming().isPresent()) {
+            var uri = config.incoming().get();
+            destination = new MigrationDestination(uri.host(), uri.port(), new IncomingVm(config, runtime, launcher));
+            destination.start();
+            adopter = ferry.linux.Threads.unstartedVirtual("vm-adopt", this::adoptIncoming);
+            adopter.start();
+            System.err.println("ferry: " + config.name() + " waits for an incoming migration on tcp:" + uri.host() + ":"
+                    + destination.port());
+        } else {
+            List<BlockImage> images = new ArrayList<>();
+            for (VmConfig.Drive drive : config.drives()) {
+                if (!Files.exists(drive.file())) {
+                    closeAll(images);
+                    throw new IOException("disk " + drive.id() + ": " + drive.file() + " does not exist (create it with qemu-img create)");
+                }
+                try {
+                    images.add(Images.open(drive.file(), drive.format(), false));
+                } catch (IOException e) {
+                    closeAll(images);
+                    throw e;
+                }
+            }
+            disks = VmDisks.serve(config.drives(), images, runtime.resolve("nbd.sock"));
+            attach(launcher.start(disks, false));
+        }
+        monitor.start();
+    }
+
+    private static void closeAll(List<BlockImage> images) {
+        for (BlockImage image : images) {
+            try {
+                image.close();
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.ERROR, "closing " + image.describe() + ": " + e.getMessage());
+            }
+        }
+    }
+
+    private void attach(QemuProcess process) {
+        qemu = process;
+        process.onExit().thenAccept(code -> {
+            if (!exit.isDone()) {
+                crashed = code != 0;
+                String why = code == 0 ? "QEMU exited (the guest powered off or quit)"
+                        : "QEMU exited unexpectedly with status " + code + (code > 128 ? " (signal " + (code - 128) + ")" : "")
+                          + "; its log: " + process.logFile();
+                exit.complete(why);
+            }
+        });
+    }
+
+    private void adoptIncoming() {
+        try {
+            while (!exit.isDone() && !destination.awaitCompleted(500)) {
+                // wait for a source, or for quit
+            }
+            destination.runningVm().ifPresent(vm -> {
+                IncomingVm.Prepared prepared = (IncomingVm.Prepared) vm;
+                disks = prepared.disks();
+                attach(prepared.qemu());
+                System.err.println("ferry: incoming migration completed; " + config.name() + " runs here");
+            });
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Blocks until the VM is gone (QEMU exited, or {@code quit}); returns why. */
+    public String awaitExit() throws InterruptedException {
+        try {
+            return exit.get();
+        } catch (java.util.concurrent.ExecutionException e) {
+            return "supervisor failed: " + e.getCause();
+        }
+    }
+
+    public boolean crashed() {
+        return crashed;
+    }
+
+    /** Ends the VM (the monitor's {@code quit}, a signal). */
+    void requestExit(String why) {
+        exit.complete(why);
+    }
+
+    // ---- what the monitor reads and changes ---------------------------------------------------
+
+    Optional<QemuProcess> qemu() {
+        return Optional.ofNullable(qemu);
+    }
+
+    Optional<VmDisks> disks() {
+        return Optional.ofNullable(disks);
+    }
+
+    Optional<MigrationDestination> destination() {
+        return Optional.ofNullable(destination);
+    }
+
+    Optional<MigrationSource> migration() {
+        return Optional.ofNullable(migration);
+    }
+
+    void migration(MigrationSource source) {
+        this.migration = source;
+    }
+
+    MigrationParameters parameters() {
+        return parameters;
+    }
+
+    void parameters(MigrationParameters updated) {
+        this.parameters = updated;
+        MigrationSource current = migration;
+        if (current != null) {
+            current.maxBandwidth(updated.maxBandwidthBytesPerSec());
+        }
+    }
+
+    RuntimeDir runtime() {
+        return runtime;
+    }
+
+    @Override
+    public void close() throws IOException, InterruptedException {
+        exit.complete("ferry is shutting down");
+        if (!closed.compareAndSet(false, true)) {
+            return;                                  // the shutdown hook and the main thread both close
+        }
+        List<Exception> failures = new ArrayList<>();
+        MigrationSource source = migration;
+        if (source != null) {
+            source.close();
+        }
+        if (adopter != null) {
+            adopter.interrupt();
+            adopter.join(5_000);
+        }
+        if (destination != null) {
+            try {
+                destination.close();
+            } catch (IOException e) {
+                failures.add(e);
+            }
+        }
+        QemuProcess q = qemu;
+        if (q != null) {
+            try {
+                q.close();
+            } catch (QemuException e) {
+                failures.add(e);
+            }
+        }
+        VmDisks d = disks;
+        if (d != null) {
+            try {
+                d.close();                         // flushes every image
+            } catch (IOException e) {
+                failures.add(e);
+            }
+        }
+        if (monitor != null) {
+            monitor.close();
+        }
+        if (runtime != null) {
+            if (q != null && crashed) {
+                printLogTail(q);
+            }
+            runtime.close();
+        }
+        if (!failures.isEmpty()) {
+            IOException failure = new IOException("shutting down " + config.name() + ": " + failures.get(0).getMessage(), failures.get(0));
+            failures.stream().skip(1).forEach(failure::addSuppressed);
+            throw failure;
+        }
+    }
+
+    private static void printLogTail(QemuProcess q) {
+        try {
+            List<String> lines = Files.readAllLines(q.logFile());
+            lines.subList(Math.max(0, lines.size() - 10), lines.size()).forEach(l -> System.err.println("qemu: " + l));
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "cannot read QEMU's log " + q.logFile() + ": " + e.getMessage());
+        }
+    }
+
+    static long elapsedSince(long startNs) {
+        return TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - startNs);
+    }
+}

@@ -1,0 +1,292 @@
+package ferry.vm;
+
+import ferry.monitor.MigrationUri;
+import ferry.monitor.MonitorEndpoint;
+import ferry.qemu.Accelerator;
+import ferry.qemu.QemuConfig;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
+ * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming})
+ * plus {@code --qemu PATH}, {@code --qemu-arg ARG} (repeatable), {@code --incoming-overwrite} and
+ * {@code --runtime-dir DIR}. A wrong or unknown option is refused before anything starts.
+ */
+public final class VmConfigParser {
+    private VmConfigParser() {}
+
+    /** A refused command line; the message says which option and why. */
+    public static final class BadOptionException extends Exception {
+        public BadOptionException(String message) {
+            super(message);
+        }
+    }
+
+    public static VmConfig parse(List<String> args) throws BadOptionException {
+        String name = null;
+        int memoryMib = 256;
+        int smp = 1;
+        Optional<Path> kernel = Optional.empty();
+        Optional<Path> initrd = Optional.empty();
+        Optional<String> append = Optional.empty();
+        List<VmConfig.Drive> drives = new ArrayList<>();
+        QemuConfig.Serial serial = new QemuConfig.Serial.None();
+        List<MonitorEndpoint> monitors = new ArrayList<>();
+        Optional<Accelerator> accel = Optional.empty();
+        Optional<MigrationUri> incoming = Optional.empty();
+        boolean overwrite = false;
+        String qemu = "qemu-system-x86_64";
+        List<String> qemuArgs = new ArrayList<>();
+        Optional<Path> runtimeDir = Optional.empty();
+
+        for (int i = 0; i < args.size(); i++) {
+            String option = args.get(i);
+            String normalized = option.startsWith("--") && !isFerryOption(option) ? option.substring(1) : option;
+            switch (normalized) {
+                case "-name" -> name = nameValue(value(args, ++i, option));
+                case "-m" -> memoryMib = memory(value(args, ++i, option));
+                case "-smp" -> smp = smp(value(args, ++i, option));
+                case "-kernel" -> kernel = Optional.of(Path.of(value(args, ++i, option)));
+                case "-initrd" -> initrd = Optional.of(Path.of(value(args, ++i, option)));
+                case "-append" -> append = Optional.of(value(args, ++i, option));
+                case "-drive" -> drives.add(drive(value(args, ++i, option), drives.size()));
+                case "-serial" -> serial = serial(value(args, ++i, option));
+                case "-monitor" -> {
+                    String spec = value(args, ++i, option);
+                    if (!spec.equals("none")) {
+                        monitors.add(monitor(spec));
+                    }
+                }
+                case "-display" -> {
+                    String display = value(args, ++i, option);
+                    if (!display.equals("none")) {
+                        throw new BadOptionException("-display " + display + ": only '-display none' is supported (Ferry runs headless;"
+                                + " pass other displays with --qemu-arg)");
+                    }
+                }
+                case "-nographic" -> serial = serial instanceof QemuConfig.Serial.None ? new QemuConfig.Serial.Stdio() : serial;
+                case "-accel" -> accel = Optional.of(accelerator(value(args, ++i, option)));
+                case "-enable-kvm" -> accel = Optional.of(Accelerator.KVM);
+                case "-incoming" -> incoming = Optional.of(incoming(value(args, ++i, option)));
+                case "--incoming-overwrite" -> overwrite = true;
+                case "--qemu" -> qemu = value(args, ++i, option);
+                case "--qemu-arg" -> qemuArgs.add(value(args, ++i, option));
+                case "--runtime-dir" -> runtimeDir = Optional.of(Path.of(value(args, ++i, option)));
+                default -> throw new BadOptionException("unknown option " + option
+                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming;"
+                        + " pass anything else to QEMU with --qemu-arg)");
+            }
+        }
+        if (name == null) {
+            name = "ferry-vm";
+        }
+        if (drives.isEmpty()) {
+            throw new BadOptionException("no -drive given: Ferry moves VMs with their disks (give at least one"
+                    + " -drive file=PATH,format=raw,if=virtio)");
+        }
+        if (initrd.isPresent() && kernel.isEmpty()) {
+            throw new BadOptionException("-initrd needs -kernel");
+        }
+        if (append.isPresent() && kernel.isEmpty()) {
+            throw new BadOptionException("-append needs -kernel");
+        }
+        if (serial instanceof QemuConfig.Serial.Stdio && monitors.stream().anyMatch(m -> m instanceof MonitorEndpoint.Stdio)) {
+            throw new BadOptionException("-serial stdio and -monitor stdio cannot share standard input; move one to unix: or tcp:");
+        }
+        return new VmConfig(name, memoryMib, smp, kernel, initrd, append, drives, serial, monitors, accel, incoming,
+                overwrite, qemu, qemuArgs, runtimeDir);
+    }
+
+    private static boolean isFerryOption(String option) {
+        return switch (option) {
+            case "--incoming-overwrite", "--qemu", "--qemu-arg", "--runtime-dir" -> true;
+            default -> false;
+        };
+    }
+
+    private static String value(List<String> args, int index, String option) throws BadOptionException {
+        if (index >= args.size()) {
+            throw new BadOptionException(option + " needs a value");
+        }
+        return args.get(index);
+    }
+
+    private static String nameValue(String spec) throws BadOptionException {
+        Map<String, String> props = properties(spec, "guest", "-name");
+        String name = props.get("guest");
+        if (name == null || name.isBlank()) {
+            throw new BadOptionException("-name " + spec + ": empty name");
+        }
+        return name;
+    }
+
+    static int memory(String spec) throws BadOptionException {
+        String s = spec.startsWith("size=") ? spec.substring(5) : spec;
+        long multiplier = 1;                       // QEMU: a bare number is MiB
+        char last = s.isEmpty() ? ' ' : Character.toUpperCase(s.charAt(s.length() - 1));
+        if (last == 'M') {
+            s = s.substring(0, s.length() - 1);
+        } else if (last == 'G') {
+            s = s.substring(0, s.length() - 1);
+            multiplier = 1024;
+        }
+        try {
+            long mib = Long.parseLong(s) * multiplier;
+            if (mib < 16 || mib > (1 << 20)) {
+                throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
+            }
+            return (int) mib;
+        } catch (NumberFormatException e) {
+            throw new BadOptionException("-m " + spec + ": not a size (e.g. 256, 256M, 1G)");
+        }
+    }
+
+    private static int smp(String spec) throws BadOptionException {
+        String s = spec.startsWith("cpus=") ? spec.substring(5) : spec.split(",")[0];
+        try {
+            int cpus = Integer.parseInt(s);
+            if (cpus < 1 || cpus > 288) {
+                throw new BadOptionException("-smp " + spec + ": 1..288 vCPUs");
+            }
+            return cpus;
+        } catch (NumberFormatException e) {
+            throw new BadOptionException("-smp " + spec + ": not a number of vCPUs");
+        }
+    }
+
+    static VmConfig.Drive drive(String spec, int index) throws BadOptionException {
+        Map<String, String> props = properties(spec, "file", "-drive");
+        String file = props.remove("file");
+        if (file == null || file.isBlank()) {
+            throw new BadOptionException("-drive " + spec + ": file= is required");
+        }
+        String format = props.remove("format");
+        if (format == null) {
+            throw new BadOptionException("-drive " + spec + ": format= is required (raw or qcow2): Ferry never guesses formats");
+        }
+        if (!format.equals("raw") && !format.equals("qcow2")) {
+            throw new BadOptionException("-drive " + spec + ": format=" + format + " is not supported (raw, qcow2)");
+        }
+        String iface = props.remove("if");
+        if (iface != null && !iface.equals("virtio")) {
+            throw new BadOptionException("-drive " + spec + ": if=" + iface + " is not supported (Ferry attaches disks as virtio)");
+        }
+        String id = props.remove("id");
+        if (id == null) {
+            id = "disk" + index;
+        }
+        if (!id.matches("[A-Za-z][A-Za-z0-9._-]{0,31}")) {
+            throw new BadOptionException("-drive " + spec + ": id=" + id + " must start with a letter (letters, digits, . _ -)");
+        }
+        props.remove("cache");            // Ferry's disk server decides caching
+        props.remove("aio");
+        if (!props.isEmpty()) {
+            throw new BadOptionException("-drive " + spec + ": unsupported properties " + props.keySet()
+                    + " (supported: file, format, if=virtio, id)");
+        }
+        return new VmConfig.Drive(Path.of(file), format, id);
+    }
+
+    static QemuConfig.Serial serial(String spec) throws BadOptionException {
+        if (spec.equals("stdio")) {
+            return new QemuConfig.Serial.Stdio();
+        }
+        if (spec.equals("none") || spec.equals("null")) {
+            return new QemuConfig.Serial.None();
+        }
+        if (spec.startsWith("file:")) {
+            return new QemuConfig.Serial.File(Path.of(spec.substring(5)));
+        }
+        if (spec.startsWith("unix:")) {
+            return new QemuConfig.Serial.Unix(Path.of(socketPath(spec.substring(5), "-serial")));
+        }
+        throw new BadOptionException("-serial " + spec + ": use stdio, file:PATH, unix:PATH,server,nowait or none");
+    }
+
+    static MonitorEndpoint monitor(String spec) throws BadOptionException {
+        if (spec.equals("stdio")) {
+            return MonitorEndpoint.Stdio.system();
+        }
+        if (spec.startsWith("unix:")) {
+            return new MonitorEndpoint.Unix(Path.of(socketPath(spec.substring(5), "-monitor")));
+        }
+        if (spec.startsWith("tcp:")) {
+            String[] parts = spec.substring(4).split(",");
+            checkServerFlags(parts, "-monitor " + spec);
+            int colon = parts[0].lastIndexOf(':');
+            if (colon < 0) {
+                throw new BadOptionException("-monitor " + spec + ": use tcp:HOST:PORT,server,nowait");
+            }
+            String host = parts[0].substring(0, colon);
+            try {
+                return new MonitorEndpoint.Tcp(host.isEmpty() ? "127.0.0.1" : host, Integer.parseInt(parts[0].substring(colon + 1)));
+            } catch (IllegalArgumentException e) {
+                throw new BadOptionException("-monitor " + spec + ": bad port");
+            }
+        }
+        throw new BadOptionException("-monitor " + spec + ": use stdio, unix:PATH,server,nowait, tcp:HOST:PORT,server,nowait or none");
+    }
+
+    private static String socketPath(String spec, String option) throws BadOptionException {
+        String[] parts = spec.split(",");
+        checkServerFlags(parts, option + " unix:" + spec);
+        if (parts[0].isEmpty()) {
+            throw new BadOptionException(option + " unix:" + spec + ": empty path");
+        }
+        return parts[0];
+    }
+
+    private static void checkServerFlags(String[] parts, String context) throws BadOptionException {
+        for (int i = 1; i < parts.length; i++) {
+            switch (parts[i]) {
+                case "server", "server=on", "nowait", "wait=off" -> { }
+                default -> throw new BadOptionException(context + ": unsupported flag " + parts[i]
+                        + " (Ferry always listens and never waits: server,nowait)");
+            }
+        }
+    }
+
+    private static Accelerator accelerator(String spec) throws BadOptionException {
+        try {
+            return Accelerator.parse(spec.split(",")[0]);
+        } catch (IllegalArgumentException e) {
+            throw new BadOptionException("-accel " + spec + ": use kvm or tcg");
+        }
+    }
+
+    static MigrationUri incoming(String spec) throws BadOptionException {
+        try {
+            MigrationUri uri = MigrationUri.parse(spec);
+            String host = uri.host().equals("0") || uri.host().isEmpty() ? "0.0.0.0" : uri.host();
+            return new MigrationUri(host, uri.port());
+        } catch (IllegalArgumentException e) {
+            throw new BadOptionException("-incoming " + spec + ": " + e.getMessage() + " (use tcp:HOST:PORT, e.g. tcp:0:4444)");
+        }
+    }
+
+    /** QEMU's KEY=VALUE,KEY=VALUE; a first bare value belongs to {@code implied}. */
+    private static Map<String, String> properties(String spec, String implied, String option) throws BadOptionException {
+        Map<String, String> props = new LinkedHashMap<>();
+        String[] parts = spec.split(",");
+        for (int i = 0; i < parts.length; i++) {
+            String part = parts[i];
+            int eq = part.indexOf('=');
+            if (eq < 0) {
+                if (i == 0) {
+                    props.put(implied, part);
+                    continue;
+                }
+                throw new BadOptionException(option + " " + spec + ": expected KEY=VALUE, got '" + part + "'");
+            }
+            if (props.put(part.substring(0, eq), part.substring(eq + 1)) != null) {
+                throw new BadOptionException(option + " " + spec + ": " + part.substring(0, eq) + " given twice");
+            }
+        }
+        return props;
+    }
+}

@@ -1,0 +1,221 @@
+package ferry.vm;
+
+import ferry.dirty.DirtyTrackingImage;
+import ferry.image.ImageException;
+import ferry.migration.MigrationReport;
+import ferry.migration.MigrationRequest;
+import ferry.migration.MigrationSource;
+import ferry.migration.MigrationStats;
+import ferry.migration.MigrationStatus;
+import ferry.migration.SourceDisk;
+import ferry.monitor.InfoMigrateParametersView;
+import ferry.monitor.InfoMigrateView;
+import ferry.monitor.MonitorCommand;
+import ferry.monitor.MonitorException;
+import ferry.monitor.MonitorHandler;
+import ferry.monitor.MonitorHelp;
+import ferry.monitor.MonitorOutput;
+import ferry.qemu.QemuProcess;
+import ferry.qmp.QmpCommand;
+import ferry.qmp.QmpException;
+import ferry.qmp.StatusInfo;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * Runs the monitor's commands against the supervised VM: Ferry's own ({@code info block},
+ * {@code migrate}, {@code info migrate} ...) here, everything else through QEMU's human monitor.
+ *
+ * <p>Threads: the monitor's client threads; several clients may run commands at once.
+ */
+final class VmMonitor implements MonitorHandler {
+    private static final long PROGRESS_INTERVAL_MS = 1000;
+
+    private final Supervisor vm;
+
+    VmMonitor(Supervisor vm) {
+        this.vm = vm;
+    }
+
+    @Override
+    public void execute(MonitorCommand command, MonitorOutput out) throws MonitorException {
+        switch (command) {
+            case MonitorCommand.Help help -> out.println(help.topic().map(t -> MonitorHelp.topic(t).orElseGet(() -> passthrough("help " + t)))
+                    .orElse(MonitorHelp.all()));
+            case MonitorCommand.InfoStatus s -> out.println(status());
+            case MonitorCommand.InfoBlock b -> out.println(blocks());
+            case MonitorCommand.InfoVersion v -> out.println(version());
+            case MonitorCommand.InfoMigrate m -> out.println(InfoMigrateView.render(report()));
+            case MonitorCommand.InfoMigrateParameters p -> out.println(InfoMigrateParametersView.render(vm.parameters()));
+            case MonitorCommand.Stop s -> qmp(new QmpCommand.Stop());
+            case MonitorCommand.Cont c -> qmp(new QmpCommand.Cont());
+            case MonitorCommand.SystemReset r -> qmp(new QmpCommand.SystemReset());
+            case MonitorCommand.SystemPowerdown p -> qmp(new QmpCommand.SystemPowerdown());
+            case MonitorCommand.Quit q -> vm.requestExit("quit from the monitor");
+            case MonitorCommand.Migrate m -> migrate(m, out);
+            case MonitorCommand.MigrateCancel c -> cancel();
+            case MonitorCommand.MigrateSetSpeed s -> vm.parameters(s.applyTo(vm.parameters()));
+            case MonitorCommand.MigrateSetDowntime d -> vm.parameters(d.applyTo(vm.parameters()));
+            case MonitorCommand.MigrateSetParameter p -> setParameter(p);
+            case MonitorCommand.Passthrough p -> out.println(passthroughOrFail(p.line()));
+        }
+    }
+
+    private QemuProcess qemu() throws MonitorException {
+        return vm.qemu().orElseThrow(() -> new MonitorException(MonitorException.Kind.REFUSED,
+                "the VM is not running here yet: it waits for an incoming migration"));
+    }
+
+    private void qmp(QmpCommand<?> command) throws MonitorException {
+        try {
+            qemu().qmp().execute(command);
+        } catch (QmpException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
+        }
+    }
+
+    private String status() throws MonitorException {
+        if (vm.qemu().isEmpty()) {
+            return "VM status: paused (inmigrate)";
+        }
+        try {
+            StatusInfo status = qemu().qmp().execute(new QmpCommand.QueryStatus());
+            return status.running() ? "VM status: running" : "VM status: paused (" + status.status().qapiName() + ")";
+        } catch (QmpException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
+        }
+    }
+
+    private String version() {
+        String qemuVersion = vm.qemu().map(q -> q.qmp().version().toString()).orElse("not started");
+        return "Ferry " + Optional.ofNullable(Supervisor.class.getPackage().getImplementationVersion()).orElse("0.1.0")
+                + " (QEMU " + qemuVersion + ")";
+    }
+
+    private String blocks() throws MonitorException {
+        Optional<VmDisks> disks = vm.disks();
+        if (disks.isEmpty()) {
+            return "no disks yet: they are created when the incoming migration starts";
+        }
+        StringBuilder text = new StringBuilder();
+        for (VmDisks.Disk disk : disks.get().disks()) {
+            DirtyTrackingImage image = disk.image();
+            long allocated;
+            try {
+                allocated = VmDisks.allocatedBytes(image);
+            } catch (ImageException e) {
+                throw new MonitorException(MonitorException.Kind.FAILED, "reading the allocation of " + disk.drive().id()
+                        + " failed: " + e.getMessage(), e);
+            }
+            var bitmap = image.bitmap();
+            String dirty = bitmap.size() == 0 ? "not tracking (no migration)"
+                    : bitmap.dirtyCount() + " granules of " + bitmap.granuleSize() + " bytes (" + bitmap.dirtyBytes() + " bytes)";
+            if (!text.isEmpty()) {
+                text.append('\n');
+            }
+            text.append(disk.drive().id()).append(": ").append(disk.drive().file()).append(" (").append(image.format()).append(")\n")
+                    .append("    Virtual size: ").append(image.size()).append(" bytes, allocated: ").append(allocated).append(" bytes\n")
+                    .append("    Dirty: ").append(dirty).append('\n')
+                    .append("    Served: nbd+unix:///").append(disk.drive().id()).append("?socket=").append(disks.get().socket());
+        }
+        return text.toString();
+    }
+
+    private MigrationReport report() {
+        Optional<MigrationSource> source = vm.migration();
+        if (source.isPresent()) {
+            return source.get().stats().report();
+        }
+        return vm.destination().map(d -> d.waitingForFirstSource() ? MigrationReport.idle() : d.stats().report())
+                .orElse(MigrationReport.idle());
+    }
+
+    private void migrate(MonitorCommand.Migrate command, MonitorOutput out) throws MonitorException {
+        if (vm.destination().isPresent() && vm.destination().get().runningVm().isEmpty()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "this VM waits for an incoming migration; it cannot migrate out");
+        }
+        Optional<MigrationSource> previous = vm.migration();
+        if (previous.isPresent() && !previous.get().stats().status().finished()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "There's a migration process in progress");
+        }
+        QemuProcess qemu = qemu();
+        List<SourceDisk> disks = new ArrayList<>();
+        for (VmDisks.Disk disk : vm.disks().orElseThrow().disks()) {
+            if (command.incremental()) {
+                throw new MonitorException(MonitorException.Kind.REFUSED, "incremental migration (-i) needs a qcow2 disk with a"
+                        + " backing file; " + disk.drive().id() + " is " + disk.image().format() + " without a base");
+            }
+            disks.add(new SourceDisk(disk.drive().id(), disk.image(), Optional.empty()));
+        }
+        MigrationSource source;
+        try {
+            source = new MigrationSource(vm.config().name(), disks, new QmpSourceVm(qemu, vm.parameters().downtimeLimitMs()),
+                    new MigrationRequest(command.uri().host(), command.uri().port(), command.blocks(), command.incremental()),
+                    vm.parameters(), vm.runtime().path());
+        } catch (QmpException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "asking QEMU for the VM's state failed: " + e.getMessage(), e);
+        }
+        vm.migration(source);
+        source.start();
+        if (!command.detach()) {
+            follow(source, out);
+        }
+    }
+
+    /** {@code migrate} without {@code -d}: progress lines until the end, as QEMU's monitor waits. */
+    private void follow(MigrationSource source, MonitorOutput out) throws MonitorException {
+        try {
+            while (!source.await(PROGRESS_INTERVAL_MS)) {
+                if (!out.open()) {
+                    return;                       // the client left; the migration goes on
+                }
+                MigrationReport r = source.stats().report();
+                out.println(String.format("migrate: %s, disk %d/%d kbytes, ram %d kbytes, %d ms",
+                        r.phase().label() + (r.dirtyPass() > 0 ? " " + r.dirtyPass() : ""), r.diskTransferredBytes() >> 10,
+                        r.diskTotalBytes() >> 10, r.ram().transferredBytes() >> 10, r.totalTimeMs()));
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return;
+        }
+        MigrationStats stats = source.stats();
+        if (stats.status() != MigrationStatus.COMPLETED) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "migration " + stats.status().qemuName() + ": "
+                    + stats.error().orElse("no reason given"));
+        }
+        out.println("migration completed in " + stats.report().totalTimeMs() + " ms, downtime "
+                + stats.report().downtimeMs().orElse(0) + " ms");
+    }
+
+    private void cancel() throws MonitorException {
+        MigrationSource source = vm.migration().orElseThrow(() -> new MonitorException(MonitorException.Kind.REFUSED,
+                "no migration is running"));
+        source.cancel("migrate_cancel from the monitor");
+    }
+
+    private void setParameter(MonitorCommand.MigrateSetParameter p) throws MonitorException {
+        Optional<MigrationSource> running = vm.migration().filter(m -> !m.stats().status().finished());
+        if (running.isPresent() && p.parameter() == ferry.monitor.MigrationParameter.GRANULE_SIZE) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "granule-size cannot change while a migration runs");
+        }
+        vm.parameters(p.applyTo(vm.parameters()));
+    }
+
+    private String passthrough(String line) {
+        try {
+            return passthroughOrFail(line);
+        } catch (MonitorException e) {
+            return e.getMessage();
+        }
+    }
+
+    private String passthroughOrFail(String line) throws MonitorException {
+        try {
+            String text = qemu().qmp().execute(new QmpCommand.HumanMonitorCommand(line));
+            return text.endsWith("\n") ? text.substring(0, text.length() - 1) : text;
+        } catch (QmpException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "QEMU's monitor refused '" + line + "': " + e.getMessage(), e);
+        }
+    }
+}
