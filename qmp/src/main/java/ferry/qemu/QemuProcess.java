@@ -251,7 +251,7 @@ public final class QemuProcess implements AutoCloseable {
     }
 
     private void awaitSocket(long deadlineNs) throws QemuException {
-        while (!Files.exists(qmpSocket)) {
+        while (!Files.exists(qmpSocket) || !listening()) {   // QEMU binds, then listens: the file comes first
             if (exit.isDone()) {
                 throw new QemuException(QemuException.Kind.EXITED,
                         "qemu exited before opening its QMP socket: code=" + exit.getNow(-1), null);
@@ -265,6 +265,17 @@ public final class QemuProcess implements AutoCloseable {
                 Thread.currentThread().interrupt();
                 throw new QemuException(QemuException.Kind.TIMEOUT, "interrupted waiting for the QMP socket: socket=" + qmpSocket, e);
             }
+        }
+    }
+
+    /** True once QEMU accepts connections on the QMP socket (a probe connection, closed at once). */
+    private boolean listening() {
+        try (java.nio.channels.SocketChannel probe = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            probe.connect(java.net.UnixDomainSocketAddress.of(qmpSocket));
+            return true;
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, "qmp socket not accepting yet: socket={0}: {1}", qmpSocket, e.getMessage());
+            return false;
         }
     }
 
