@@ -45,6 +45,7 @@ final class DestinationSession {
     private final List<BlockImage> images = new ArrayList<>();
     private final List<GranuleDigests> digests = new ArrayList<>();
     private boolean dropped;
+    private boolean copyDisks;
 
     DestinationSession(SocketChannel channel, String peer, FrameReader reader, FrameWriter writer,
                        DestinationHost host, MigrationStats stats) {
@@ -142,6 +143,7 @@ final class DestinationSession {
         if (hello.copyDisks() && (hello.granuleSize() < 4096 || Integer.bitCount(hello.granuleSize()) != 1)) {
             throw new MigrationException(Phase.HANDSHAKE, "bad granule size " + hello.granuleSize());
         }
+        copyDisks = hello.copyDisks();
         prepared = host.prepare(hello);
         if (hello.copyDisks()) {
             images.addAll(prepared.images());
@@ -190,8 +192,8 @@ final class DestinationSession {
         }
         BlockImage image = images.get(disk);
         int granule = digests.get(disk).granuleSize();
-        boolean endsAtDisk = offset + length == image.size();
-        if (offset < 0 || length <= 0 || offset + length > image.size() || offset % granule != 0
+        boolean endsAtDisk = length <= image.size() - offset && offset + length == image.size();
+        if (offset < 0 || length <= 0 || offset > image.size() || length > image.size() - offset || offset % granule != 0
                 || (length % granule != 0 && !endsAtDisk)) {
             throw new MigrationException(stats.phase(), "protocol error: block range offset=" + offset + " length=" + length
                     + " is not whole granules of " + granule + " inside disk " + disk + " of " + image.size() + " bytes");
@@ -257,6 +259,10 @@ final class DestinationSession {
     }
 
     private void commit() throws Exception {
+        if (copyDisks && state != State.VERIFIED) {
+            throw new MigrationException(Phase.SWITCHOVER, "protocol error: COMMIT in state " + state
+                    + ": the disks were never verified");
+        }
         if (!destReadySent) {
             throw new MigrationException(Phase.SWITCHOVER, "protocol error: COMMIT before the device state arrived");
         }

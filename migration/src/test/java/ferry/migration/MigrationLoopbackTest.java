@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.dirty.DirtyTrackingImage;
 import ferry.image.raw.RawImage;
+import ferry.testkit.FaultProxy;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;

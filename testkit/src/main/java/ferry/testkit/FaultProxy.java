@@ -1,4 +1,4 @@
-package ferry.migration;
+package ferry.testkit;
 
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -12,7 +12,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * after a given number of source-to-destination bytes (Aeron-style fault injection). Handles one
  * connection at a time; each new connection is passed through unharmed unless re-armed.
  */
-final class FaultProxy implements AutoCloseable {
+public final class FaultProxy implements AutoCloseable {
     private final ServerSocketChannel server;
     private volatile int targetPort;
     private final Thread acceptor;
@@ -20,32 +20,32 @@ final class FaultProxy implements AutoCloseable {
     private volatile long cutAfter = Long.MAX_VALUE;
     private volatile long flipAt = Long.MAX_VALUE;
 
-    FaultProxy(int targetPort) throws IOException {
+    public FaultProxy(int targetPort) throws IOException {
         this.targetPort = targetPort;
         server = ServerSocketChannel.open().bind(new InetSocketAddress("127.0.0.1", 0));
         acceptor = Thread.ofVirtual().name("fault-proxy").start(this::accept);
     }
 
     /** Later connections go to {@code port}. */
-    void retarget(int port) {
+    public void retarget(int port) {
         targetPort = port;
     }
 
-    int port() throws IOException {
+    public int port() throws IOException {
         return ((InetSocketAddress) server.getLocalAddress()).getPort();
     }
 
     /** The next connection is cut after {@code bytes} source-to-destination bytes. */
-    void cutAfter(long bytes) {
+    public void cutAfter(long bytes) {
         cutAfter = bytes;
     }
 
     /** The next connection gets byte number {@code index} (source to destination) flipped. */
-    void flipAt(long index) {
+    public void flipAt(long index) {
         flipAt = index;
     }
 
-    long forwarded() {
+    public long forwarded() {
         return forwarded.get();
     }
 

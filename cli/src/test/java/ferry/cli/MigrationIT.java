@@ -1,0 +1,225 @@
+package ferry.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ferry.image.raw.RawImage;
+import ferry.testkit.FaultProxy;
+import ferry.testkit.Tools;
+import ferry.vm.guest.RecordVerifier;
+import ferry.vm.guest.VerifyReport;
+import java.io.IOException;
+import java.net.ServerSocket;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Live migration with disks between two {@code ferry run} processes running the demo guest under
+ * QEMU (TCG here): the seed's workflow typed into the source's monitor, then checks of the data.
+ * Each test boots one source guest and migrates it several times where it can, to stay within
+ * CI's time.
+ */
+@Tag("vm")
+class MigrationIT {
+    private static final long DISK_SIZE = 256L << 20;
+    private static Path repo;
+    private static Path guest;
+
+    @TempDir Path tmp;
+
+    @BeforeAll
+    static void buildGuest() throws Exception {
+        Tools.require("qemu-system-x86_64");
+        repo = Path.of("..").toAbsolutePath().normalize();
+        Path jar = repo.resolve("cli/target/ferry.jar");
+        assertTrue(Files.exists(jar), "the packaged jar is missing: " + jar);
+        Tools.run(300, repo.resolve("guest/build.sh").toString()).orFail();
+        guest = repo.resolve("guest/out");
+    }
+
+    private static List<String> ferry(String... jvmOptions) {
+        List<String> command = new ArrayList<>();
+        command.add(ProcessHandle.current().info().command().orElse("java"));
+        command.addAll(List.of(jvmOptions));
+        command.addAll(List.of("--enable-native-access=ALL-UNNAMED", "-XX:+UseSerialGC", "-jar",
+                repo.resolve("cli/target/ferry.jar").toString()));
+        return command;
+    }
+
+    private List<String> vmArgs(String name, Path disk, String workload) {
+        return new ArrayList<>(List.of("-name", name, "-m", "192", "-kernel", guest.resolve("vmlinuz").toString(),
+                "-initrd", guest.resolve("initramfs.cpio.gz").toString(),
+                "-append", "console=ttyS0 quiet ferry.workload=" + workload,
+                "-drive", "file=" + disk + ",format=raw,if=virtio,id=disk0"));
+    }
+
+    private LocalHost source(String name, String workload) throws IOException {
+        Path disk = tmp.resolve("src/disk.raw");
+        Files.createDirectories(disk.getParent());
+        try (RawImage image = RawImage.create(disk, DISK_SIZE)) {
+            Random random = new Random(1);                  // some data that predates the guest: 8 MiB at 64 MiB
+            byte[] chunk = new byte[1 << 20];
+            for (int i = 0; i < 8; i++) {
+                random.nextBytes(chunk);
+                image.write((64L << 20) + ((long) i << 20), ByteBuffer.wrap(chunk));
+            }
+        }
+        return LocalHost.start("source", ferry(), tmp.resolve("src"), vmArgs(name, disk, workload));
+    }
+
+    private LocalHost destination(String dir, String name, String workload, int port, String... jvmOptions) throws IOException {
+        Path disk = tmp.resolve(dir + "/disk.raw");
+        List<String> args = vmArgs(name, disk, workload);
+        args.addAll(List.of("-incoming", "tcp:127.0.0.1:" + port));
+        return LocalHost.start(dir, ferry(jvmOptions), tmp.resolve(dir), args);
+    }
+
+    private static int freePort() throws IOException {
+        try (ServerSocket socket = new ServerSocket(0)) {
+            return socket.getLocalPort();
+        }
+    }
+
+    /** {@code info migrate} until it finishes, at most {@code timeoutMs}; the last report. */
+    private static InfoMigrateText awaitEnd(LocalHost source, long timeoutMs) throws Exception {
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        while (System.currentTimeMillis() < deadline) {
+            InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
+            if (List.of("completed", "failed", "cancelled").contains(info.status())) {
+                return info;
+            }
+            Thread.sleep(200);
+        }
+        throw new AssertionError("migration did not finish within " + timeoutMs + " ms: " + source.monitor("info migrate"));
+    }
+
+    private static long heartbeat(LocalHost host) throws IOException {
+        String line = host.lastSerialLine("heartbeat seq=");
+        return line == null ? -1 : Long.parseLong(line.replaceAll(".*heartbeat seq=(\\d+).*", "$1"));
+    }
+
+    /** The source VM runs and its guest still writes: the heartbeat moves on. */
+    private static void assertSourceRuns(LocalHost source, String after) throws Exception {
+        assertEquals("VM status: running", source.monitor("info status"), "source VM not running after " + after);
+        long before = heartbeat(source);
+        long deadline = System.currentTimeMillis() + 20_000;
+        while (heartbeat(source) <= before && System.currentTimeMillis() < deadline) {
+            Thread.sleep(250);
+        }
+        assertTrue(heartbeat(source) > before, "the source guest stopped writing after " + after);
+    }
+
+    @Test
+    void idleGuestArrivesByteIdenticalAndRunsOnTheDestination() throws Exception {
+        int port = freePort();
+        try (LocalHost source = source("mig-idle", "idle");
+             LocalHost destination = destination("dst", "mig-idle", "idle", port)) {
+            source.awaitSerial("heartbeat idle=", 120_000);
+            assertEquals("", source.monitor("migrate -d -b tcp://127.0.0.1:" + port));
+            InfoMigrateText info = awaitEnd(source, 120_000);
+            assertEquals("completed", info.status(), info.fields().toString());
+            assertEquals("VM status: running", destination.monitor("info status"));
+            assertEquals("VM status: paused (postmigrate)", source.monitor("info status"));
+            long idleBefore = Long.parseLong(destination.lastSerialLine("heartbeat idle=")
+                    .replaceAll(".*idle=(\\d+).*", "$1"));
+            destination.awaitSerial("heartbeat idle=" + (idleBefore + 2), 30_000);   // the guest lives on
+            // Byte-identical: the source is paused since switchover, the idle guest does not write.
+            destination.monitor("stop");
+            assertEquals(-1, Files.mismatch(tmp.resolve("src/disk.raw"), tmp.resolve("dst/disk.raw")));
+            assertTrue(info.number("transferred disk") < 16 * 1024, "holes were sent: " + info.field("transferred disk"));
+            assertTrue(info.number("downtime") >= 0);
+        }
+    }
+
+    @Test
+    void writingGuestSurvivesEveryFaultThenMigratesAndItsRecordsVerify() throws Exception {
+        try (LocalHost source = source("mig-faults", "write,rate=2M,seconds=600")) {
+            source.awaitSerial("heartbeat seq=", 120_000);
+            int port = freePort();
+            try (LocalHost destination = destination("dst1", "mig-faults", "write,rate=2M,seconds=600", port)) {
+                // migrate_cancel while the RAM crawls at 4 MiB/s
+                source.monitor("migrate_set_speed 4M");
+                assertEquals("", source.monitor("migrate -d -b tcp:127.0.0.1:" + port));
+                Thread.sleep(4000);
+                assertEquals("", source.monitor("migrate_cancel"));
+                InfoMigrateText cancelled = awaitEnd(source, 60_000);
+                assertEquals("cancelled", cancelled.status(), cancelled.fields().toString());
+                assertSourceRuns(source, "migrate_cancel");
+                awaitGone(tmp.resolve("dst1/disk.raw"));
+
+                source.monitor("migrate_set_speed 1G");
+                try (FaultProxy proxy = new FaultProxy(port)) {
+                    // a flipped byte: the destination refuses the corrupt frame
+                    proxy.flipAt(3L << 20);
+                    source.monitor("migrate -d -b tcp:127.0.0.1:" + proxy.port());
+                    InfoMigrateText corrupt = awaitEnd(source, 120_000);
+                    assertEquals("failed", corrupt.status());
+                    assertTrue(corrupt.field("ferry error").contains("checksum mismatch"), corrupt.fields().toString());
+                    assertSourceRuns(source, "a corrupt stream");
+                    awaitGone(tmp.resolve("dst1/disk.raw"));
+
+                    // the link cut in the middle
+                    proxy.cutAfter(20L << 20);
+                    source.monitor("migrate -d -b tcp:127.0.0.1:" + proxy.port());
+                    InfoMigrateText cut = awaitEnd(source, 120_000);
+                    assertEquals("failed", cut.status());
+                    assertSourceRuns(source, "a cut link");
+                    awaitGone(tmp.resolve("dst1/disk.raw"));
+                }
+                // the destination dies (kill -9) in the middle
+                source.monitor("migrate_set_speed 4M");
+                source.monitor("migrate -d -b tcp:127.0.0.1:" + port);
+                Thread.sleep(3000);
+                destination.process().destroyForcibly().waitFor();
+                ProcessHandle.allProcesses().filter(p -> p.info().commandLine().orElse("").contains("-name mig-faults")
+                        && p.info().commandLine().orElse("").contains("dst1")).forEach(ProcessHandle::destroyForcibly);
+                InfoMigrateText killed = awaitEnd(source, 60_000);
+                assertEquals("failed", killed.status());
+                assertSourceRuns(source, "the destination died");
+            }
+            source.monitor("migrate_set_speed 1G");
+            int port2 = freePort();
+            try (LocalHost bad = destination("dst2", "mig-faults", "write,rate=2M,seconds=600", port2, "-Dferry.fault=drop-block")) {
+                source.monitor("migrate -d -b tcp:127.0.0.1:" + port2);
+                InfoMigrateText mismatch = awaitEnd(source, 120_000);
+                assertEquals("failed", mismatch.status());
+                assertTrue(mismatch.field("ferry error").contains("digest mismatch"), mismatch.fields().toString());
+                assertSourceRuns(source, "a digest mismatch");
+                assertEquals("VM status: paused (inmigrate)", bad.monitor("info status"));
+            }
+            int port3 = freePort();
+            try (LocalHost destination = destination("dst3", "mig-faults", "write,rate=2M,seconds=600", port3)) {
+                source.monitor("migrate -d -b tcp://127.0.0.1:" + port3);
+                InfoMigrateText done = awaitEnd(source, 180_000);
+                assertEquals("completed", done.status(), done.fields().toString());
+                long seqAtSwitchover = heartbeat(source);
+                destination.awaitSerial("heartbeat seq=" + (seqAtSwitchover + 1000), 60_000);   // writing on
+                assertEquals("", destination.monitor("stop"));
+                VerifyReport report = RecordVerifier.verify(tmp.resolve("dst3/disk.raw"));
+                assertTrue(report.ok(), report.toString());
+                assertTrue(report.highestSeq() > seqAtSwitchover, report + " vs heartbeat " + seqAtSwitchover);
+                VerifyReport atSource = RecordVerifier.verify(tmp.resolve("src/disk.raw"));
+                assertTrue(atSource.ok(), atSource.toString());
+                assertNotEquals(0, atSource.records());
+            }
+        }
+    }
+
+    private static void awaitGone(Path file) throws InterruptedException {
+        long deadline = System.currentTimeMillis() + 15_000;
+        while (Files.exists(file) && System.currentTimeMillis() < deadline) {
+            Thread.sleep(100);
+        }
+        assertFalse(Files.exists(file), "the destination kept " + file + " after a failed migration");
+    }
+}
