@@ -1,0 +1,237 @@
+package ferry.migration;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ferry.migration.wire.Frame;
+import ferry.migration.wire.FrameReader;
+import ferry.migration.wire.FrameWriter;
+import ferry.migration.wire.MigrationWire;
+import java.net.InetSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.Channels;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+import java.util.Random;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Disabled;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The receiver state machine of docs/migration-protocol.md, driven frame by frame by a hand-written
+ * source over loopback TCP against the real {@link MigrationDestination} (with the stand-in QEMU):
+ * what each state accepts, and that a refused frame ends the attempt with an ERROR frame.
+ */
+class DestinationStateTest {
+    private static final int GRANULE = 64 << 10;
+    private static final long DISK_SIZE = 1 << 20;
+
+    @TempDir Path tmp;
+    private FakeQemu.Destination host;
+    private MigrationDestination destination;
+    private SocketChannel channel;
+    private FrameWriter writer;
+    private FrameReader reader;
+
+    @BeforeEach
+    void setUp() throws Exception {
+        host = new FakeQemu.Destination(tmp);
+        destination = new MigrationDestination("127.0.0.1", 0, host);
+        destination.start();
+        channel = SocketChannel.open(new InetSocketAddress("127.0.0.1", destination.port()));
+        channel.socket().setSoTimeout(20_000);                  // bounds every read below
+        writer = new FrameWriter(channel, new RateLimiter(Long.MAX_VALUE / 4));
+        reader = new FrameReader(Channels.newChannel(channel.socket().getInputStream()));
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        channel.close();
+        destination.close();
+    }
+
+    private static Frame.Hello hello(int version) {
+        return new Frame.Hello(version, "vm", GRANULE, true, false,
+                List.of(new Frame.DiskOffer("disk0", DISK_SIZE, "raw", Optional.empty())));
+    }
+
+    private void handshake() throws Exception {
+        writer.send(hello(MigrationWire.VERSION));
+        assertEquals(List.of(true), assertInstanceOf(Frame.Welcome.class, reader.next()).freshDisks());
+    }
+
+    /** The next frame that is not RAM traffic: the destination QEMU's return path may interleave RAM and RAM_EOF. */
+    private Frame nextControl() throws Exception {
+        for (int i = 0; i < 10_000; i++) {
+            Frame frame = reader.next();
+            if (!(frame instanceof Frame.Ram) && !(frame instanceof Frame.RamEof)) {
+                return frame;
+            }
+        }
+        throw new AssertionError("only RAM frames from the destination");
+    }
+
+    private String refusal() throws Exception {
+        Frame.Error error = assertInstanceOf(Frame.Error.class, nextControl());
+        return error.message();
+    }
+
+    /** The session sends ERROR first and aborts the prepared VM right after. */
+    private String awaitAborted() throws InterruptedException {
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (host.last().aborted.get() == null && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+        return host.last().aborted.get();
+    }
+
+    /** Sends the whole disk as data and returns its group digests as the source computes them. */
+    private int[] sendDisk() throws Exception {
+        byte[] data = new byte[(int) DISK_SIZE];
+        new Random(5).nextBytes(data);
+        GranuleDigests digests = new GranuleDigests(DISK_SIZE, GRANULE);
+        writer.send(new Frame.BlockData(0, 0, ByteBuffer.wrap(data, 0, GRANULE * 4)));
+        writer.send(new Frame.BlockZero(0, GRANULE * 4, GRANULE * 2));
+        writer.send(new Frame.BlockData(0, GRANULE * 6, ByteBuffer.wrap(data, GRANULE * 6, (int) DISK_SIZE - GRANULE * 6)));
+        digests.recordData(0, ByteBuffer.wrap(data, 0, GRANULE * 4));
+        digests.recordZero(4, 2);
+        digests.recordData(6, ByteBuffer.wrap(data, GRANULE * 6, (int) DISK_SIZE - GRANULE * 6));
+        writer.send(new Frame.PassEnd(0, 0));
+        return digests.groupDigests();
+    }
+
+    private void sendRamAndDeviceState() throws Exception {
+        writer.send(new Frame.Ram(ByteBuffer.wrap(FakeQemu.RAM)));
+        writer.send(new Frame.Ram(ByteBuffer.wrap(FakeQemu.DEVICE_STATE)));
+        writer.send(new Frame.RamEof());
+    }
+
+    @Test
+    void shouldRunTheVmAfterVerifiedDisksAndCommit() throws Exception {
+        handshake();
+        int[] groups = sendDisk();
+        writer.send(new Frame.DisksDone(List.of(groups)));
+        assertInstanceOf(Frame.Verified.class, nextControl());
+        sendRamAndDeviceState();
+        assertInstanceOf(Frame.DestReady.class, nextControl());
+        writer.send(new Frame.Commit());
+        assertInstanceOf(Frame.Running.class, nextControl());
+        assertTrue(destination.awaitCompleted(20_000));
+        assertTrue(host.last().resumed.get());
+    }
+
+    @Test
+    void shouldRefuseAnUnknownVersion() throws Exception {
+        writer.send(hello(MigrationWire.VERSION + 1));
+        assertEquals("unsupported protocol version 2 (this destination speaks 1)", refusal());
+        assertTrue(host.prepared.isEmpty(), "nothing may be prepared for a version we do not speak");
+    }
+
+    @Test
+    void shouldRefuseBlocksBeforeHello() throws Exception {
+        writer.send(new Frame.BlockZero(0, 0, GRANULE));
+        assertEquals("protocol error: block frame in state AWAIT_HELLO", refusal());
+    }
+
+    @Test
+    void shouldRefuseBlocksThatAreNotWholeGranules() throws Exception {
+        handshake();
+        writer.send(new Frame.BlockZero(0, 4096, GRANULE));
+        assertEquals("protocol error: block range offset=4096 length=65536 is not whole granules of 65536 inside disk 0 of 1048576 bytes",
+                refusal());
+        assertNotNull(awaitAborted(), "the prepared VM must be aborted");
+    }
+
+    @Test
+    void shouldRefuseAZeroRangeWithTheTopBitSet() throws Exception {
+        handshake();
+        writer.send(new Frame.BlockZero(0, GRANULE, Long.MIN_VALUE + GRANULE));   // 2^63 + 64 KiB as u64
+        String message = refusal();
+        assertTrue(message.startsWith("protocol error: block range offset=65536"), message);
+    }
+
+    /** offset + length overflows a signed 64-bit sum: 2 * 64 KiB + (2^63 - 64 KiB) = 2^63 + 64 KiB. */
+    private static final long WRAPPING_LENGTH = Long.MAX_VALUE - GRANULE + 1;
+
+    @Test
+    void shouldRefuseAZeroRangeWhoseEndWrapsAround() throws Exception {
+        handshake();
+        writer.send(new Frame.BlockZero(0, 2L * GRANULE, WRAPPING_LENGTH));
+        refusal();
+        assertNotNull(awaitAborted(), "the prepared VM must be aborted");
+    }
+
+    @Test
+    @Disabled("bug: DestinationSession.image() checks offset + length > image.size(), which overflows for a huge length,"
+            + " so the range reaches image.writeZeroes and is refused only by the image's own bounds check"
+            + " (\"zeroing disk 0 failed: ...\"); fix: check length > image.size() - offset instead")
+    void shouldRefuseAZeroRangeWhoseEndWrapsAroundAsAProtocolError() throws Exception {
+        handshake();
+        writer.send(new Frame.BlockZero(0, 2L * GRANULE, WRAPPING_LENGTH));
+        String message = refusal();
+        assertTrue(message.startsWith("protocol error: block range offset=131072"), message);
+    }
+
+    @Test
+    void shouldRefuseASecondHello() throws Exception {
+        handshake();
+        writer.send(hello(MigrationWire.VERSION));
+        assertEquals("protocol error: unexpected HELLO frame in state RECEIVING", refusal());
+    }
+
+    @Test
+    void shouldRefuseDestinationFramesFromTheSource() throws Exception {
+        handshake();
+        writer.send(new Frame.Running());
+        assertEquals("protocol error: unexpected RUNNING frame in state RECEIVING", refusal());
+    }
+
+    @Test
+    void shouldRefuseBlocksAfterVerified() throws Exception {
+        handshake();
+        writer.send(new Frame.DisksDone(List.of(sendDisk())));
+        assertInstanceOf(Frame.Verified.class, nextControl());
+        writer.send(new Frame.BlockZero(0, 0, GRANULE));
+        assertEquals("protocol error: block frame in state VERIFIED", refusal());
+        assertFalse(host.last().resumed.get());
+    }
+
+    @Test
+    void shouldRefuseMismatchedDigests() throws Exception {
+        handshake();
+        int[] groups = sendDisk();
+        groups[0] ^= 1;
+        writer.send(new Frame.DisksDone(List.of(groups)));
+        assertEquals("disk 0 differs from the source at bytes 0x0..0x100000: digest mismatch, switchover aborted", refusal());
+        assertNotNull(awaitAborted());
+    }
+
+    @Test
+    void shouldEndTheAttemptOnCancel() throws Exception {
+        handshake();
+        writer.send(new Frame.Cancel("user said stop"));
+        assertEquals("cancelled by the source: user said stop", awaitAborted());
+    }
+
+    @Test
+    @Disabled("bug: DestinationSession.commit() checks only destReadySent, not state == VERIFIED, so with copyDisks a COMMIT"
+            + " before DISKS_DONE runs the VM on disks that were never verified; fix: refuse COMMIT unless"
+            + " state == VERIFIED when the HELLO had copyDisks")
+    void shouldRefuseCommitBeforeTheDisksAreVerified() throws Exception {
+        handshake();
+        sendDisk();
+        sendRamAndDeviceState();
+        assertInstanceOf(Frame.DestReady.class, nextControl());
+        writer.send(new Frame.Commit());
+        Frame answer = nextControl();
+        assertInstanceOf(Frame.Error.class, answer, "COMMIT without DISKS_DONE/VERIFIED was accepted: " + answer);
+        assertFalse(host.last().resumed.get(), "the VM ran on unverified disks");
+    }
+}

@@ -1,0 +1,112 @@
+package ferry.migration;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+
+import java.nio.ByteBuffer;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/** The digest scheme both ends compare before the VM may run on the destination. */
+class GranuleDigestsTest {
+    private static final int GRANULE = 4096;
+    private static final int GROUP_BYTES = GranuleDigests.GROUP_GRANULES * GRANULE;   // 4 MiB
+
+    private static byte[] randomBytes(int length, long seed) {
+        byte[] bytes = new byte[length];
+        new Random(seed).nextBytes(bytes);
+        return bytes;
+    }
+
+    @Test
+    void shouldGiveSameGroupDigestsForSameData() {
+        long size = 3L * GROUP_BYTES + 5 * GRANULE;
+        byte[] data = randomBytes((int) size, 1);
+        GranuleDigests a = new GranuleDigests(size, GRANULE);
+        GranuleDigests b = new GranuleDigests(size, GRANULE);
+        a.recordData(0, ByteBuffer.wrap(data));
+        for (int offset = 0; offset < size; offset += 16 * GRANULE) {       // the same bytes, sent in other runs
+            int length = (int) Math.min(16 * GRANULE, size - offset);
+            b.recordData(offset / GRANULE, ByteBuffer.wrap(data, offset, length));
+        }
+        assertEquals(4, a.groupDigests().length);
+        assertArrayEquals(a.groupDigests(), b.groupDigests());
+        assertEquals(-1, GranuleDigests.firstMismatch(a.groupDigests(), b.groupDigests()));
+    }
+
+    @Test
+    void shouldFindTheGroupWithOneChangedByte() {
+        long size = 4L * GROUP_BYTES;
+        byte[] data = randomBytes((int) size, 2);
+        GranuleDigests a = new GranuleDigests(size, GRANULE);
+        a.recordData(0, ByteBuffer.wrap(data));
+        int changedAt = 2 * GROUP_BYTES + 12345;
+        data[changedAt] ^= 1;
+        GranuleDigests b = new GranuleDigests(size, GRANULE);
+        b.recordData(0, ByteBuffer.wrap(data));
+        assertEquals(2, GranuleDigests.firstMismatch(a.groupDigests(), b.groupDigests()));
+        assertEquals("bytes 0x800000..0xc00000", a.describeGroup(2));
+    }
+
+    @Test
+    void shouldSeeAGranuleNeverSentAsDifferent() {
+        long size = 2L * GROUP_BYTES;
+        GranuleDigests sent = new GranuleDigests(size, GRANULE);
+        GranuleDigests dropped = new GranuleDigests(size, GRANULE);
+        byte[] granule = randomBytes(GRANULE, 3);
+        sent.recordData(1500, ByteBuffer.wrap(granule));
+        assertEquals(1, GranuleDigests.firstMismatch(sent.groupDigests(), dropped.groupDigests()));
+        // even a granule of zeroes that was sent differs from one that never was (0 = never sent)
+        GranuleDigests zeroSent = new GranuleDigests(size, GRANULE);
+        zeroSent.recordZero(10, 1);
+        assertEquals(0, GranuleDigests.firstMismatch(zeroSent.groupDigests(), dropped.groupDigests()));
+    }
+
+    @Test
+    void shouldTreatZeroRecordedAndDataRecordedZeroesAlike() {
+        long size = GROUP_BYTES + 3 * GRANULE + 100;           // short last granule of 100 bytes
+        GranuleDigests asZero = new GranuleDigests(size, GRANULE);
+        GranuleDigests asData = new GranuleDigests(size, GRANULE);
+        long granules = (size + GRANULE - 1) / GRANULE;
+        asZero.recordZero(0, granules);
+        asData.recordData(0, ByteBuffer.allocateDirect((int) size));
+        assertArrayEquals(asZero.groupDigests(), asData.groupDigests());
+        // and for another granule size, whose zero digest is cached in the other slot
+        GranuleDigests big = new GranuleDigests(1 << 20, 65536);
+        GranuleDigests bigData = new GranuleDigests(1 << 20, 65536);
+        big.recordZero(0, 16);
+        bigData.recordData(0, ByteBuffer.allocate(1 << 20));
+        assertArrayEquals(big.groupDigests(), bigData.groupDigests());
+        assertArrayEquals(asZero.groupDigests(), asData.groupDigests());
+    }
+
+    @Test
+    void shouldHandleAShortLastGranule() {
+        long size = 10L * GRANULE + 1000;
+        GranuleDigests d = new GranuleDigests(size, GRANULE);
+        assertEquals(GRANULE, d.granuleLength(9));
+        assertEquals(1000, d.granuleLength(10));
+        byte[] tail = randomBytes(1000, 4);
+        d.recordData(10, ByteBuffer.wrap(tail));
+        GranuleDigests same = new GranuleDigests(size, GRANULE);
+        same.recordData(10, ByteBuffer.wrap(tail.clone()));
+        assertArrayEquals(d.groupDigests(), same.groupDigests());
+        tail[999] ^= 0x40;
+        GranuleDigests other = new GranuleDigests(size, GRANULE);
+        other.recordData(10, ByteBuffer.wrap(tail));
+        assertEquals(0, GranuleDigests.firstMismatch(d.groupDigests(), other.groupDigests()));
+        // zeroes of different lengths differ: the length is mixed into the digest
+        GranuleDigests shortZero = new GranuleDigests(size, GRANULE);
+        shortZero.recordZero(10, 1);
+        GranuleDigests fullZero = new GranuleDigests(11L * GRANULE, GRANULE);
+        fullZero.recordZero(10, 1);
+        assertNotEquals(shortZero.groupDigests()[0], fullZero.groupDigests()[0]);
+    }
+
+    @Test
+    void shouldReportMismatchWhenGroupCountsDiffer() {
+        assertEquals(1, GranuleDigests.firstMismatch(new int[] {5}, new int[] {5, 6}));
+        assertEquals(0, GranuleDigests.firstMismatch(new int[0], new int[] {5}));
+    }
+}
