@@ -172,8 +172,8 @@ final class DestinationSession {
         switch (status) {
             case "completed" -> {
                 try {
+                    destReadySent = true;      // before the send: the source's COMMIT may come back at once
                     writer.send(new Frame.DestReady());
-                    destReadySent = true;
                 } catch (IOException | InterruptedException e) {
                     abort("telling the source that the device state arrived failed: " + e.getMessage());
                 }

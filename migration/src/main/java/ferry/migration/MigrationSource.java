@@ -134,6 +134,9 @@ public final class MigrationSource implements AutoCloseable {
             recover(MigrationStatus.CANCELLED, "cancelled: " + c.getMessage(), new Frame.Cancel(c.getMessage()));
         } catch (MigrationException e) {
             recover(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
+        } catch (IOException e) {
+            String reason = peerReason().orElse("connection to the destination lost: " + e.getMessage());
+            recover(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), reason));
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             recover(MigrationStatus.FAILED, stats.phase().label() + ": interrupted", new Frame.Error(stats.phase().label(), "source interrupted"));
@@ -144,6 +147,27 @@ public final class MigrationSource implements AutoCloseable {
         } finally {
             stopTracking();
         }
+    }
+
+    /**
+     * When a send fails because the destination closed the stream, the destination usually said why
+     * first (an ERROR frame the receiver thread queued): that reason beats "broken pipe".
+     */
+    private java.util.Optional<String> peerReason() {
+        try {
+            Thread recv = recvThread;
+            if (recv != null) {
+                recv.join(1000);            // let it queue what it read before the close
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        for (SourceEvent event : events) {
+            if (event instanceof SourceEvent.PeerFrame(Frame.Error error)) {
+                return java.util.Optional.of("destination failed in " + error.phase() + ": " + error.message());
+            }
+        }
+        return java.util.Optional.empty();
     }
 
     // ---- setup --------------------------------------------------------------------------------

@@ -121,7 +121,8 @@ class DestinationStateTest {
         sendRamAndDeviceState();
         assertInstanceOf(Frame.DestReady.class, nextControl());
         writer.send(new Frame.Commit());
-        assertInstanceOf(Frame.Running.class, nextControl());
+        Frame answer = nextControl();
+        assertInstanceOf(Frame.Running.class, answer, () -> "answer: " + answer);
         assertTrue(destination.awaitCompleted(20_000));
         assertTrue(host.last().resumed.get());
     }
