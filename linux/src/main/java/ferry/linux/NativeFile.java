@@ -1,0 +1,424 @@
+package ferry.linux;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout.PathElement;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.StructLayout;
+import java.lang.invoke.MethodHandle;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * One Linux file descriptor, used through the Foreign Function &amp; Memory API (no JNI):
+ * positional {@code pread}/{@code pwrite}, {@code lseek} with {@code SEEK_DATA}/{@code SEEK_HOLE},
+ * {@code fallocate} (punch hole, zero range), {@code fdatasync}, {@code ftruncate}.
+ *
+ * <h2>Design notes</h2>
+ * <ul>
+ *   <li>Every I/O call is positional, so one descriptor serves any number of threads at once.
+ *       {@code lseek} moves the descriptor's shared offset, which no other method here relies on.</li>
+ *   <li>errno is captured by the linker ({@code Linker.Option.captureCallState("errno")}) into a
+ *       per-call segment, so a JVM call between the syscall and the read of errno cannot clobber it.</li>
+ *   <li>Reads and writes loop over short transfers and retry {@code EINTR} (bounded).</li>
+ *   <li>Heap segments and heap buffers cannot be handed to a syscall that may block, so they are copied
+ *       through a native bounce segment of {@value #BOUNCE_LENGTH} bytes; direct buffers go straight through.</li>
+ *   <li>{@link #close()} takes a write lock that every call holds for reading, so a descriptor
+ *       number is never closed (and possibly reused by the kernel) under a running call.</li>
+ * </ul>
+ *
+ * <p>Threads: any thread; all methods may be called concurrently.
+ */
+public final class NativeFile implements AutoCloseable {
+    static final int O_RDONLY = 0;
+    static final int O_RDWR = 2;
+    static final int O_CREAT = 0x40;       // 0100
+    static final int O_EXCL = 0x80;        // 0200
+    static final int O_CLOEXEC = 0x80000;  // 02000000
+
+    public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+    public static final int FALLOC_FL_ZERO_RANGE = 0x10;
+
+    static final int SEEK_END = 2;
+    static final int SEEK_DATA = 3;
+    static final int SEEK_HOLE = 4;
+
+    /** What {@link #seekData} and {@link #seekHole} return when no data follows the offset (ENXIO). */
+    public static final long NO_MORE = -1;
+
+    static final int BOUNCE_LENGTH = 256 * 1024;
+    private static final int EINTR_RETRIES = 1000;
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final StructLayout CALL_STATE = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO = CALL_STATE.varHandle(PathElement.groupElement("errno"));
+    private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
+
+    // int open(const char *path, int flags, ...): the mode is the first variadic argument.
+    private static final MethodHandle OPEN = downcall("open",
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2));
+    private static final MethodHandle CLOSE = downcall("close", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle PREAD = downcall("pread",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle PWRITE = downcall("pwrite",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle LSEEK = downcall("lseek",
+            FunctionDescriptor.of(JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_INT));
+    private static final MethodHandle FALLOCATE = downcall("fallocate",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
+    private static final MethodHandle FDATASYNC = downcall("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle FTRUNCATE = downcall("ftruncate",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+
+    private static MethodHandle downcall(String name, FunctionDescriptor descriptor, Linker.Option... extra) {
+        MemorySegment symbol = LINKER.defaultLookup().find(name)
+                .orElseThrow(() -> new IllegalStateException("libc symbol not found: " + name));
+        Linker.Option[] options = new Linker.Option[extra.length + 1];
+        options[0] = CAPTURE_ERRNO;
+        System.arraycopy(extra, 0, options, 1, extra.length);
+        return LINKER.downcallHandle(symbol, descriptor, options);
+    }
+
+    private final Path path;
+    private final boolean readOnly;
+    private final ReentrantReadWriteLock closeLock = new ReentrantReadWriteLock();
+    private int fd;
+
+    private NativeFile(Path path, int fd, boolean readOnly) {
+        this.path = path;
+        this.fd = fd;
+        this.readOnly = readOnly;
+    }
+
+    /** Opens an existing file, read-only or read-write, close-on-exec. */
+    public static NativeFile open(Path path, boolean readOnly) throws NativeIoException {
+        return new NativeFile(path, openFd(path, (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0), readOnly);
+    }
+
+    /** Creates a new file read-write with the given permission bits; fails with EEXIST if it exists. */
+    public static NativeFile createNew(Path path, int mode) throws NativeIoException {
+        return new NativeFile(path, openFd(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode), false);
+    }
+
+    private static int openFd(Path path, int flags, int mode) throws NativeIoException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            MemorySegment cPath = arena.allocateFrom(path.toString());
+            for (int attempt = 0; ; attempt++) {
+                // NATIVE: cPath is a NUL-terminated copy owned by this confined arena and outlives the call;
+                // errno captured via Linker.Option.captureCallState into this call's own state segment.
+                int fd = (int) OPEN.invokeExact(state, cPath, flags, mode);
+                if (fd >= 0) {
+                    return fd;
+                }
+                Errno errno = errno(state);
+                if (!errno.equals(Errno.EINTR) || attempt == EINTR_RETRIES) {
+                    throw new NativeIoException("open", "path=" + path, errno);
+                }
+            }
+        } catch (NativeIoException | RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError("open downcall: " + t, t);
+        }
+    }
+
+    private static Errno errno(MemorySegment state) {
+        return new Errno((int) ERRNO.get(state, 0L));
+    }
+
+    public Path path() {
+        return path;
+    }
+
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    /** Reads into {@code dst} from {@code offset} until it is full or the file ends; returns the bytes read. */
+    public long read(long offset, MemorySegment dst) throws NativeIoException {
+        lockOpen("pread");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            if (dst.isNative()) {
+                return preadFully(state, offset, dst);
+            }
+            MemorySegment bounce = arena.allocate(Math.min(dst.byteSize(), BOUNCE_LENGTH));
+            long done = 0;
+            while (done < dst.byteSize()) {
+                long chunk = Math.min(bounce.byteSize(), dst.byteSize() - done);
+                long got = preadFully(state, offset + done, bounce.asSlice(0, chunk));
+                MemorySegment.copy(bounce, 0, dst, done, got);
+                done += got;
+                if (got < chunk) {
+                    break;   // end of file
+                }
+            }
+            return done;
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
+    /** Reads {@code dst}'s remaining bytes (see {@link #read(long, MemorySegment)}); advances its position by the bytes read. */
+    public long read(long offset, ByteBuffer dst) throws NativeIoException {
+        long got = read(offset, MemorySegment.ofBuffer(dst));
+        dst.position(dst.position() + (int) got);
+        return got;
+    }
+
+    private long preadFully(MemorySegment state, long offset, MemorySegment dst) throws NativeIoException {
+        long done = 0;
+        int interrupted = 0;
+        while (done < dst.byteSize()) {
+            long n;
+            try {
+                // NATIVE: fd is held open by closeLock's read lock; dst is a native segment of at least
+                // byteSize() - done bytes past done, kept alive by the caller for the whole call.
+                n = (long) PREAD.invokeExact(state, fd, dst.asSlice(done), dst.byteSize() - done, offset + done);
+            } catch (Throwable t) {
+                throw rethrow("pread", t);
+            }
+            if (n > 0) {
+                done += n;
+            } else if (n == 0) {
+                return done;   // end of file
+            } else {
+                interrupted = checkInterrupted(state, "pread", offset + done, dst.byteSize() - done, interrupted);
+            }
+        }
+        return done;
+    }
+
+    /** Writes all of {@code src} at {@code offset}. */
+    public void write(long offset, MemorySegment src) throws NativeIoException {
+        lockOpen("pwrite");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            if (src.isNative()) {
+                pwriteFully(state, offset, src);
+                return;
+            }
+            MemorySegment bounce = arena.allocate(Math.min(src.byteSize(), BOUNCE_LENGTH));
+            for (long done = 0; done < src.byteSize(); ) {
+                long chunk = Math.min(bounce.byteSize(), src.byteSize() - done);
+                MemorySegment.copy(src, done, bounce, 0, chunk);
+                pwriteFully(state, offset + done, bounce.asSlice(0, chunk));
+                done += chunk;
+            }
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
+    /** Writes {@code src}'s remaining bytes at {@code offset}; on return its position is at its limit. */
+    public void write(long offset, ByteBuffer src) throws NativeIoException {
+        write(offset, MemorySegment.ofBuffer(src));
+        src.position(src.limit());
+    }
+
+    private void pwriteFully(MemorySegment state, long offset, MemorySegment src) throws NativeIoException {
+        long done = 0;
+        int interrupted = 0;
+        while (done < src.byteSize()) {
+            long n;
+            try {
+                // NATIVE: fd is held open by closeLock's read lock; src is a native segment of at least
+                // byteSize() - done bytes past done, kept alive by the caller for the whole call.
+                n = (long) PWRITE.invokeExact(state, fd, src.asSlice(done), src.byteSize() - done, offset + done);
+            } catch (Throwable t) {
+                throw rethrow("pwrite", t);
+            }
+            if (n > 0) {
+                done += n;
+            } else if (n == 0) {
+                // pwrite returns 0 for a non-empty request only when nothing can be written at all
+                throw new NativeIoException("pwrite", detail(offset + done, src.byteSize() - done), Errno.ENOSPC);
+            } else {
+                interrupted = checkInterrupted(state, "pwrite", offset + done, src.byteSize() - done, interrupted);
+            }
+        }
+    }
+
+    private int checkInterrupted(MemorySegment state, String call, long offset, long length, int interrupted)
+            throws NativeIoException {
+        Errno errno = errno(state);
+        if (!errno.equals(Errno.EINTR) || interrupted == EINTR_RETRIES) {
+            throw new NativeIoException(call, detail(offset, length), errno);
+        }
+        return interrupted + 1;
+    }
+
+    /** The first offset at or after {@code offset} that holds data, or {@link #NO_MORE} (ENXIO). */
+    public long seekData(long offset) throws NativeIoException {
+        return seek(offset, SEEK_DATA, "lseek(SEEK_DATA)");
+    }
+
+    /** The first offset at or after {@code offset} in a hole (the end of file counts as one), or {@link #NO_MORE}. */
+    public long seekHole(long offset) throws NativeIoException {
+        return seek(offset, SEEK_HOLE, "lseek(SEEK_HOLE)");
+    }
+
+    /** The file's size in bytes ({@code lseek(fd, 0, SEEK_END)}). */
+    public long size() throws NativeIoException {
+        return seek(0, SEEK_END, "lseek(SEEK_END)");
+    }
+
+    private long seek(long offset, int whence, String call) throws NativeIoException {
+        lockOpen(call);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            long result;
+            try {
+                // NATIVE: fd is held open by closeLock's read lock; errno captured via captureCallState.
+                // lseek moves the fd's shared offset, so every other call in this class is positional.
+                result = (long) LSEEK.invokeExact(state, fd, offset, whence);
+            } catch (Throwable t) {
+                throw rethrow(call, t);
+            }
+            if (result >= 0) {
+                return result;
+            }
+            Errno errno = errno(state);
+            if (errno.equals(Errno.ENXIO) && whence != SEEK_END) {
+                return NO_MORE;   // offset lies in the final hole, or at/after the end of file
+            }
+            throw new NativeIoException(call, "path=" + path + " offset=0x" + Long.toHexString(offset), errno);
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
+    /** {@code fallocate(fd, mode, offset, length)}, retrying EINTR. EOPNOTSUPP tells the caller to fall back. */
+    public void fallocate(int mode, long offset, long length) throws NativeIoException {
+        lockOpen("fallocate");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            for (int interrupted = 0; ; ) {
+                int result;
+                try {
+                    // NATIVE: fd is held open by closeLock's read lock; no memory is passed.
+                    result = (int) FALLOCATE.invokeExact(state, fd, mode, offset, length);
+                } catch (Throwable t) {
+                    throw rethrow("fallocate", t);
+                }
+                if (result == 0) {
+                    return;
+                }
+                interrupted = checkInterrupted(state, "fallocate", offset, length, interrupted);
+            }
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
+    /** Deallocates the range, keeping the file size; the range reads as zeroes afterwards. */
+    public void punchHole(long offset, long length) throws NativeIoException {
+        fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+    }
+
+    /** Makes the range read as zeroes and keeps it allocated (ext4, xfs; EOPNOTSUPP elsewhere). */
+    public void zeroRange(long offset, long length) throws NativeIoException {
+        fallocate(FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, length);
+    }
+
+    /** Makes every completed write durable ({@code fdatasync}). */
+    public void dataSync() throws NativeIoException {
+        intCall("fdatasync", 0);
+    }
+
+    /** Sets the file size; growing leaves a hole. */
+    public void truncate(long size) throws NativeIoException {
+        intCall("ftruncate", size);
+    }
+
+    private void intCall(String call, long argument) throws NativeIoException {
+        lockOpen(call);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            for (int interrupted = 0; ; ) {
+                int result;
+                try {
+                    // NATIVE: fd is held open by closeLock's read lock; no memory is passed.
+                    result = call.equals("fdatasync")
+                            ? (int) FDATASYNC.invokeExact(state, fd)
+                            : (int) FTRUNCATE.invokeExact(state, fd, argument);
+                } catch (Throwable t) {
+                    throw rethrow(call, t);
+                }
+                if (result == 0) {
+                    return;
+                }
+                Errno errno = errno(state);
+                if (!errno.equals(Errno.EINTR) || interrupted++ == EINTR_RETRIES) {
+                    throw new NativeIoException(call, "path=" + path, errno);
+                }
+            }
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
+    /** Closes the descriptor once running calls have returned; later calls fail with EBADF. Idempotent. */
+    @Override
+    public void close() throws NativeIoException {
+        closeLock.writeLock().lock();
+        try {
+            if (fd < 0) {
+                return;
+            }
+            int closing = fd;
+            fd = -1;   // never retry close: on Linux the descriptor is released even when close fails
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment state = arena.allocate(CALL_STATE);
+                int result;
+                try {
+                    // NATIVE: no other call runs (write lock held) and fd is marked closed first.
+                    result = (int) CLOSE.invokeExact(state, closing);
+                } catch (Throwable t) {
+                    throw rethrow("close", t);
+                }
+                if (result != 0 && !errno(state).equals(Errno.EINTR)) {
+                    throw new NativeIoException("close", "path=" + path, errno(state));
+                }
+            }
+        } finally {
+            closeLock.writeLock().unlock();
+        }
+    }
+
+    private void lockOpen(String call) throws NativeIoException {
+        closeLock.readLock().lock();
+        if (fd < 0) {
+            closeLock.readLock().unlock();
+            throw new NativeIoException(call, "path=" + path + " (closed)", Errno.EBADF);
+        }
+    }
+
+    private String detail(long offset, long length) {
+        return "path=" + path + " offset=0x" + Long.toHexString(offset) + " length=" + length;
+    }
+
+    private static RuntimeException rethrow(String call, Throwable t) {
+        if (t instanceof RuntimeException r) {
+            throw r;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        throw new AssertionError(call + " downcall threw a checked exception: " + t, t);
+    }
+
+    @Override
+    public String toString() {
+        return "NativeFile[" + path + (readOnly ? ", read-only" : "") + "]";
+    }
+}

@@ -1,0 +1,81 @@
+package ferry.linux;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class NativeFileTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void shouldNameErrnoValuesLikeStrerror() {
+        assertEquals("No space left on device (ENOSPC)", Errno.ENOSPC.toString());
+        assertEquals("EOPNOTSUPP", new Errno(95).name());
+        assertEquals("Unknown error 200 (errno 200)", new Errno(200).toString());
+    }
+
+    @Test
+    void shouldRoundTripHeapSegmentsLargerThanTheBounceBuffer() throws Exception {
+        byte[] data = new byte[NativeFile.BOUNCE_LENGTH * 2 + 13];
+        new Random(7).nextBytes(data);
+        try (NativeFile file = NativeFile.createNew(dir.resolve("f"), 0600)) {
+            file.write(5, MemorySegment.ofArray(data));
+            byte[] back = new byte[data.length];
+            assertEquals(data.length, file.read(5, MemorySegment.ofArray(back)));
+            assertArrayEquals(data, back);
+            assertEquals(data.length + 5, file.size());
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment tail = arena.allocate(100);
+                assertEquals(10, file.read(data.length - 5, tail), "a read stops at the end of file");
+                assertEquals(data[data.length - 1], tail.get(ValueLayout.JAVA_BYTE, 9));
+            }
+            ByteBuffer direct = ByteBuffer.allocateDirect(8);
+            assertEquals(8, file.read(5, direct));
+            assertEquals(8, direct.position());
+        }
+    }
+
+    @Test
+    void shouldSeekDataAndHolesAndReportNoMoreData() throws Exception {
+        try (NativeFile file = NativeFile.createNew(dir.resolve("s"), 0600)) {
+            file.truncate(1 << 20);
+            assertEquals(NativeFile.NO_MORE, file.seekData(0), "an empty sparse file has no data");
+            file.write(512 * 1024, ByteBuffer.wrap(new byte[] {1, 2, 3}));
+            long data = file.seekData(0);
+            assertEquals(true, data <= 512 * 1024 && data > 0, "data found at " + data);
+            assertEquals(true, file.seekHole(data) > 512 * 1024, "a hole after the data");
+            file.punchHole(0, 1 << 20);
+            assertEquals(NativeFile.NO_MORE, file.seekData(0));
+            assertEquals(1 << 20, file.size(), "punching keeps the size");
+        }
+    }
+
+    @Test
+    void shouldReportErrnoNamesForFailedCalls() throws Exception {
+        Path path = dir.resolve("e");
+        NativeFile.createNew(path, 0600).close();
+        NativeIoException exists = assertThrows(NativeIoException.class, () -> NativeFile.createNew(path, 0600));
+        assertEquals(Errno.EEXIST, exists.errno());
+        assertEquals("open failed: path=" + path + ": File exists (EEXIST)", exists.getMessage());
+        try (NativeFile readOnly = NativeFile.open(path, true)) {
+            NativeIoException e = assertThrows(NativeIoException.class,
+                    () -> readOnly.write(0, ByteBuffer.allocateDirect(1)));
+            assertEquals(Errno.EBADF, e.errno());
+            assertEquals("pwrite", e.call());
+        }
+        assertEquals(Errno.ENOENT, assertThrows(NativeIoException.class,
+                () -> NativeFile.open(dir.resolve("missing"), true)).errno());
+        assertEquals(0, Files.size(path));
+    }
+}
