@@ -3,6 +3,7 @@ package ferry.image.qcow2;
 import ferry.image.BlockImage;
 import ferry.image.ImageException;
 import ferry.image.ImageException.Kind;
+import ferry.image.raw.RawImage;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -45,7 +46,7 @@ final class BackingChain {
         String fmt = format.isPresent() ? format.get() : probe(path);
         return switch (fmt) {
             case Backing.QCOW2 -> Qcow2Image.open(path, true, depth);
-            case Backing.RAW -> RawBacking.open(path);
+            case Backing.RAW -> RawImage.open(path, true);
             default -> throw new ImageException(Kind.UNSUPPORTED, "open backing failed: overlay=" + overlay
                     + " backing=" + name + " format=" + fmt + ": only raw and qcow2 backing files are supported");
         };
