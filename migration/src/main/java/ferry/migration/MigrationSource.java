@@ -384,7 +384,8 @@ public final class MigrationSource implements AutoCloseable {
     private void awaitFlag(java.util.function.BooleanSupplier flag, long timeoutMs, String what)
             throws MigrationException, Cancelled, InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        drainEvents();
+        // One event at a time, checking the flag after each: RUNNING followed by the destination's
+        // normal close must end in RUNNING, not in "connection lost".
         while (!flag.getAsBoolean()) {
             long left = deadline - System.nanoTime();
             if (left <= 0) {

@@ -184,7 +184,6 @@ final class FakeQemu {
 
         @Override
         public void abort(String reason) {
-            aborted.set(reason);
             try {
                 server.close();
                 for (BlockImage image : images) {
@@ -193,6 +192,7 @@ final class FakeQemu {
                 for (Path path : paths) {
                     Files.deleteIfExists(path);
                 }
+                aborted.set(reason);           // last: the test reads it as "everything is undone"
             } catch (IOException e) {
                 throw new AssertionError(e);
             }

@@ -159,6 +159,12 @@ class MigrationLoopbackTest {
                 MigrationReport report = migration.stats().report();
                 assertEquals(MigrationStatus.FAILED, report.status(), "cut after " + cut + " bytes");
                 assertTrue(report.error().isPresent());
+                if (cut == total - 100 && !vm.resumed.get()) {
+                    // Pass counts vary, so this cut may fall after COMMIT: then the source must stay paused and say why.
+                    assertTrue(report.error().orElse("").contains("stays paused"), report.error().orElse(""));
+                    vm.resume();
+                    continue;
+                }
                 assertTrue(vm.resumed.get(), "source VM not resumed after cut at " + cut);
                 awaitAborted(host.prepared.isEmpty() ? null : host.last(), cut);
             }
