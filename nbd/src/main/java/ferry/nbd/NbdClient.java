@@ -240,6 +240,11 @@ public final class NbdClient implements AutoCloseable {
         List<StatusExtent> extents = new ArrayList<>();
         int error = 0;
         try {
+            ByteBuffer peek = in.need(4);
+            if (peek.getInt(peek.position()) == SIMPLE_REPLY_MAGIC) {   // a refusal without structured replies
+                simpleReply(cookie, CMD_BLOCK_STATUS);
+                throw new NbdException(NbdException.Kind.PROTOCOL, "simple reply to BLOCK_STATUS without an error");
+            }
             boolean done = false;
             while (!done) {
                 ChunkHeader c = chunk(cookie);

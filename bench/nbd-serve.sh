@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): the same 1 GiB raw image served by `bin/ferry serve` and by `qemu-nbd`, in one
+# run, measured with qemu-img bench and nbdcopy. Prints a Markdown table with Ferry/qemu-nbd ratios.
+#
+# Caching, the same for both servers: the image is written once, so it sits in the page cache, and both
+# servers do buffered I/O on it (qemu-nbd --cache=writeback --aio=threads, its defaults; Ferry's RawImage
+# uses pread/pwrite without O_DIRECT). qemu-img bench runs with -t none: for an NBD target that only
+# affects its own block layer (no client-side cache), so every request reaches the server.
+# "4 KiB random" is qemu-img bench with a step of 40009 blocks (prime, coprime to the block count): a
+# permutation of the image's 4 KiB blocks, since qemu-img bench has no random mode.
+#
+# Usage: bench/nbd-serve.sh [WORKDIR]   (needs scripts/build.sh first; about 2 minutes)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=${1:-$(mktemp -d /tmp/nbd-bench.XXXXXX)}
+mkdir -p "$work"
+image="$work/bench.raw"
+size=$((1024 * 1024 * 1024))
+repeats=${REPEATS:-3}
+[ -f "$root/cli/target/ferry.jar" ] || { echo "nbd-serve.sh: build first: scripts/build.sh" >&2; exit 1; }
+for tool in qemu-img qemu-nbd nbdcopy; do command -v $tool >/dev/null || { echo "nbd-serve.sh: $tool missing" >&2; exit 1; }; done
+
+if [ ! -f "$image" ] || [ "$(stat -c %s "$image")" != $size ]; then
+  head -c $size /dev/urandom > "$image"
+fi
+
+server_pid=
+stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=; fi; }
+trap stop_server EXIT
+
+start_server() {   # $1 = ferry|qemu-nbd ; $2 = socket
+  rm -f "$2"
+  case $1 in
+    ferry) "$root/bin/ferry" serve --image "$image" --socket "$2" --export bench >"$work/ferry.log" 2>&1 & ;;
+    qemu-nbd) qemu-nbd -f raw -x bench -k "$2" --persistent --cache=writeback --aio=threads --shared=16 "$image" >"$work/qemu-nbd.log" 2>&1 & ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 100); do [ -S "$2" ] && return 0; sleep 0.1; done
+  echo "nbd-serve.sh: $1 did not start" >&2; exit 1
+}
+
+# seconds for one qemu-img bench run: $1 uri, then bench args
+bench_seconds() {
+  local uri=$1; shift
+  qemu-img bench -f raw -t none "$@" "$uri" | sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p'
+}
+
+# best (lowest) of $repeats runs of a command printing seconds
+best() { local b=; for _ in $(seq "$repeats"); do local s; s=$("$@"); if [ -z "$b" ] || awk "BEGIN{exit !($s < $b)}"; then b=$s; fi; done; echo "$b"; }
+
+nbdcopy_seconds() {
+  local start end; start=$(date +%s.%N); nbdcopy "$1" null: ; end=$(date +%s.%N)
+  awk "BEGIN{printf \"%.3f\", $end - $start}"
+}
+
+declare -A result
+tests=(
+  "seq-read-1M-qd1|MiB/s|1024|-c 1024 -d 1 -s 1M"
+  "seq-read-1M-qd16|MiB/s|2048|-c 2048 -d 16 -s 1M"
+  "seq-write-1M-qd1|MiB/s|1024|-w -c 1024 -d 1 -s 1M"
+  "seq-write-1M-qd16|MiB/s|2048|-w -c 2048 -d 16 -s 1M"
+  "rand-read-4K-qd1|IOPS|50000|-c 50000 -d 1 -s 4K -S $((4096 * 40009))"
+  "rand-read-4K-qd16|IOPS|100000|-c 100000 -d 16 -s 4K -S $((4096 * 40009))"
+  "rand-write-4K-qd1|IOPS|50000|-w -c 50000 -d 1 -s 4K -S $((4096 * 40009))"
+  "rand-write-4K-qd16|IOPS|100000|-w -c 100000 -d 16 -s 4K -S $((4096 * 40009))"
+)
+for server in qemu-nbd ferry; do
+  sock="$work/$server.sock"
+  start_server $server "$sock"
+  uri="nbd+unix:///bench?socket=$sock"
+  for t in "${tests[@]}"; do
+    IFS='|' read -r name unit count args <<<"$t"
+    # shellcheck disable=SC2086
+    secs=$(best bench_seconds "$uri" $args)
+    if [ "$unit" = "MiB/s" ]; then value=$(awk "BEGIN{printf \"%.0f\", $count / $secs}"); else value=$(awk "BEGIN{printf \"%.0f\", $count / $secs}"); fi
+    result[$server,$name]=$value
+    echo "$server $name: $value $unit" >&2
+  done
+  secs=$(best nbdcopy_seconds "$uri")
+  result[$server,nbdcopy-to-null]=$(awk "BEGIN{printf \"%.0f\", 1024 / $secs}")
+  echo "$server nbdcopy-to-null: ${result[$server,nbdcopy-to-null]} MiB/s" >&2
+  stop_server
+done
+
+echo "| test | unit | qemu-nbd | ferry | ferry/qemu-nbd |"
+echo "| --- | --- | ---: | ---: | ---: |"
+for t in "${tests[@]}" "nbdcopy-to-null|MiB/s||"; do
+  IFS='|' read -r name unit _ _ <<<"$t"
+  q=${result[qemu-nbd,$name]}; f=${result[ferry,$name]}
+  echo "| $name | $unit | $q | $f | $(awk "BEGIN{printf \"%.2f\", $f / $q}") |"
+done
