@@ -229,7 +229,8 @@ class VmConfigParserTest {
             "256K | -m 256K: not a size (e.g. 256, 256M, 1G)",
             "-5 | -m -5: memory must be 16M..1T",
             "8 | -m 8: memory must be 16M..1T",
-            "2048G | -m 2048G: memory must be 16M..1T"})
+            "2048G | -m 2048G: memory must be 16M..1T",
+            "18014398509481985G | -m 18014398509481985G: memory must be 16M..1T"})   // (2^54 + 1) GiB wraps to 1 GiB in a long
     void shouldRefuseBadMemory(String spec, String message) {
         assertEquals(message, refusalWithDrive("-m", spec));
     }
