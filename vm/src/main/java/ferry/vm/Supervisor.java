@@ -32,6 +32,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class Supervisor implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(Supervisor.class.getName());
+    /** How long a second {@link #close()} waits for the first: QEMU's stop (10 s) plus flushing the disks. */
+    private static final long CLOSE_WAIT_MS = 60_000;
 
     private final VmConfig config;
     private final CompletableFuture<String> exit = new CompletableFuture<>();
@@ -46,6 +48,7 @@ public final class Supervisor implements AutoCloseable {
     private volatile MigrationSource migration;
     private volatile boolean crashed;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+    private final java.util.concurrent.CountDownLatch closeDone = new java.util.concurrent.CountDownLatch(1);
 
     public Supervisor(VmConfig config) {
         this.config = config;
@@ -182,12 +185,31 @@ public final class Supervisor implements AutoCloseable {
         return runtime;
     }
 
+    /**
+     * Stops everything, once. The shutdown hook and the main thread both call this, and the first
+     * to arrive does the work: a later caller waits for it, because a shutdown hook that returned
+     * early would let the JVM halt in the middle of the other's cleanup (QEMU killed by its death
+     * signal instead of stopped, images not flushed, the runtime directory left behind).
+     */
     @Override
     public void close() throws IOException, InterruptedException {
-        exit.complete("ferry is shutting down");
         if (!closed.compareAndSet(false, true)) {
-            return;                                  // the shutdown hook and the main thread both close
+            exit.complete("ferry is shutting down");
+            if (!closeDone.await(CLOSE_WAIT_MS, TimeUnit.MILLISECONDS)) {
+                throw new IOException("shutting down " + config.name() + ": the other shutdown did not end within "
+                        + CLOSE_WAIT_MS + " ms");
+            }
+            return;
         }
+        try {
+            exit.complete("ferry is shutting down");
+            closeOnce();
+        } finally {
+            closeDone.countDown();
+        }
+    }
+
+    private void closeOnce() throws IOException, InterruptedException {
         List<Exception> failures = new ArrayList<>();
         MigrationSource source = migration;
         if (source != null) {

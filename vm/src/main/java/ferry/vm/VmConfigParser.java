@@ -136,11 +136,13 @@ public final class VmConfigParser {
             multiplier = 1024;
         }
         try {
-            long mib = Long.parseLong(s) * multiplier;
+            long mib = Math.multiplyExact(Long.parseLong(s), multiplier);
             if (mib < 16 || mib > (1 << 20)) {
                 throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
             }
             return (int) mib;
+        } catch (ArithmeticException e) {
+            throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
         } catch (NumberFormatException e) {
             throw new BadOptionException("-m " + spec + ": not a size (e.g. 256, 256M, 1G)");
         }

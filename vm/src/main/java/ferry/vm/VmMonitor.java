@@ -31,6 +31,8 @@ import java.util.Optional;
  */
 final class VmMonitor implements MonitorHandler {
     private static final long PROGRESS_INTERVAL_MS = 1000;
+    /** How QEMU 7.2's HMP (also through human-monitor-command) answers a command it does not know. */
+    private static final String QEMU_UNKNOWN_COMMAND = "unknown command: '";
 
     private final Supervisor vm;
 
@@ -212,8 +214,12 @@ final class VmMonitor implements MonitorHandler {
 
     private String passthroughOrFail(String line) throws MonitorException {
         try {
-            String text = qemu().qmp().execute(new QmpCommand.HumanMonitorCommand(line));
-            return text.endsWith("\n") ? text.substring(0, text.length() - 1) : text;
+            String text = qemu().qmp().execute(new QmpCommand.HumanMonitorCommand(line)).stripTrailing();
+            if (text.startsWith(QEMU_UNKNOWN_COMMAND) && text.lines().count() == 1) {
+                // QEMU's HMP answers a mistyped command with this line as a *successful* reply
+                throw MonitorException.usage(text, MonitorHelp.all());
+            }
+            return text;
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, "QEMU's monitor refused '" + line + "': " + e.getMessage(), e);
         }

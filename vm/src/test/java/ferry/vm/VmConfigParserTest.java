@@ -1,0 +1,265 @@
+package ferry.vm;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import ferry.monitor.MigrationUri;
+import ferry.monitor.MonitorEndpoint;
+import ferry.qemu.Accelerator;
+import ferry.qemu.QemuConfig;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** {@code ferry run}'s options in QEMU's shapes, and every refusal with its message. */
+class VmConfigParserTest {
+    private static final String DRIVE = "file=/images/disk.raw,format=raw,if=virtio";
+
+    private static VmConfig parse(String... args) throws VmConfigParser.BadOptionException {
+        return VmConfigParser.parse(List.of(args));
+    }
+
+    /** The options plus one valid drive, so only the option under test can be wrong. */
+    private static VmConfig withDrive(String... args) throws VmConfigParser.BadOptionException {
+        List<String> all = new ArrayList<>(List.of(args));
+        all.addAll(List.of("-drive", DRIVE));
+        return VmConfigParser.parse(all);
+    }
+
+    private static String refusal(String... args) {
+        return assertThrows(VmConfigParser.BadOptionException.class, () -> VmConfigParser.parse(List.of(args))).getMessage();
+    }
+
+    private static String refusalWithDrive(String... args) {
+        return assertThrows(VmConfigParser.BadOptionException.class, () -> withDrive(args)).getMessage();
+    }
+
+    // ---- accepted shapes --------------------------------------------------------------------
+
+    @Test
+    void shouldDefaultEverythingButTheDrive() throws Exception {
+        VmConfig config = parse("-drive", DRIVE);
+        assertEquals("ferry-vm", config.name());
+        assertEquals(256, config.memoryMib());
+        assertEquals(1, config.smp());
+        assertEquals(Optional.empty(), config.kernel());
+        assertEquals(Optional.empty(), config.initrd());
+        assertEquals(Optional.empty(), config.append());
+        assertInstanceOf(QemuConfig.Serial.None.class, config.serial());
+        assertEquals(List.of(), config.monitors());
+        assertEquals(Optional.empty(), config.accelerator());
+        assertEquals(Optional.empty(), config.incoming());
+        assertFalse(config.incomingOverwrite());
+        assertEquals("qemu-system-x86_64", config.qemuBinary());
+        assertEquals(List.of(), config.qemuArgs());
+        assertEquals(Optional.empty(), config.runtimeDir());
+    }
+
+    @Test
+    void shouldReadNameInBothShapes() throws Exception {
+        assertEquals("web1", withDrive("-name", "web1").name());
+        assertEquals("web2", withDrive("-name", "guest=web2").name());
+    }
+
+    @ParameterizedTest
+    @CsvSource({"256, 256", "256M, 256", "256m, 256", "1G, 1024", "2g, 2048", "size=512M, 512", "16, 16"})
+    void shouldReadMemoryAsQemuDoes(String spec, int mib) throws Exception {
+        assertEquals(mib, withDrive("-m", spec).memoryMib());
+    }
+
+    @Test
+    void shouldReadSmpInItsShapes() throws Exception {
+        assertEquals(2, withDrive("-smp", "2").smp());
+        assertEquals(4, withDrive("-smp", "cpus=4").smp());
+        assertEquals(2, withDrive("-smp", "2,sockets=1").smp());
+    }
+
+    @Test
+    void shouldReadKernelInitrdAndAppend() throws Exception {
+        VmConfig config = withDrive("-kernel", "/boot/vmlinuz", "-initrd", "/boot/initrd.gz", "-append", "console=ttyS0 quiet");
+        assertEquals(Optional.of(Path.of("/boot/vmlinuz")), config.kernel());
+        assertEquals(Optional.of(Path.of("/boot/initrd.gz")), config.initrd());
+        assertEquals(Optional.of("console=ttyS0 quiet"), config.append());
+    }
+
+    @Test
+    void shouldReadDriveWithFormatInterfaceAndId() throws Exception {
+        VmConfig config = parse("-drive", "file=/a.raw,format=raw,if=virtio,id=root");
+        assertEquals(List.of(new VmConfig.Drive(Path.of("/a.raw"), "raw", "root")), config.drives());
+        assertEquals(List.of(new VmConfig.Drive(Path.of("/b.qcow2"), "qcow2", "disk0")),
+                parse("-drive", "/b.qcow2,format=qcow2").drives(), "a bare first value is the file; if= is optional");
+        assertEquals(List.of(new VmConfig.Drive(Path.of("/c.raw"), "raw", "disk0")),
+                parse("-drive", "file=/c.raw,format=raw,cache=none,aio=native").drives(), "cache and aio are Ferry's business");
+    }
+
+    @Test
+    void shouldNumberRepeatedDrivesInOrder() throws Exception {
+        VmConfig config = parse("-drive", "file=/a.raw,format=raw", "-drive", "file=/b.qcow2,format=qcow2,if=virtio",
+                "-drive", "file=/c.raw,format=raw,id=data");
+        assertEquals(List.of(new VmConfig.Drive(Path.of("/a.raw"), "raw", "disk0"),
+                new VmConfig.Drive(Path.of("/b.qcow2"), "qcow2", "disk1"),
+                new VmConfig.Drive(Path.of("/c.raw"), "raw", "data")), config.drives());
+    }
+
+    @Test
+    void shouldReadEverySerialShape() throws Exception {
+        assertEquals(new QemuConfig.Serial.Stdio(), withDrive("-serial", "stdio").serial());
+        assertEquals(new QemuConfig.Serial.File(Path.of("/tmp/serial.log")), withDrive("-serial", "file:/tmp/serial.log").serial());
+        assertEquals(new QemuConfig.Serial.Unix(Path.of("/tmp/serial.sock")),
+                withDrive("-serial", "unix:/tmp/serial.sock,server,nowait").serial());
+        assertEquals(new QemuConfig.Serial.Unix(Path.of("/tmp/s2.sock")),
+                withDrive("-serial", "unix:/tmp/s2.sock,server=on,wait=off").serial());
+        assertEquals(new QemuConfig.Serial.None(), withDrive("-serial", "none").serial());
+    }
+
+    @Test
+    void shouldReadEveryMonitorShape() throws Exception {
+        assertInstanceOf(MonitorEndpoint.Stdio.class, withDrive("-monitor", "stdio").monitors().getFirst());
+        assertEquals(List.of(new MonitorEndpoint.Unix(Path.of("/tmp/mon.sock"))),
+                withDrive("-monitor", "unix:/tmp/mon.sock,server,nowait").monitors());
+        assertEquals(List.of(new MonitorEndpoint.Tcp("127.0.0.1", 5555)), withDrive("-monitor", "tcp:127.0.0.1:5555,server,nowait").monitors());
+        assertEquals(List.of(new MonitorEndpoint.Tcp("127.0.0.1", 5556)), withDrive("-monitor", "tcp::5556,server,nowait").monitors(),
+                "an empty host is loopback, never every interface");
+        assertEquals(List.of(), withDrive("-monitor", "none").monitors());
+        assertEquals(List.of(new MonitorEndpoint.Unix(Path.of("/tmp/a.sock")), new MonitorEndpoint.Tcp("127.0.0.1", 5557)),
+                withDrive("-monitor", "unix:/tmp/a.sock,server,nowait", "-monitor", "tcp:127.0.0.1:5557").monitors(),
+                "several monitors, as QEMU allows");
+    }
+
+    @Test
+    void shouldAcceptDisplayNoneAndBothAccelerators() throws Exception {
+        assertEquals(Optional.empty(), withDrive("-display", "none").accelerator());
+        assertEquals(Optional.of(Accelerator.KVM), withDrive("-accel", "kvm").accelerator());
+        assertEquals(Optional.of(Accelerator.TCG), withDrive("-accel", "tcg").accelerator());
+        assertEquals(Optional.of(Accelerator.TCG), withDrive("-accel", "tcg,thread=single").accelerator());
+        assertEquals(Optional.of(Accelerator.KVM), withDrive("-enable-kvm").accelerator());
+    }
+
+    @Test
+    void shouldReadIncomingInBothUriShapesWithHostZeroAsAnyAddress() throws Exception {
+        assertEquals(Optional.of(new MigrationUri("0.0.0.0", 4444)), withDrive("-incoming", "tcp:0:4444").incoming());
+        assertEquals(Optional.of(new MigrationUri("0.0.0.0", 4444)), withDrive("-incoming", "tcp://0:4444").incoming());
+        assertEquals(Optional.of(new MigrationUri("127.0.0.1", 4445)), withDrive("-incoming", "tcp:127.0.0.1:4445").incoming());
+        VmConfig overwrite = withDrive("-incoming", "tcp:0:4444", "--incoming-overwrite");
+        assertTrue(overwrite.incomingOverwrite());
+    }
+
+    @Test
+    void shouldReadFerryOwnOptions() throws Exception {
+        VmConfig config = withDrive("--qemu", "/opt/qemu/bin/qemu-system-x86_64", "--qemu-arg", "-no-reboot",
+                "--qemu-arg", "-rtc", "--qemu-arg", "base=utc", "--runtime-dir", "/run/ferry");
+        assertEquals("/opt/qemu/bin/qemu-system-x86_64", config.qemuBinary());
+        assertEquals(List.of("-no-reboot", "-rtc", "base=utc"), config.qemuArgs());
+        assertEquals(Optional.of(Path.of("/run/ferry")), config.runtimeDir());
+    }
+
+    @Test
+    void shouldTakeQemuOptionsWithTwoDashesToo() throws Exception {
+        VmConfig config = parse("--name", "dashes", "--m", "1G", "--drive", DRIVE);
+        assertEquals("dashes", config.name());
+        assertEquals(1024, config.memoryMib());
+    }
+
+    // ---- refusals ----------------------------------------------------------------------------
+
+    @Test
+    void shouldRefuseUnknownOptionAndPointAtQemuArg() {
+        String message = refusalWithDrive("-vga", "std");
+        assertTrue(message.startsWith("unknown option -vga "), message);
+        assertTrue(message.contains("--qemu-arg"), message);
+        assertTrue(refusalWithDrive("--frobnicate").startsWith("unknown option --frobnicate "));
+    }
+
+    @ParameterizedTest
+    @CsvSource({"-name", "-m", "-smp", "-kernel", "-initrd", "-append", "-drive", "-serial", "-monitor", "-display", "-accel",
+            "-incoming", "--qemu", "--qemu-arg", "--runtime-dir"})
+    void shouldRefuseOptionWithoutValue(String option) {
+        assertEquals(option + " needs a value", refusal("-drive", DRIVE, option));
+    }
+
+    @Test
+    void shouldRefuseNoDrive() {
+        assertEquals("no -drive given: Ferry moves VMs with their disks (give at least one -drive file=PATH,format=raw,if=virtio)",
+                refusal("-name", "x", "-m", "256"));
+        assertEquals(refusal(), refusal("-name", "x", "-m", "256"), "an empty command line is refused the same way");
+    }
+
+    @Test
+    void shouldRefuseDriveWithoutFileOrFormat() {
+        assertEquals("-drive file=x: format= is required (raw or qcow2): Ferry never guesses formats", refusal("-drive", "file=x"));
+        assertEquals("-drive format=raw: file= is required", refusal("-drive", "format=raw"));
+    }
+
+    @Test
+    void shouldRefuseUnsupportedFormatInterfaceAndProperties() {
+        assertEquals("-drive file=x,format=vmdk: format=vmdk is not supported (raw, qcow2)", refusal("-drive", "file=x,format=vmdk"));
+        assertEquals("-drive file=x,format=raw,if=ide: if=ide is not supported (Ferry attaches disks as virtio)",
+                refusal("-drive", "file=x,format=raw,if=ide"));
+        assertEquals("-drive file=x,format=raw,snapshot=on: unsupported properties [snapshot] (supported: file, format, if=virtio, id)",
+                refusal("-drive", "file=x,format=raw,snapshot=on"));
+        assertEquals("-drive file=x,format=raw,id=0bad: id=0bad must start with a letter (letters, digits, . _ -)",
+                refusal("-drive", "file=x,format=raw,id=0bad"));
+        assertEquals("-drive file=x,format=raw,format=qcow2: format given twice", refusal("-drive", "file=x,format=raw,format=qcow2"));
+    }
+
+    @Test
+    void shouldRefuseInitrdOrAppendWithoutKernel() {
+        assertEquals("-initrd needs -kernel", refusalWithDrive("-initrd", "/boot/initrd.gz"));
+        assertEquals("-append needs -kernel", refusalWithDrive("-append", "console=ttyS0"));
+    }
+
+    @Test
+    void shouldRefuseSerialAndMonitorBothOnStdio() {
+        String expected = "-serial stdio and -monitor stdio cannot share standard input; move one to unix: or tcp:";
+        assertEquals(expected, refusalWithDrive("-serial", "stdio", "-monitor", "stdio"));
+        assertEquals(expected, refusalWithDrive("-monitor", "stdio", "-nographic"), "-nographic puts the serial on stdio");
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '|', value = {
+            "abc | -m abc: not a size (e.g. 256, 256M, 1G)",
+            "G | -m G: not a size (e.g. 256, 256M, 1G)",
+            "256K | -m 256K: not a size (e.g. 256, 256M, 1G)",
+            "-5 | -m -5: memory must be 16M..1T",
+            "8 | -m 8: memory must be 16M..1T",
+            "2048G | -m 2048G: memory must be 16M..1T",
+            "18014398509481985G | -m 18014398509481985G: memory must be 16M..1T"})   // (2^54 + 1) GiB wraps to 1 GiB in a long
+    void shouldRefuseBadMemory(String spec, String message) {
+        assertEquals(message, refusalWithDrive("-m", spec));
+    }
+
+    @Test
+    void shouldRefuseBadSmp() {
+        assertEquals("-smp two: not a number of vCPUs", refusalWithDrive("-smp", "two"));
+        assertEquals("-smp 0: 1..288 vCPUs", refusalWithDrive("-smp", "0"));
+    }
+
+    @Test
+    void shouldRefuseBadSerialMonitorDisplayAccelAndIncoming() {
+        assertEquals("-serial pty: use stdio, file:PATH, unix:PATH,server,nowait or none", refusalWithDrive("-serial", "pty"));
+        assertEquals("-serial unix:/s.sock,wait: unsupported flag wait (Ferry always listens and never waits: server,nowait)",
+                refusalWithDrive("-serial", "unix:/s.sock,wait"));
+        assertEquals("-monitor vc: use stdio, unix:PATH,server,nowait, tcp:HOST:PORT,server,nowait or none",
+                refusalWithDrive("-monitor", "vc"));
+        assertEquals("-monitor tcp:5555: use tcp:HOST:PORT,server,nowait", refusalWithDrive("-monitor", "tcp:5555"));
+        assertEquals("-monitor tcp:localhost:http: bad port", refusalWithDrive("-monitor", "tcp:localhost:http"));
+        assertEquals("-monitor unix:,server: empty path", refusalWithDrive("-monitor", "unix:,server"));
+        assertTrue(refusalWithDrive("-display", "gtk").startsWith("-display gtk: only '-display none' is supported"));
+        assertEquals("-accel hvf: use kvm or tcg", refusalWithDrive("-accel", "hvf"));
+        String incoming = refusalWithDrive("-incoming", "exec:cat");
+        assertTrue(incoming.startsWith("-incoming exec:cat: ") && incoming.endsWith("(use tcp:HOST:PORT, e.g. tcp:0:4444)"), incoming);
+        assertTrue(refusalWithDrive("-incoming", "tcp:0").startsWith("-incoming tcp:0: "));
+    }
+
+    @Test
+    void shouldRefuseEmptyName() {
+        assertEquals("-name guest=: empty name", refusalWithDrive("-name", "guest="));
+    }
+}
