@@ -147,12 +147,12 @@ class InfoMigrateViewTest {
         assertEquals("""
                 max-bandwidth: 134217728 bytes/second
                 downtime-limit: 300 ms
-                granule-size: 65536 bytes
+                granule-size: 4096 bytes
                 """, InfoMigrateParametersView.render(MigrationParameters.defaults()));
         assertEquals("""
                 max-bandwidth: 104857600 bytes/second
                 downtime-limit: 500 ms
-                granule-size: 4096 bytes
-                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 4096)));
+                granule-size: 65536 bytes
+                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 65536)));
     }
 }
