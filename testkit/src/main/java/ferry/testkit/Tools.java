@@ -63,7 +63,13 @@ public final class Tools {
     }
 
     public static Result run(long timeoutSeconds, List<String> command) {
-        require(command.get(0).contains("/") ? Path.of(command.get(0)).getFileName().toString() : command.get(0));
+        if (command.get(0).contains("/")) {
+            if (!Files.isExecutable(Path.of(command.get(0)))) {
+                fail(command.get(0) + " is not an executable file");
+            }
+        } else {
+            require(command.get(0));
+        }
         try {
             Path out = Files.createTempFile("tool-out", ".txt");
             Path err = Files.createTempFile("tool-err", ".txt");
