@@ -63,10 +63,14 @@ class MigrationIT {
                 "-drive", "file=" + disk + ",format=raw,if=virtio,id=disk0"));
     }
 
-    private LocalHost source(String name, String workload) throws Exception {
+    /** The source host; with {@code preexistingData}, 8 MiB of random bytes at 64 MiB (not guest records). */
+    private LocalHost source(String name, String workload, boolean preexistingData) throws Exception {
         Path disk = tmp.resolve("src/disk.raw");
         Files.createDirectories(disk.getParent());
         try (RawImage image = RawImage.create(disk, DISK_SIZE)) {
+            if (!preexistingData) {
+                return LocalHost.start("source", ferry(), tmp.resolve("src"), vmArgs(name, disk, workload));
+            }
             Random random = new Random(1);                  // some data that predates the guest: 8 MiB at 64 MiB
             byte[] chunk = new byte[1 << 20];
             for (int i = 0; i < 8; i++) {
@@ -130,7 +134,7 @@ class MigrationIT {
     @Test
     void idleGuestArrivesByteIdenticalAndRunsOnTheDestination() throws Exception {
         int port = freePort();
-        try (LocalHost source = source("mig-idle", "idle");
+        try (LocalHost source = source("mig-idle", "idle", true);
              LocalHost destination = destination("dst", "mig-idle", "idle", port)) {
             source.awaitSerial("heartbeat idle=", 120_000);
             assertEquals("", source.monitor("migrate -d -b tcp://127.0.0.1:" + port));
@@ -151,7 +155,7 @@ class MigrationIT {
 
     @Test
     void writingGuestSurvivesEveryFaultThenMigratesAndItsRecordsVerify() throws Exception {
-        try (LocalHost source = source("mig-faults", "write,rate=2M,seconds=600")) {
+        try (LocalHost source = source("mig-faults", "write,rate=2M,seconds=600", false)) {
             source.awaitSerial("heartbeat seq=", 120_000);
             int port = freePort();
             try (LocalHost destination = destination("dst1", "mig-faults", "write,rate=2M,seconds=600", port)) {
