@@ -232,6 +232,75 @@ class MigrationIT {
         }
     }
 
+    /** A raw base holding 2048 valid guest records (8 MiB) at 192 MiB, so the overlay's records verify on top of it. */
+    private static void writeBase(Path base, long bootId) throws Exception {
+        Files.createDirectories(base.getParent());
+        try (RawImage image = RawImage.create(base, DISK_SIZE)) {
+            ByteBuffer block = ByteBuffer.allocateDirect(ferry.vm.guest.GuestRecord.SIZE);
+            for (int i = 0; i < 2048; i++) {
+                long offset = (192L << 20) + (long) i * ferry.vm.guest.GuestRecord.SIZE;
+                block.clear();
+                ferry.vm.guest.GuestRecord.encode(block, i + 1, offset, bootId, 0);
+                block.clear();                                   // encode writes in place: send the whole record
+                image.write(offset, block);
+            }
+        }
+    }
+
+    @Test
+    void incrementalMigrationMovesOnlyTheOverlayOntoTheSameBase() throws Exception {
+        Tools.require("qemu-img");
+        writeBase(tmp.resolve("src/base.raw"), 77);
+        Tools.run(60, "qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw",
+                tmp.resolve("src/overlay.qcow2").toString()).orFail();
+        writeBase(tmp.resolve("bad/base.raw"), 78);                      // same size, other content
+        Files.createDirectories(tmp.resolve("dst"));
+        Files.copy(tmp.resolve("src/base.raw"), tmp.resolve("dst/base.raw"));
+        List<String> args = vmArgs("mig-incr", tmp.resolve("src/overlay.qcow2"), "write,rate=2M,seconds=600");
+        args.set(args.size() - 1, "file=" + tmp.resolve("src/overlay.qcow2") + ",format=qcow2,if=virtio,id=disk0");
+        try (LocalHost source = LocalHost.start("source", ferry(), tmp.resolve("src"), args)) {
+            source.awaitSerial("heartbeat seq=", 120_000);
+            int badPort = freePort();
+            try (LocalHost bad = incomingOverlay("bad", badPort)) {
+                source.monitor("migrate -d -b -i tcp:127.0.0.1:" + badPort);
+                InfoMigrateText refused = awaitEnd(source, 60_000);
+                assertEquals("failed", refused.status());
+                assertTrue(refused.field("ferry error").contains("differs from the source"), refused.fields().toString());
+                assertFalse(Files.exists(tmp.resolve("bad/overlay.qcow2")), "the refused destination kept its overlay");
+            }
+            assertSourceRuns(source, "a refused base");
+            int port = freePort();
+            try (LocalHost destination = incomingOverlay("dst", port)) {
+                source.monitor("migrate -d -b -i tcp://127.0.0.1:" + port);
+                InfoMigrateText done = awaitEnd(source, 180_000);
+                assertEquals("completed", done.status(), done.fields().toString());
+                assertTrue(done.number("transferred disk") < 8 * 1024, "the base's 8 MiB travelled: " + done.field("transferred disk"));
+                long seqAtSwitchover = heartbeat(source);
+                long deadline = System.currentTimeMillis() + 60_000;
+                while (heartbeat(destination) < seqAtSwitchover + 100 && System.currentTimeMillis() < deadline) {
+                    Thread.sleep(250);
+                }
+                destination.monitor("quit");
+                assertEquals(0, destination.awaitExit(60_000));
+            }
+            Tools.run(60, "qemu-img", "check", tmp.resolve("dst/overlay.qcow2").toString()).orFail();
+            try (var overlay = ferry.image.qcow2.Qcow2Image.open(tmp.resolve("dst/overlay.qcow2"), true)) {
+                VerifyReport report = RecordVerifier.verify(overlay);
+                assertTrue(report.ok(), report.toString());
+                assertTrue(report.records() > 2048 / 2, "the base's records are not visible through the overlay: " + report);
+            }
+        }
+    }
+
+    private LocalHost incomingOverlay(String dir, int port) throws Exception {
+        List<String> args = vmArgs("mig-incr", tmp.resolve(dir + "/overlay.qcow2"), "write,rate=2M,seconds=600");
+        args.set(args.size() - 1, "file=" + tmp.resolve(dir + "/overlay.qcow2") + ",format=qcow2,if=virtio,id=disk0");
+        args.addAll(List.of("-incoming", "tcp:127.0.0.1:" + port));
+        LocalHost host = LocalHost.start(dir, ferry(), tmp.resolve(dir), args);
+        assertEquals("VM status: paused (inmigrate)", host.monitor("info status"));
+        return host;
+    }
+
     private static void awaitGone(Path file) throws InterruptedException {
         long deadline = System.currentTimeMillis() + 15_000;
         while (Files.exists(file) && System.currentTimeMillis() < deadline) {

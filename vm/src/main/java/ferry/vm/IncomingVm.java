@@ -4,7 +4,6 @@ import ferry.image.BlockImage;
 import ferry.image.Extent;
 import ferry.image.ImageException;
 import ferry.image.Images;
-import ferry.image.raw.RawImage;
 import ferry.migration.DestinationHost;
 import ferry.migration.MigrationException;
 import ferry.migration.Phase;
@@ -83,8 +82,10 @@ final class IncomingVm implements DestinationHost {
                              List<Boolean> fresh, List<Path> created) throws MigrationException, IOException {
         Path file = drive.file();
         if (incremental) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration (-i) needs qcow2"
-                    + " images with a backing file on both hosts; this destination cannot create qcow2 overlays yet");
+            images.add(createOverlay(offer, drive));
+            created.add(file);
+            fresh.add(false);                       // the overlay reads its base: nothing may be skipped as zero
+            return;
         }
         if (Files.exists(file)) {
             BlockImage existing = Images.open(file, drive.format(), false);
@@ -103,14 +104,48 @@ final class IncomingVm implements DestinationHost {
             fresh.add(!holdsData);
             return;
         }
-        if (!drive.format().equals("raw")) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": creating " + drive.format()
-                    + " images on the destination is not supported yet; create " + file + " first");
-        }
         Files.createDirectories(file.toAbsolutePath().getParent());
-        images.add(RawImage.create(file, offer.size()));
+        images.add(Images.create(file, drive.format(), offer.size()));
         created.add(file);
         fresh.add(true);
+    }
+
+    /**
+     * {@code -i}: a new qcow2 overlay on this host's copy of the base, after checking that the copy
+     * is the same (size and content digest) as the source's.
+     */
+    private BlockImage createOverlay(Frame.DiskOffer offer, VmConfig.Drive drive) throws MigrationException, IOException {
+        Path file = drive.file();
+        Frame.BaseIdentity base = offer.base().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                "disk " + drive.id() + ": the source asked for incremental migration but named no base image"));
+        if (!drive.format().equals("qcow2")) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration needs a qcow2"
+                    + " overlay, but this destination's -drive says format=" + drive.format());
+        }
+        if (Files.exists(file)) {
+            if (!config.incomingOverwrite()) {
+                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists; refusing to"
+                        + " overwrite it (remove it, or start the destination with --incoming-overwrite)");
+            }
+            Files.delete(file);
+        }
+        Path basePath = file.toAbsolutePath().getParent().resolve(base.fileName());
+        if (!Files.exists(basePath)) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration needs the base image "
+                    + basePath + " on this host too; copy it here first (it was not found)");
+        }
+        String baseFormat = Images.probeFormat(basePath);
+        Frame.BaseIdentity ours;
+        try (BlockImage local = Images.open(basePath, baseFormat, true)) {
+            ours = ferry.migration.BaseIdentities.of(local, base.fileName());
+        }
+        if (ours.size() != base.size() || !java.util.Arrays.equals(ours.sha256(), base.sha256())) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": the base image " + basePath
+                    + " differs from the source's (" + (ours.size() != base.size() ? "size " + ours.size() + " vs " + base.size()
+                    : "same size, different content") + "): refusing incremental migration onto it");
+        }
+        return ferry.image.qcow2.Qcow2Image.create(file, offer.size(), Images.QCOW2_CLUSTER_SIZE,
+                java.util.Optional.of(new ferry.image.qcow2.Backing(base.fileName(), baseFormat)));
     }
 
     private static BlockImage openShared(Frame.DiskOffer offer, VmConfig.Drive drive) throws MigrationException, IOException {

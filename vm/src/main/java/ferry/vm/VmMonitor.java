@@ -144,11 +144,8 @@ final class VmMonitor implements MonitorHandler {
         QemuProcess qemu = qemu();
         List<SourceDisk> disks = new ArrayList<>();
         for (VmDisks.Disk disk : vm.disks().orElseThrow().disks()) {
-            if (command.incremental()) {
-                throw new MonitorException(MonitorException.Kind.REFUSED, "incremental migration (-i) needs a qcow2 disk with a"
-                        + " backing file; " + disk.drive().id() + " is " + disk.image().format() + " without a base");
-            }
-            disks.add(new SourceDisk(disk.drive().id(), disk.image(), Optional.empty()));
+            disks.add(new SourceDisk(disk.drive().id(), disk.image(),
+                    command.incremental() ? Optional.of(baseIdentity(disk)) : Optional.empty()));
         }
         MigrationSource source;
         try {
@@ -162,6 +159,21 @@ final class VmMonitor implements MonitorHandler {
         source.start();
         if (!command.detach()) {
             follow(source, out);
+        }
+    }
+
+    /** For {@code -i}: the base under the disk's qcow2 overlay, identified by size and content digest. */
+    private static ferry.migration.wire.Frame.BaseIdentity baseIdentity(VmDisks.Disk disk) throws MonitorException {
+        if (!(disk.image().underlying() instanceof ferry.image.qcow2.Qcow2Image overlay)
+                || overlay.backing().isEmpty() || overlay.header().backingFile().isEmpty()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "incremental migration (-i) needs qcow2 disks with a"
+                    + " backing file; " + disk.drive().id() + " is " + disk.image().format() + " without a base");
+        }
+        try {
+            return ferry.migration.BaseIdentities.of(overlay.backing().get(), overlay.header().backingFile().get());
+        } catch (ImageException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "reading the base image of " + disk.drive().id()
+                    + " failed: " + e.getMessage(), e);
         }
     }
 
