@@ -38,6 +38,8 @@ final class FakeQemu {
     /** The source side. */
     static final class Source implements SourceVm {
         final AtomicBoolean resumed = new AtomicBoolean();
+        /** Runs where QEMU would pause the vCPUs and drain disk I/O, before pre-switchover. */
+        volatile Runnable pauseGuest = () -> { };
         final AtomicBoolean cancelled = new AtomicBoolean();
         private volatile SocketChannel tunnel;
         private volatile RamListener listener;
@@ -53,6 +55,7 @@ final class FakeQemu {
                     tunnel = ch;
                     listener.ramStatus("active");
                     writeAll(ch, RAM);
+                    pauseGuest.run();
                     listener.ramStatus("pre-switchover");
                 } catch (IOException e) {
                     if (!cancelled.get()) {

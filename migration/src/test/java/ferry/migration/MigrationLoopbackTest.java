@@ -115,6 +115,48 @@ class MigrationLoopbackTest {
     }
 
     @Test
+    void shouldConvergeByThrottlingAGuestThatOutrunsTheLink() throws Exception {
+        AtomicBoolean paused = new AtomicBoolean();
+        AtomicLong written = new AtomicLong();
+        Thread guest = Thread.ofVirtual().start(() -> {
+            Random random = new Random(11);
+            ByteBuffer block = ByteBuffer.allocateDirect(4096);
+            long deadline = System.nanoTime() + 90_000_000_000L;
+            try {
+                while (!paused.get() && System.nanoTime() < deadline) {     // as fast as it can: GB/s in page cache
+                    block.clear();
+                    block.putLong(0, written.get());
+                    source.write(random.nextLong(DISK_SIZE / 4096) * 4096, block);
+                    written.incrementAndGet();
+                }
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+        });
+        FakeQemu.Source vm = new FakeQemu.Source();
+        vm.pauseGuest = () -> {
+            paused.set(true);                                  // QEMU stops the vCPUs and drains I/O here
+            try {
+                guest.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        };
+        MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", source, Optional.empty())), vm,
+                new MigrationRequest("127.0.0.1", destination.port(), true, false),
+                MigrationParameters.defaults().withMaxBandwidth(16L << 20), srcDir);
+        migration.start();
+        assertTrue(migration.await(120_000), "a guest outrunning a 16 MiB/s link must still converge");
+        MigrationReport report = migration.stats().report();
+        assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+        assertTrue(report.writeThrottleDelayUs() > 0, "the guest was never throttled: " + report);
+        assertTrue(report.dirtyPass() >= Convergence.PASSES_BEFORE_THROTTLE, "converged without dirty passes: " + report);
+        FakeQemu.Prepared prepared = host.last();
+        prepared.close();
+        assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+    }
+
+    @Test
     void shouldLeaveByteIdenticalImagesWhenTheGuestIsQuietAtSwitchover() throws Exception {
         FakeQemu.Source vm = new FakeQemu.Source();
         MigrationSource migration = migrate(destination.port(), vm);
