@@ -46,6 +46,7 @@ final class DestinationSession {
     private final List<GranuleDigests> digests = new ArrayList<>();
     private boolean dropped;
     private boolean copyDisks;
+    private long unflushedBytes;
 
     DestinationSession(SocketChannel channel, String peer, FrameReader reader, FrameWriter writer,
                        DestinationHost host, MigrationStats stats) {
@@ -109,7 +110,7 @@ final class DestinationSession {
                 case Frame.Hello hello -> hello(hello);
                 case Frame.BlockData block -> block(block);
                 case Frame.BlockZero zero -> zero(zero);
-                case Frame.PassEnd pass -> stats.dirtyPass(pass.pass());
+                case Frame.PassEnd pass -> passEnd(pass);
                 case Frame.Ram ram -> ram().deliver(ram.data());
                 case Frame.RamEof eof -> ram().peerFinished();
                 case Frame.DisksDone done -> verify(done);
@@ -217,6 +218,7 @@ final class DestinationSession {
         GranuleDigests d = digests.get(block.disk());
         d.recordData(block.offset() / d.granuleSize(), block.data());
         stats.addDiskBytes(length);
+        unflushedBytes += length;
     }
 
     private void zero(Frame.BlockZero zero) throws MigrationException {
@@ -228,6 +230,29 @@ final class DestinationSession {
         }
         GranuleDigests d = digests.get(zero.disk());
         d.recordZero(zero.offset() / d.granuleSize(), (zero.length() + d.granuleSize() - 1) / d.granuleSize());
+        unflushedBytes += 1;
+    }
+
+    /**
+     * Flushes what the pass wrote, during precopy: the flush at switchover (inside the downtime)
+     * then has only the last pass's blocks left to write back.
+     */
+    private void passEnd(Frame.PassEnd pass) throws MigrationException {
+        stats.dirtyPass(pass.pass());
+        if (unflushedBytes > 0) {
+            flushImages(stats.phase());
+            unflushedBytes = 0;
+        }
+    }
+
+    private void flushImages(Phase phase) throws MigrationException {
+        for (BlockImage image : images) {
+            try {
+                image.flush();
+            } catch (ImageException e) {
+                throw new MigrationException(phase, "flushing " + image.describe() + " failed: " + e.getMessage(), e);
+            }
+        }
     }
 
     private void verify(Frame.DisksDone done) throws Exception {
@@ -235,13 +260,7 @@ final class DestinationSession {
             unexpected(done);
         }
         stats.phase(Phase.SWITCHOVER);
-        for (BlockImage image : images) {
-            try {
-                image.flush();
-            } catch (ImageException e) {
-                throw new MigrationException(Phase.SWITCHOVER, "flushing " + image.describe() + " failed: " + e.getMessage(), e);
-            }
-        }
+        flushImages(Phase.SWITCHOVER);
         if (done.groupDigests().size() != digests.size()) {
             throw new MigrationException(Phase.SWITCHOVER, "source sent digests for " + done.groupDigests().size()
                     + " disks, destination has " + digests.size());
