@@ -147,8 +147,8 @@ final class FakeQemu {
 
         Prepared(Path dir, Frame.Hello hello, int attempt) throws IOException {
             for (Frame.DiskOffer offer : hello.disks()) {
-                Path path = dir.resolve(offer.id() + "-" + attempt + ".raw");
-                images.add(RawImage.create(path, offer.size()));
+                Path path = dir.resolve(offer.id() + "-" + attempt + "." + offer.format());
+                images.add(ferry.image.Images.create(path, offer.format(), offer.size()));
                 paths.add(path);
             }
             socket = dir.resolve("qemu-in-" + attempt + ".sock");

@@ -157,6 +157,47 @@ class MigrationLoopbackTest {
     }
 
     @Test
+    void shouldMigrateAQcow2OverlayAsAWholeAndKeepItSparse() throws Exception {
+        Path base = srcDir.resolve("base.raw");
+        try (RawImage raw = RawImage.create(base, DISK_SIZE)) {
+            raw.write(8L << 20, ByteBuffer.wrap(FakeQemu.pattern(2 << 20, 3)));          // 2 MiB in the base
+        }
+        try (ferry.image.qcow2.Qcow2Image overlay = ferry.image.qcow2.Qcow2Image.create(srcDir.resolve("top.qcow2"), DISK_SIZE,
+                64 << 10, Optional.of(new ferry.image.qcow2.Backing("base.raw", "raw")))) {
+            overlay.write(9L << 20, ByteBuffer.wrap(FakeQemu.pattern(1 << 20, 5)));       // 1 MiB over it
+            overlay.write(20L << 20, ByteBuffer.wrap(FakeQemu.pattern(1 << 20, 6)));      // 1 MiB elsewhere
+        }
+        var top = ferry.image.qcow2.Qcow2Image.open(srcDir.resolve("top.qcow2"), false);
+        DirtyTrackingImage tracked = new DirtyTrackingImage(top);
+        MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", tracked, Optional.empty())),
+                new FakeQemu.Source(), new MigrationRequest("127.0.0.1", destination.port(), true, false),
+                MigrationParameters.defaults().withMaxBandwidth(1L << 30), srcDir);
+        migration.start();
+        assertTrue(migration.await(60_000));
+        assertEquals(MigrationStatus.COMPLETED, migration.stats().report().status(), () -> migration.stats().report().error().orElse(""));
+        FakeQemu.Prepared prepared = host.last();
+        prepared.close();
+        try (var copy = ferry.image.qcow2.Qcow2Image.open(prepared.paths.get(0), true)) {
+            assertTrue(copy.backing().isEmpty(), "a full migration makes a standalone image");
+            ByteBuffer a = ByteBuffer.allocate(1 << 20);
+            ByteBuffer b = ByteBuffer.allocate(1 << 20);
+            for (long offset = 0; offset < DISK_SIZE; offset += 1 << 20) {
+                top.read(offset, a.clear());
+                copy.read(offset, b.clear());
+                assertEquals(a.flip(), b.flip(), "content differs at " + offset);
+            }
+            long allocated = 0;
+            for (var extent : copy.extents(0, DISK_SIZE)) {
+                allocated += extent.type() == ferry.image.Extent.Type.DATA ? extent.length() : 0;
+            }
+            assertTrue(allocated <= 4L << 20, "the copy is not sparse: " + allocated + " bytes allocated for 3 MiB of data");
+            assertTrue(allocated >= 3L << 20, "data missing: " + allocated);
+        } finally {
+            top.close();
+        }
+    }
+
+    @Test
     void shouldLeaveByteIdenticalImagesWhenTheGuestIsQuietAtSwitchover() throws Exception {
         FakeQemu.Source vm = new FakeQemu.Source();
         MigrationSource migration = migrate(destination.port(), vm);
