@@ -14,7 +14,7 @@ public interface DestinationHost {
 
     /**
      * Checks the source's offer against this host's configuration and prepares for it: creates (or,
-     * for incremental migration, opens) the images and starts QEMU waiting for its RAM stream.
+     * for incremental migration, opens) the images and serves them; QEMU comes with {@link PreparedVm#startVm()}.
      * Refuses with a MigrationException whose message the source shows to its user.
      */
     PreparedVm prepare(Frame.Hello hello) throws MigrationException;
@@ -27,7 +27,14 @@ public interface DestinationHost {
         /** Per image: true when it starts out reading all zeroes, so the source may skip holes. */
         List<Boolean> fresh();
 
-        /** Where the waiting QEMU listens for its RAM stream. */
+        /**
+         * Starts QEMU waiting for its RAM stream ({@code -incoming defer}, {@code migrate-incoming}).
+         * Runs while the bulk pass arrives, on the session's {@code vm-start} thread: QEMU's start-up
+         * (about a second under TCG) then costs no migration time.
+         */
+        void startVm() throws MigrationException;
+
+        /** Where the waiting QEMU listens for its RAM stream (valid once {@link #startVm()} returned). */
         Path ramSocket();
 
         /** Tells {@code listener} about QEMU's incoming migration status ({@code completed}, {@code failed}). */

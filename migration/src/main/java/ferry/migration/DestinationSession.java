@@ -40,6 +40,8 @@ final class DestinationSession {
     private State state = State.AWAIT_HELLO;
     private volatile DestinationHost.PreparedVm prepared;
     private volatile RamTunnel tunnel;
+    private Thread vmStart;
+    private volatile MigrationException vmStartFailure;
     private volatile boolean destReadySent;
     private volatile String asyncFailure;
     private final List<BlockImage> images = new ArrayList<>();
@@ -158,14 +160,34 @@ final class DestinationSession {
                 stats.diskTotalBytes(stats.report().diskTotalBytes() + expected);
             }
         }
-        tunnel = RamTunnel.connecting(prepared.ramSocket(), writer, e -> abort("QEMU's incoming migration socket failed: " + e.getMessage()));
-        tunnel.start();
+        vmStart = ferry.linux.Threads.unstartedVirtual("vm-start", this::startVm);
+        vmStart.start();
         stats.sources(() -> 0, reader::bytesRead, () -> 0, () -> MigrationReport.Ram.NONE);
         prepared.ramListener(this::ramStatus);
         writer.send(new Frame.Welcome(hello.copyDisks() ? prepared.fresh() : List.of()));
         state = State.RECEIVING;
         stats.status(MigrationStatus.ACTIVE);
         stats.phase(hello.copyDisks() ? Phase.BULK_COPY : Phase.RAM);
+    }
+
+    /** On {@code vm-start}: QEMU starts while the bulk pass arrives. */
+    private void startVm() {
+        try {
+            prepared.startVm();
+        } catch (MigrationException e) {
+            vmStartFailure = e;
+        }
+    }
+
+    /** Waits for {@code vm-start}; then the RAM tunnel can connect to QEMU. */
+    private RamTunnel connectTunnel() throws Exception {
+        vmStart.join();
+        if (vmStartFailure != null) {
+            throw vmStartFailure;
+        }
+        RamTunnel t = RamTunnel.connecting(prepared.ramSocket(), writer, e -> abort("QEMU's incoming migration socket failed: " + e.getMessage()));
+        t.start();
+        return t;
     }
 
     /** From QEMU's event thread: the incoming RAM migration's status. */
@@ -288,12 +310,15 @@ final class DestinationSession {
         prepared.resume();
         state = State.RUNNING;
         writer.send(new Frame.Running());
-        tunnel.close();
+        ram().close();
     }
 
-    private RamTunnel ram() throws MigrationException {
-        if (tunnel == null) {
+    private RamTunnel ram() throws Exception {
+        if (prepared == null) {
             throw new MigrationException(stats.phase(), "protocol error: RAM frame before HELLO");
+        }
+        if (tunnel == null) {
+            tunnel = connectTunnel();
         }
         return tunnel;
     }
@@ -315,6 +340,13 @@ final class DestinationSession {
             LOG.log(System.Logger.Level.WARNING, "closing the RAM tunnel: " + e.getMessage());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        }
+        if (vmStart != null) {
+            try {
+                vmStart.join();                   // never abort a VM that is still starting
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }
         if (prepared != null) {
             prepared.abort(reason);

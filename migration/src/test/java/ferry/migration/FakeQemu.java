@@ -181,6 +181,7 @@ final class FakeQemu {
 
         @Override public List<BlockImage> images() { return images; }
         @Override public List<Boolean> fresh() { return images.stream().map(i -> true).toList(); }
+        @Override public void startVm() { }
         @Override public Path ramSocket() { return socket; }
         @Override public void ramListener(SourceVm.RamListener listener) { this.listener = listener; }
         @Override public void resume() { resumed.set(true); }

@@ -199,12 +199,16 @@ final class IncomingVm implements DestinationHost {
         private final List<Path> created;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
-        private QemuProcess qemu;
+        private volatile QemuProcess qemu;
 
-        Prepared(VmDisks disks, List<Boolean> fresh, List<Path> created) throws MigrationException {
+        Prepared(VmDisks disks, List<Boolean> fresh, List<Path> created) {
             this.disks = disks;
             this.fresh = fresh;
             this.created = created;
+        }
+
+        @Override
+        public void startVm() throws MigrationException {
             try {
                 qemu = launcher.start(disks, true);
                 qemu.addListener(event -> {
@@ -216,7 +220,6 @@ final class IncomingVm implements DestinationHost {
                 qemu.qmp().execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
                 qemu.qmp().execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
             } catch (QemuException | QmpException e) {
-                abort("QEMU could not start");
                 throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed: " + e.getMessage(), e);
             }
         }
@@ -261,9 +264,10 @@ final class IncomingVm implements DestinationHost {
         @Override
         public void abort(String reason) {
             LOG.log(System.Logger.Level.WARNING, "dropping the incoming VM: " + reason);
-            if (qemu != null) {
+            QemuProcess q = qemu;
+            if (q != null) {
                 try {
-                    qemu.close();
+                    q.close();
                 } catch (QemuException e) {
                     LOG.log(System.Logger.Level.ERROR, "stopping the destination QEMU failed: " + e.getMessage());
                 }
