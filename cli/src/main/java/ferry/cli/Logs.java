@@ -12,7 +12,7 @@ final class Logs {
     private Logs() {}
 
     static void configure() {
-        System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tT %4$s %3$s: %5$s%6$s%n");
+        System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tT.%1$tL %4$s %3$s: %5$s%6$s%n");
         LogManager.getLogManager().reset();
         Logger root = Logger.getLogger("");
         java.util.logging.ConsoleHandler handler = new java.util.logging.ConsoleHandler();

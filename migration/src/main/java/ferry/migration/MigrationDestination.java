@@ -93,7 +93,7 @@ public final class MigrationDestination implements AutoCloseable {
             try {
                 channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
                 channel.setOption(StandardSocketOptions.SO_KEEPALIVE, true);
-                channel.setOption(StandardSocketOptions.SO_RCVBUF, 4 << 20);
+                channel.setOption(StandardSocketOptions.SO_RCVBUF, MigrationSource.SOCKET_BUFFER);
                 channel.socket().setSoTimeout((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
                 MigrationStats sessionStats = new MigrationStats();
                 stats = sessionStats;
