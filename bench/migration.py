@@ -340,12 +340,16 @@ class Run:
         cap = self.cap_s()
         deadline = self.t0 + cap
         info = {}
+        self.phases = []
         while time.time() < deadline:
             info = parse_info(self.mon.command("info migrate"))
+            phase = info.get("ferry phase")
+            if not self.phases or self.phases[-1][1] != "ferry " + str(phase):
+                self.phases.append((round(time.time() - self.t0, 3), "ferry " + str(phase)))
             st = info.get("Migration status", "")
             if st == "completed" or st.startswith("failed") or st == "cancelled":
                 break
-            time.sleep(0.25)
+            time.sleep(0.1)
         self.r["ferry_info"] = info
         st = info.get("Migration status", "")
         if st == "completed":
@@ -363,6 +367,7 @@ class Run:
     def _connect_dst(self):
         try:
             q = Qmp(self.p("dst-qmp.sock"), timeout_s=self.cfg.cap + 30)
+            self.dst_connected_at = time.time()
             self.qmps.append(q)
             self.dst = q
         except RuntimeError as e:
@@ -486,8 +491,26 @@ class Run:
 
     # common end ----------------------------------------------------------
 
+    def timeline(self):
+        """Every QMP event of both QEMUs and every Ferry phase change, in seconds after the first command."""
+        items = list(getattr(self, "phases", []))
+        for side in ("src", "dst"):
+            q = getattr(self, side, None)
+            if q is None:
+                continue
+            with q.cv:
+                evs = list(q.events)
+            for e in evs:
+                if e["t"] >= self.t0 - 1:
+                    what = e["event"] + ("(" + e["data"]["status"] + ")" if e["event"] == "MIGRATION" else "")
+                    items.append((round(e["t"] - self.t0, 3), side + " " + what))
+        if getattr(self, "dst_connected_at", None):
+            items.append((round(self.dst_connected_at - self.t0, 3), "dst QEMU's QMP socket up"))
+        return sorted(items)
+
     def finish(self, ok):
         r = self.r
+        r["timeline"] = self.timeline()
         if not ok:
             r["wire_bytes"] = link_bytes(self.link) - self.b0
             r["total_s"] = round(time.time() - self.t0, 2)
@@ -662,7 +685,7 @@ def markdown(rows):
         f = by_cell[(row["link"], row["load"], row["disk"])].get("ferry")
         ratio = []
         for key in ("total_s", "downtime_ms", "wire_bytes"):
-            a = med(f[key]) if f else None
+            a = med(f[key]) if f and f["converged"] else None
             b = med(row[key]) if row["converged"] else None
             ratio.append("%.2f" % (a / b) if a is not None and b else "-")
         if row["method"] == "ferry":
