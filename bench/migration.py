@@ -225,7 +225,14 @@ def make_base(path, size, data_bytes, seed):
 
 
 def copy_sparse(src, dst):
+    """A run's own copy, written back before the guest boots: no method pays for this copy's writeback
+    when its QEMU flushes the disk at the switchover."""
     subprocess.run(["cp", "--sparse=always", src, dst], check=True)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def allocated_bytes(path):
@@ -314,7 +321,7 @@ class Run:
     # Ferry ---------------------------------------------------------------
 
     def ferry_argv(self, side, disk_path, extra=()):
-        return [os.path.join(ROOT, "bin/ferry"), "run", "-name", "demo", *self.guest_args(),
+        return [os.path.join(self.cfg.ferry_home, "bin/ferry"), "run", "-name", "demo", *self.guest_args(),
                 "-drive", "file=%s,format=raw,if=virtio,id=disk0" % disk_path,
                 "-monitor", "unix:%s,server,nowait" % self.p(side + "-mon.sock"),
                 "-serial", "file:" + self.p(side + "-serial.log"), "-display", "none",
@@ -710,6 +717,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=None, help="guest write seconds")
     ap.add_argument("--cap", type=float, default=None, help="convergence cap in seconds")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/out"))
+    ap.add_argument("--ferry-home", default=ROOT, help="the Ferry checkout whose bin/ferry and jar to run (default: this one)")
     ap.add_argument("--keep", action="store_true", help="keep every run's directory (default: only failed ones)")
     cfg = ap.parse_args()
     links = (cfg.links or ("loopback,netns-1gbit,netns-200mbit" if cfg.full else "netns-1gbit")).split(",")
