@@ -182,6 +182,11 @@ def await_serial(path, text, timeout_s, procs=()):
     return None
 
 
+def last_seq(path):
+    line = serial_line(path, "heartbeat seq=")
+    return int(line.split("seq=")[1].split()[0]) if line else 0
+
+
 def count_serial(path, text):
     if not os.path.exists(path):
         return 0
@@ -291,6 +296,7 @@ class Run:
         try:
             getattr(self, "setup_" + self.method.replace("-", "_"))()
             self.wait_workload()
+            self.seq0 = last_seq(self.p("src-serial.log"))
             self.t0 = time.time()
             self.b0 = link_bytes(self.link)
             ok = getattr(self, "migrate_" + self.method.replace("-", "_"))()
@@ -518,6 +524,10 @@ class Run:
     def finish(self, ok):
         r = self.r
         r["timeline"] = self.timeline()
+        if self.load != "idle":
+            # what the guest really wrote on the source while the migration ran (TCG guests miss their rate)
+            seq1 = last_seq(self.p("src-serial.log"))
+            r["guest_write_kib_s_during_migration"] = round((seq1 - self.seq0) * 4 / max(0.001, time.time() - self.t0))
         if not ok:
             r["wire_bytes"] = link_bytes(self.link) - self.b0
             r["total_s"] = round(time.time() - self.t0, 2)
@@ -719,7 +729,19 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/out"))
     ap.add_argument("--ferry-home", default=ROOT, help="the Ferry checkout whose bin/ferry and jar to run (default: this one)")
     ap.add_argument("--keep", action="store_true", help="keep every run's directory (default: only failed ones)")
+    ap.add_argument("--report", metavar="JSONL", help="only print the table (and Ferry's timelines) of an earlier run")
     cfg = ap.parse_args()
+    if cfg.report:
+        with open(cfg.report) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+        print(markdown(summarize(results)[1]))
+        for r in results:
+            if r["method"] == "ferry":
+                print("\nferry %s %s %s run %s: converged=%s %s" % (r["link"], r["load"], r["disk"], r.get("run"),
+                                                                    r["converged"], "; ".join(r["notes"])[:160]))
+                print("  " + "  ".join("%.2f %s" % (t, what) for t, what in r.get("timeline", [])
+                                       if not what.startswith(("src MIGRATION_PASS", "ferry dirty pass"))))
+        return
     links = (cfg.links or ("loopback,netns-1gbit,netns-200mbit" if cfg.full else "netns-1gbit")).split(",")
     loads = (cfg.loads or ("idle,2M,10M,max" if cfg.full else "idle,2M")).split(",")
     disks = (cfg.disks or ("1g,8g" if cfg.full else "1g")).split(",")
