@@ -122,6 +122,7 @@ public final class DirtyTrackingImage implements BlockImage {
     }
 
     @Override public void flush() throws ImageException { next.flush(); }
+    @Override public void startWriteback() throws ImageException { next.startWriteback(); }
 
     @Override
     public List<Extent> extents(long offset, long length) throws ImageException {

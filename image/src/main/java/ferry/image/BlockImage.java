@@ -47,6 +47,14 @@ public interface BlockImage extends Closeable {
     void flush() throws ImageException;
 
     /**
+     * Starts writing completed writes back to stable storage without waiting, so that a later
+     * {@link #flush()} is short (the migration destination calls it after each pass, keeping the
+     * flush inside the downtime small). A hint: the default does nothing.
+     */
+    default void startWriteback() throws ImageException {
+    }
+
+    /**
      * The allocation map of {@code [offset, offset + length)}: contiguous, ordered extents starting
      * at {@code offset}. An implementation may stop early (the caller asks again from the last end),
      * but returns at least one extent for a non-empty range inside the image.

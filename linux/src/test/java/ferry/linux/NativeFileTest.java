@@ -26,6 +26,22 @@ class NativeFileTest {
     }
 
     @Test
+    void shouldStartWritebackWithoutLosingDataAndFailOnAClosedFile() throws Exception {
+        byte[] data = new byte[1 << 20];
+        new Random(3).nextBytes(data);
+        NativeFile file = NativeFile.createNew(dir.resolve("wb"), 0600);
+        file.write(0, MemorySegment.ofArray(data));
+        file.startWriteback();
+        file.dataSync();
+        byte[] back = new byte[data.length];
+        assertEquals(data.length, file.read(0, MemorySegment.ofArray(back)));
+        assertArrayEquals(data, back);
+        file.close();
+        NativeIoException closed = assertThrows(NativeIoException.class, file::startWriteback);
+        assertEquals(Errno.EBADF, closed.errno());
+    }
+
+    @Test
     void shouldRoundTripHeapSegmentsLargerThanTheBounceBuffer() throws Exception {
         byte[] data = new byte[NativeFile.BOUNCE_LENGTH * 2 + 13];
         new Random(7).nextBytes(data);

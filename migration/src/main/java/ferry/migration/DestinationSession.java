@@ -147,7 +147,10 @@ final class DestinationSession {
             throw new MigrationException(Phase.HANDSHAKE, "bad granule size " + hello.granuleSize());
         }
         copyDisks = hello.copyDisks();
+        long startNs = System.nanoTime();
         prepared = host.prepare(hello);
+        LOG.log(System.Logger.Level.INFO, "prepared " + hello.disks().size() + " disks for " + hello.vmName() + " in "
+                + (System.nanoTime() - startNs) / 1_000_000 + " ms" + (hello.incremental() ? " (incremental)" : ""));
         if (hello.copyDisks()) {
             images.addAll(prepared.images());
             for (int i = 0; i < images.size(); i++) {
@@ -256,13 +259,20 @@ final class DestinationSession {
     }
 
     /**
-     * Flushes what the pass wrote, during precopy: the flush at switchover (inside the downtime)
-     * then has only the last pass's blocks left to write back.
+     * Starts writing back what the pass wrote, without waiting: the flush at switchover (inside the
+     * downtime) then has only the last pass's blocks left. A blocking fdatasync here stalled the
+     * stream for ~0.5 s after a 256 MiB bulk pass (benchmark timelines).
      */
     private void passEnd(Frame.PassEnd pass) throws MigrationException {
         stats.dirtyPass(pass.pass());
         if (unflushedBytes > 0) {
-            flushImages(stats.phase());
+            for (BlockImage image : images) {
+                try {
+                    image.startWriteback();
+                } catch (ImageException e) {
+                    throw new MigrationException(stats.phase(), "writing back " + image.describe() + " failed: " + e.getMessage(), e);
+                }
+            }
             unflushedBytes = 0;
         }
     }

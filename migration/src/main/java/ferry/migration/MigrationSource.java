@@ -47,6 +47,7 @@ public final class MigrationSource implements AutoCloseable {
      * still several times a LAN's bandwidth-delay product.
      */
     static final int SOCKET_BUFFER = 1 << 20;
+    private static final long UNCAPPED_BYTES_PER_SEC = 1L << 40;
 
     private final String vmName;
     private final List<SourceDisk> disks;
@@ -331,6 +332,9 @@ public final class MigrationSource implements AutoCloseable {
     private void switchover() throws Exception {
         long pausedNs = System.nanoTime();
         stats.phase(Phase.SWITCHOVER);
+        // The VM is paused: the bandwidth cap would only lengthen the downtime (QEMU lifts its own
+        // rate limit at this point too).
+        limiter.rate(UNCAPPED_BYTES_PER_SEC);
         if (request.copyDisks()) {
             long wire = writer.bytesWritten();
             for (int i = 0; i < disks.size(); i++) {

@@ -193,6 +193,15 @@ public final class RawImage implements BlockImage {
     }
 
     @Override
+    public void startWriteback() throws ImageException {
+        try {
+            file.startWriteback();
+        } catch (NativeIoException e) {
+            throw failure("writeback", "path=" + path, e);
+        }
+    }
+
+    @Override
     public List<Extent> extents(long offset, long length) throws ImageException {
         checkRange("extents", offset, length);
         List<Extent> extents = new ArrayList<>();
