@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark (not a test): the same 1 GiB raw image served by `bin/ferry serve` and by `qemu-nbd`, in one
-# run, measured with qemu-img bench and nbdcopy. Prints a Markdown table with Ferry/qemu-nbd ratios.
+# Benchmark (not a test): the same 1 GiB image (raw, or with --format qcow2 the same bytes converted by
+# `qemu-img convert -O qcow2`, every cluster allocated) served by `bin/ferry serve` and by `qemu-nbd`, in
+# one run, measured with qemu-img bench and nbdcopy. Prints a Markdown table with Ferry/qemu-nbd ratios.
+# With --format qcow2 one more line writes 512 MiB into a new, empty qcow2 image (every write allocates
+# clusters), since the converted image only ever overwrites clusters in place.
 #
 # Caching, the same for both servers: the image is written once, so it sits in the page cache, and both
 # servers do buffered I/O on it (qemu-nbd --cache=writeback --aio=threads, its defaults; Ferry's RawImage
@@ -9,30 +12,47 @@
 # "4 KiB random" is qemu-img bench with a step of 40009 blocks (prime, coprime to the block count): a
 # permutation of the image's 4 KiB blocks, since qemu-img bench has no random mode.
 #
-# Usage: bench/nbd-serve.sh [WORKDIR]   (needs scripts/build.sh first; about 2 minutes)
+# nbdcopy runs once untimed against each server before its timed runs (both servers alike): the timed
+# runs then measure a warmed-up JVM rather than the C2 compiler, which otherwise competes for the 2 cores.
+#
+# Usage: bench/nbd-serve.sh [--format raw|qcow2] [WORKDIR]   (needs scripts/build.sh first; 2-4 minutes)
+# Environment: REPEATS (best of N per line, default 3), FERRY (the launcher, default bin/ferry).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+format=raw
+if [ "${1:-}" = --format ]; then
+  format=${2:?--format needs raw or qcow2}; shift 2
+fi
+case $format in raw|qcow2) ;; *) echo "nbd-serve.sh: unsupported --format: $format (raw, qcow2)" >&2; exit 2 ;; esac
 work=${1:-$(mktemp -d /tmp/nbd-bench.XXXXXX)}
 mkdir -p "$work"
-image="$work/bench.raw"
+ferry=${FERRY:-$root/bin/ferry}
+raw="$work/bench.raw"
 size=$((1024 * 1024 * 1024))
 repeats=${REPEATS:-3}
-[ -f "$root/cli/target/ferry.jar" ] || { echo "nbd-serve.sh: build first: scripts/build.sh" >&2; exit 1; }
+[ -n "${FERRY:-}" ] || [ -f "$root/cli/target/ferry.jar" ] || { echo "nbd-serve.sh: build first: scripts/build.sh" >&2; exit 1; }
 for tool in qemu-img qemu-nbd nbdcopy; do command -v $tool >/dev/null || { echo "nbd-serve.sh: $tool missing" >&2; exit 1; }; done
 
-if [ ! -f "$image" ] || [ "$(stat -c %s "$image")" != $size ]; then
-  head -c $size /dev/urandom > "$image"
+if [ ! -f "$raw" ] || [ "$(stat -c %s "$raw")" != $size ]; then
+  head -c $size /dev/urandom > "$raw"
+  rm -f "$work/bench.qcow2"
+fi
+image=$raw
+if [ "$format" = qcow2 ]; then
+  image="$work/bench.qcow2"
+  [ -f "$image" ] || qemu-img convert -f raw -O qcow2 "$raw" "$image"
 fi
 
 server_pid=
 stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=; fi; }
 trap stop_server EXIT
 
-start_server() {   # $1 = ferry|qemu-nbd ; $2 = socket
+start_server() {   # $1 = ferry|qemu-nbd ; $2 = socket ; $3 = image (default: the benchmark image)
+  local served=${3:-$image}
   rm -f "$2"
   case $1 in
-    ferry) "$root/bin/ferry" serve --image "$image" --socket "$2" --export bench >"$work/ferry.log" 2>&1 & ;;
-    qemu-nbd) qemu-nbd -f raw -x bench -k "$2" --persistent --cache=writeback --aio=threads --shared=16 "$image" >"$work/qemu-nbd.log" 2>&1 & ;;
+    ferry) "$ferry" serve --image "$served" --format "$format" --socket "$2" --export bench >"$work/ferry.log" 2>&1 & ;;
+    qemu-nbd) qemu-nbd -f "$format" -x bench -k "$2" --persistent --cache=writeback --aio=threads --shared=16 "$served" >"$work/qemu-nbd.log" 2>&1 & ;;
   esac
   server_pid=$!
   for _ in $(seq 100); do [ -S "$2" ] && return 0; sleep 0.1; done
@@ -72,19 +92,37 @@ for server in qemu-nbd ferry; do
     IFS='|' read -r name unit count args <<<"$t"
     # shellcheck disable=SC2086
     secs=$(best bench_seconds "$uri" $args)
-    if [ "$unit" = "MiB/s" ]; then value=$(awk "BEGIN{printf \"%.0f\", $count / $secs}"); else value=$(awk "BEGIN{printf \"%.0f\", $count / $secs}"); fi
+    value=$(awk "BEGIN{printf \"%.0f\", $count / $secs}")   # MiB/s for 1 MiB requests, IOPS for 4 KiB
     result[$server,$name]=$value
     echo "$server $name: $value $unit" >&2
   done
+  nbdcopy_seconds "$uri" >/dev/null   # untimed warm-up, see the header
   secs=$(best nbdcopy_seconds "$uri")
   result[$server,nbdcopy-to-null]=$(awk "BEGIN{printf \"%.0f\", 1024 / $secs}")
   echo "$server nbdcopy-to-null: ${result[$server,nbdcopy-to-null]} MiB/s" >&2
   stop_server
+  if [ "$format" = qcow2 ]; then
+    # Allocating writes: a new, empty image per run, so every 1 MiB write allocates 16 clusters.
+    fresh="$work/alloc.qcow2"
+    alloc_seconds() {   # runs in a command substitution: starts and stops its own server
+      rm -f "$fresh"; qemu-img create -f qcow2 "$fresh" 1G >/dev/null
+      start_server "$server" "$sock" "$fresh"
+      bench_seconds "$uri" -w -c 512 -d 16 -s 1M
+      stop_server
+    }
+    secs=$(best alloc_seconds)
+    result[$server,alloc-write-1M-qd16]=$(awk "BEGIN{printf \"%.0f\", 512 / $secs}")
+    echo "$server alloc-write-1M-qd16: ${result[$server,alloc-write-1M-qd16]} MiB/s" >&2
+  fi
 done
 
 echo "| test | unit | qemu-nbd | ferry | ferry/qemu-nbd |"
 echo "| --- | --- | ---: | ---: | ---: |"
-for t in "${tests[@]}" "nbdcopy-to-null|MiB/s||"; do
+extra=("nbdcopy-to-null|MiB/s||")
+[ "$format" = qcow2 ] && extra+=("alloc-write-1M-qd16|MiB/s||")
+echo "format=$format"
+echo
+for t in "${tests[@]}" "${extra[@]}"; do
   IFS='|' read -r name unit _ _ <<<"$t"
   q=${result[qemu-nbd,$name]}; f=${result[ferry,$name]}
   echo "| $name | $unit | $q | $f | $(awk "BEGIN{printf \"%.2f\", $f / $q}") |"

@@ -13,13 +13,13 @@ import java.util.List;
 import java.util.concurrent.CountDownLatch;
 
 /**
- * {@code ferry serve --image PATH [--format raw] (--socket PATH | --listen HOST:PORT) [--export NAME]
+ * {@code ferry serve --image PATH [--format raw|qcow2] (--socket PATH | --listen HOST:PORT) [--export NAME]
  * [--read-only]}: serves one image over NBD in the foreground until SIGINT/SIGTERM, then flushes and
  * closes it. Prints one line when ready, with the NBD URI. Bad options: one line on stderr, exit 2.
  * Runs on the main thread; the server's threads and the shutdown hook are its own.
  */
 public final class ServeCommand {
-    static final String USAGE = "usage: ferry serve --image PATH [--format raw] (--socket PATH | --listen HOST:PORT)"
+    static final String USAGE = "usage: ferry serve --image PATH [--format raw|qcow2] (--socket PATH | --listen HOST:PORT)"
             + " [--export NAME] [--read-only]";
 
     /** The parsed command line. Exactly one of {@code socket} and {@code host}/{@code port} is set. */
@@ -73,8 +73,8 @@ public final class ServeCommand {
         if ((socket == null) == (listen == null)) {
             throw new UsageException("ferry serve: give exactly one of --socket PATH and --listen HOST:PORT");
         }
-        if (!format.equals("raw")) {
-            throw new UsageException("ferry serve: unsupported --format: " + format + " (supported: raw)");
+        if (!format.equals("raw") && !format.equals("qcow2")) {
+            throw new UsageException("ferry serve: unsupported --format: " + format + " (supported: raw, qcow2)");
         }
         if (export.length() > 4096 || export.indexOf('\0') >= 0) {
             throw new UsageException("ferry serve: bad --export name");

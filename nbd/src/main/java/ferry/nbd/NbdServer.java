@@ -7,6 +7,7 @@ import java.lang.System.Logger.Level;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.StandardProtocolFamily;
+import java.net.StandardSocketOptions;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
@@ -32,6 +33,8 @@ import java.util.Set;
  */
 public final class NbdServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(NbdServer.class.getName());
+
+    static final int SOCKET_BUFFER_LENGTH = 4 << 20;
 
     private final SocketAddress bindAddress;
     private final Path socketPath;
@@ -120,6 +123,7 @@ public final class NbdServer implements AutoCloseable {
         try {
             while (true) {
                 SocketChannel channel = listener.accept();
+                sizeBuffers(channel);
                 String peer = peerOf(channel);
                 synchronized (this) {
                     if (closed) {
@@ -142,6 +146,20 @@ public final class NbdServer implements AutoCloseable {
             LOG.log(Level.DEBUG, "nbd server stopped accepting");
         } catch (IOException e) {
             LOG.log(Level.ERROR, "nbd accept failed: address=" + bindAddress, e);
+        }
+    }
+
+    /**
+     * Asks for {@link #SOCKET_BUFFER_LENGTH} socket buffers (the kernel caps them at
+     * net.core.wmem_max/rmem_max): with the default ~200 KiB a 256 KiB read reply never fits, so
+     * every such reply parks its worker until the client drains the socket.
+     */
+    private void sizeBuffers(SocketChannel channel) {
+        try {
+            channel.setOption(StandardSocketOptions.SO_SNDBUF, SOCKET_BUFFER_LENGTH);
+            channel.setOption(StandardSocketOptions.SO_RCVBUF, SOCKET_BUFFER_LENGTH);
+        } catch (IOException | UnsupportedOperationException e) {
+            LOG.log(Level.DEBUG, () -> "socket buffers left at their defaults: " + e.getMessage());
         }
     }
 
