@@ -5,7 +5,9 @@
 # With --format qcow2 one more line writes 512 MiB into a new, empty qcow2 image (every write allocates
 # clusters), since the converted image only ever overwrites clusters in place.
 #
-# Caching, the same for both servers: the image is written once, so it sits in the page cache, and both
+# Content: random bytes, copied afresh for each server; writes use a non-zero pattern (qemu-img bench
+# writes zeroes by default, which would turn the next reads into reads of zero data).
+# Caching, the same for both servers: the image is written before serving, so it sits in the page cache, and both
 # servers do buffered I/O on it (qemu-nbd --cache=writeback --aio=threads, its defaults; Ferry's RawImage
 # uses pread/pwrite without O_DIRECT). qemu-img bench runs with -t none: for an NBD target that only
 # affects its own block layer (no client-side cache), so every request reaches the server.
@@ -27,21 +29,27 @@ case $format in raw|qcow2) ;; *) echo "nbd-serve.sh: unsupported --format: $form
 work=${1:-$(mktemp -d /tmp/nbd-bench.XXXXXX)}
 mkdir -p "$work"
 ferry=${FERRY:-$root/bin/ferry}
+source="$work/bench.src"   # random bytes, never served: each server pass starts from a copy of it
 raw="$work/bench.raw"
 size=$((1024 * 1024 * 1024))
 repeats=${REPEATS:-3}
 [ -n "${FERRY:-}" ] || [ -f "$root/cli/target/ferry.jar" ] || { echo "nbd-serve.sh: build first: scripts/build.sh" >&2; exit 1; }
 for tool in qemu-img qemu-nbd nbdcopy; do command -v $tool >/dev/null || { echo "nbd-serve.sh: $tool missing" >&2; exit 1; }; done
 
-if [ ! -f "$raw" ] || [ "$(stat -c %s "$raw")" != $size ]; then
-  head -c $size /dev/urandom > "$raw"
-  rm -f "$work/bench.qcow2"
+if [ ! -f "$source" ] || [ "$(stat -c %s "$source")" != $size ]; then
+  head -c $size /dev/urandom > "$source"
 fi
 image=$raw
-if [ "$format" = qcow2 ]; then
-  image="$work/bench.qcow2"
-  [ -f "$image" ] || qemu-img convert -f raw -O qcow2 "$raw" "$image"
-fi
+[ "$format" = qcow2 ] && image="$work/bench.qcow2"
+# The write tests change the image, so every server gets a fresh copy of the same random content
+# (raw: a copy; qcow2: converted, so every cluster is allocated and holds data).
+fresh_image() {
+  rm -f "$image"
+  case $format in
+    raw) cp "$source" "$raw" ;;
+    qcow2) qemu-img convert -f raw -O qcow2 "$source" "$image" ;;
+  esac
+}
 
 server_pid=
 stop_server() { if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; server_pid=; fi; }
@@ -77,15 +85,16 @@ declare -A result
 tests=(
   "seq-read-1M-qd1|MiB/s|1024|-c 1024 -d 1 -s 1M"
   "seq-read-1M-qd16|MiB/s|2048|-c 2048 -d 16 -s 1M"
-  "seq-write-1M-qd1|MiB/s|1024|-w -c 1024 -d 1 -s 1M"
-  "seq-write-1M-qd16|MiB/s|2048|-w -c 2048 -d 16 -s 1M"
+  "seq-write-1M-qd1|MiB/s|1024|-w --pattern=165 -c 1024 -d 1 -s 1M"
+  "seq-write-1M-qd16|MiB/s|2048|-w --pattern=165 -c 2048 -d 16 -s 1M"
   "rand-read-4K-qd1|IOPS|50000|-c 50000 -d 1 -s 4K -S $((4096 * 40009))"
   "rand-read-4K-qd16|IOPS|100000|-c 100000 -d 16 -s 4K -S $((4096 * 40009))"
-  "rand-write-4K-qd1|IOPS|50000|-w -c 50000 -d 1 -s 4K -S $((4096 * 40009))"
-  "rand-write-4K-qd16|IOPS|100000|-w -c 100000 -d 16 -s 4K -S $((4096 * 40009))"
+  "rand-write-4K-qd1|IOPS|50000|-w --pattern=165 -c 50000 -d 1 -s 4K -S $((4096 * 40009))"
+  "rand-write-4K-qd16|IOPS|100000|-w --pattern=165 -c 100000 -d 16 -s 4K -S $((4096 * 40009))"
 )
 for server in qemu-nbd ferry; do
   sock="$work/$server.sock"
+  fresh_image
   start_server $server "$sock"
   uri="nbd+unix:///bench?socket=$sock"
   for t in "${tests[@]}"; do
@@ -107,7 +116,7 @@ for server in qemu-nbd ferry; do
     alloc_seconds() {   # runs in a command substitution: starts and stops its own server
       rm -f "$fresh"; qemu-img create -f qcow2 "$fresh" 1G >/dev/null
       start_server "$server" "$sock" "$fresh"
-      bench_seconds "$uri" -w -c 512 -d 16 -s 1M
+      bench_seconds "$uri" -w --pattern=165 -c 512 -d 16 -s 1M
       stop_server
     }
     secs=$(best alloc_seconds)
@@ -116,12 +125,12 @@ for server in qemu-nbd ferry; do
   fi
 done
 
-echo "| test | unit | qemu-nbd | ferry | ferry/qemu-nbd |"
-echo "| --- | --- | ---: | ---: | ---: |"
 extra=("nbdcopy-to-null|MiB/s||")
 [ "$format" = qcow2 ] && extra+=("alloc-write-1M-qd16|MiB/s||")
 echo "format=$format"
 echo
+echo "| test | unit | qemu-nbd | ferry | ferry/qemu-nbd |"
+echo "| --- | --- | ---: | ---: | ---: |"
 for t in "${tests[@]}" "${extra[@]}"; do
   IFS='|' read -r name unit _ _ <<<"$t"
   q=${result[qemu-nbd,$name]}; f=${result[ferry,$name]}

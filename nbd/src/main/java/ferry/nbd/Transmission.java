@@ -22,7 +22,8 @@ import java.util.concurrent.Semaphore;
  * overlaps image I/O and socket writes. Memory is bounded per connection: at most {@link #WORKERS}
  * slots, and at most {@link #MAX_BYTES_IN_FLIGHT} payload bytes (a semaphore the reader acquires
  * before it takes a slot). When every slot is busy the reader stops reading: back-pressure through
- * the socket. Threads: the reader is the connection's thread; workers are named
+ * the socket. At queue depth 1 (no slot busy, no further request buffered) the reader runs the request
+ * itself instead of waking a worker. Threads: the reader is the connection's thread; workers are named
  * {@code nbd-conn-N-io-M}, started in {@link #run} and joined before it returns.
  */
 final class Transmission {

@@ -15,6 +15,8 @@ final class MemoryImage implements BlockImage {
     private final BitSet allocated = new BitSet();
     private final boolean readOnly;
     int flushes;
+    /** Names of the threads that ran write(): shows whether the reader or a worker served a request. */
+    final java.util.Set<String> writerThreads = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
     MemoryImage(int size, boolean readOnly) {
         this.bytes = new byte[size];
@@ -36,6 +38,7 @@ final class MemoryImage implements BlockImage {
     public synchronized void write(long offset, ByteBuffer src) throws ImageException {
         check(offset, src.remaining());
         writable();
+        writerThreads.add(Thread.currentThread().getName());
         int length = src.remaining();
         src.get(bytes, (int) offset, length);
         if (length > 0) {

@@ -206,6 +206,40 @@ class NbdServerTest {
     }
 
     @Test
+    void shouldRunALoneRequestOnTheReaderAndPipelinedOnesOnWorkers() throws IOException {
+        try (SocketChannel ch = RawPeer.open(socket); RawPeer peer = new RawPeer(ch)) {
+            peer.handshake("disk", false);
+            for (int i = 0; i < 3; i++) {
+                ByteBuffer one = ByteBuffer.allocate(REQUEST_LENGTH + 4096);
+                encodeRequest(one, 0, CMD_WRITE, 7 + i, i * 4096L, 4096);
+                one.put(bytesOf(pattern(4096, 9 + i)));
+                peer.send(one.flip());
+                SimpleReply r = decodeSimpleReply(peer.read(SIMPLE_REPLY_LENGTH));
+                assertEquals(7 + i, r.cookie());
+                assertEquals(0, r.error());
+            }
+            assertEquals(1, image.writerThreads.size(), "queue depth 1 runs on the reader: " + image.writerThreads);
+            assertTrue(image.writerThreads.iterator().next().matches("nbd-conn-\\d+"), image.writerThreads.toString());
+            image.writerThreads.clear();
+            ByteBuffer out = ByteBuffer.allocate(64 * (REQUEST_LENGTH + 4096));
+            for (int i = 0; i < 64; i++) {
+                encodeRequest(out, 0, CMD_WRITE, 100 + i, i * 4096L, 4096);
+                out.put(bytesOf(pattern(4096, i)));
+            }
+            peer.send(out.flip());
+            for (int i = 0; i < 64; i++) {
+                assertEquals(0, decodeSimpleReply(peer.read(SIMPLE_REPLY_LENGTH)).error());
+            }
+            assertTrue(image.writerThreads.stream().anyMatch(n -> n.contains("-io-")),
+                    "pipelined requests reach the workers: " + image.writerThreads);
+        }
+        byte[] snapshot = image.snapshot();
+        for (int i = 0; i < 64; i++) {
+            assertEquals(pattern(4096, i).get(4000), snapshot[i * 4096 + 4000], "block " + i);
+        }
+    }
+
+    @Test
     void shouldListExportsAndRefuseUnknownOptions() throws IOException {
         try (SocketChannel ch = RawPeer.open(socket); RawPeer peer = new RawPeer(ch)) {
             peer.greet();
