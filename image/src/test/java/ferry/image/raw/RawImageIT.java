@@ -13,11 +13,9 @@ import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Comparator;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Tag;
@@ -35,18 +33,12 @@ class RawImageIT {
 
     @BeforeEach
     void makeDir() throws IOException {
-        Path target = Path.of("target").toAbsolutePath();
-        Files.createDirectories(target);
-        dir = Files.createTempDirectory(target, "raw-image-it");
+        dir = ferry.testkit.DiskDirs.create("raw-image-it");
     }
 
     @AfterEach
     void removeDir() throws IOException {
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(p);
-            }
-        }
+        ferry.testkit.DiskDirs.delete(dir);
     }
 
     /** A run as both sides can state it: data or not (raw files have no other states). */

@@ -18,7 +18,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.Comparator;
 import java.util.List;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
@@ -36,18 +35,12 @@ class RawImageTest {
     /** Under target/, on the real disk: tmpfs would not show ext4's hole and block behaviour. */
     @BeforeEach
     void makeDir() throws IOException {
-        Path target = Path.of("target").toAbsolutePath();
-        Files.createDirectories(target);
-        dir = Files.createTempDirectory(target, "raw-image-test");
+        dir = ferry.testkit.DiskDirs.create("raw-image-test");
     }
 
     @AfterEach
     void removeDir() throws IOException {
-        try (Stream<Path> paths = Files.walk(dir)) {
-            for (Path p : paths.sorted(Comparator.reverseOrder()).toList()) {
-                Files.delete(p);
-            }
-        }
+        ferry.testkit.DiskDirs.delete(dir);
     }
 
     @Test
