@@ -232,6 +232,41 @@ class MigrationIT {
         }
     }
 
+    @Test
+    void guestWritesAreThrottledWhenTheyOutrunTheLinkAndTheMigrationConverges() throws Exception {
+        try (LocalHost source = source("mig-throttle", "write,rate=max,seconds=600", false)) {
+            source.awaitSerial("heartbeat seq=", 120_000);
+            int port = freePort();
+            try (LocalHost destination = destination("dst", "mig-throttle", "write,rate=max,seconds=600", port)) {
+                // A 64 KiB/s link: the guest's synchronous 4 KiB writes (100+ KB/s even under TCG) outrun it.
+                source.monitor("migrate_set_speed 64k");
+                assertEquals("", source.monitor("migrate -d -b tcp:127.0.0.1:" + port));
+                String throttle = "off";
+                long deadline = System.currentTimeMillis() + 90_000;
+                while (throttle.equals("off") && System.currentTimeMillis() < deadline) {
+                    Thread.sleep(500);
+                    InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
+                    assertEquals("active", info.status(), info.fields().toString());
+                    throttle = info.field("ferry write throttle");
+                }
+                assertNotEquals("off", throttle, "the guest outran a 64 KiB/s link and was never throttled");
+                long before = heartbeat(source);
+                Thread.sleep(3000);
+                assertTrue(heartbeat(source) > before, "throttling must slow the guest's writes, not stop the guest");
+                source.monitor("migrate_set_speed 1G");              // the link recovers: the migration must end
+                InfoMigrateText done = awaitEnd(source, 180_000);
+                assertEquals("completed", done.status(), done.fields().toString());
+                assertEquals("VM status: running", destination.monitor("info status"));
+                long seq = heartbeat(source);
+                long until = System.currentTimeMillis() + 60_000;
+                while (heartbeat(destination) <= seq && System.currentTimeMillis() < until) {
+                    Thread.sleep(250);
+                }
+                assertTrue(heartbeat(destination) > seq, "the guest does not write on the destination");
+            }
+        }
+    }
+
     /** A raw base holding 2048 valid guest records (8 MiB) at 192 MiB, so the overlay's records verify on top of it. */
     private static void writeBase(Path base, long bootId) throws Exception {
         Files.createDirectories(base.getParent());

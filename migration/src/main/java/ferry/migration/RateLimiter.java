@@ -10,7 +10,7 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class RateLimiter {
     private static final long BURST_NS = TimeUnit.MILLISECONDS.toNanos(50);
-    private final ReentrantLock lock = new ReentrantLock();
+    private final ReentrantLock lock = new ReentrantLock(true);   // fair: senders take turns
     private volatile long bytesPerSec;
     private double tokens;
     private long lastNs = System.nanoTime();

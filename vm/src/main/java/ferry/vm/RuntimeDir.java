@@ -16,6 +16,8 @@ import java.util.stream.Stream;
 public final class RuntimeDir implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(RuntimeDir.class.getName());
     private static final String PREFIX = "ferry-";
+    /** Marks a directory as a Ferry runtime dir and names its owner's pid; nothing else is ever removed. */
+    private static final String OWNER_FILE = "ferry.pid";
     private final Path path;
 
     private RuntimeDir(Path path) {
@@ -31,6 +33,7 @@ public final class RuntimeDir implements AutoCloseable {
         }
         Path dir = parent.resolve(PREFIX + safe + "-" + ProcessHandle.current().pid());
         Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
+        Files.writeString(dir.resolve(OWNER_FILE), Long.toString(ProcessHandle.current().pid()));
         return new RuntimeDir(dir);
     }
 
@@ -50,9 +53,12 @@ public final class RuntimeDir implements AutoCloseable {
     private static void removeStale(Path parent) throws IOException {
         try (DirectoryStream<Path> dirs = Files.newDirectoryStream(parent, PREFIX + "*-*")) {
             for (Path dir : dirs) {
-                String name = dir.getFileName().toString();
-                String pidText = name.substring(name.lastIndexOf('-') + 1);
-                if (!pidText.matches("\\d+") || !Files.isDirectory(dir)) {
+                Path owner = dir.resolve(OWNER_FILE);
+                if (!Files.isDirectory(dir) || !Files.isRegularFile(owner)) {
+                    continue;                               // not ours (e.g. a kept ferry-demo work directory)
+                }
+                String pidText = Files.readString(owner).strip();
+                if (!pidText.matches("\\d{1,18}")) {
                     continue;
                 }
                 long pid = Long.parseLong(pidText);
