@@ -26,6 +26,7 @@ final class BlockSender {
     private final long maxRunGranules;
     private final ByteBuffer buffer;
     private final ByteBuffer zeroes;
+    private Runnable afterEachRun = () -> { };
 
     BlockSender(int diskIndex, BlockImage image, GranuleDigests digests, FrameWriter writer, MigrationStats stats) {
         this.diskIndex = diskIndex;
@@ -51,7 +52,17 @@ final class BlockSender {
         set.forEachRun(Long.MAX_VALUE, (first, count) -> sendZeroRun(first, count));
     }
 
+    /** Runs after each run of granules is sent (the bulk pass uses it to check convergence while it lasts). */
+    void afterEachRun(Runnable hook) {
+        this.afterEachRun = hook;
+    }
+
     private void sendRun(long firstGranule, long granuleCount) throws ImageException, IOException, InterruptedException {
+        sendRunOnly(firstGranule, granuleCount);
+        afterEachRun.run();
+    }
+
+    private void sendRunOnly(long firstGranule, long granuleCount) throws ImageException, IOException, InterruptedException {
         long offset = firstGranule * granuleSize;
         int length = (int) Math.min(granuleCount * granuleSize, image.size() - offset);
         buffer.clear().limit(length);

@@ -14,7 +14,9 @@ package ferry.migration;
  *   <li>Throttling starts when, after {@link #PASSES_BEFORE_THROTTLE} dirty passes, the remainder
  *       did not shrink and D is at least {@link #THROTTLE_DIRTY_FRACTION} of B. The guest's write
  *       rate is then capped at half of B, and halved again after each pass that still does not
- *       shrink the remainder, down to {@link #MIN_GUEST_RATE}: the copy then always outruns the guest.</li>
+ *       shrink the remainder, down to a floor below the bandwidth (B/16, at most {@link #MIN_GUEST_RATE}):
+ *       the copy then always outruns the guest. A long bulk pass on a slow link is checked every
+ *       second ({@link #duringBulk}), so the throttle need not wait for it to end.</li>
  * </ul>
  *
  * <p>Threads: the {@code migration-send} thread only.
@@ -24,6 +26,8 @@ final class Convergence {
     static final int PASSES_BEFORE_THROTTLE = 2;
     static final double THROTTLE_DIRTY_FRACTION = 0.5;
     static final long MIN_GUEST_RATE = 256 << 10;
+    static final long MIN_FLOOR = 4 << 10;
+    static final long BULK_CHECK_INTERVAL_NS = 1_000_000_000L;
 
     private long capBytesPerSec;
     private double bandwidth;            // 0: not measured yet
@@ -32,10 +36,14 @@ final class Convergence {
     private long previousRemaining = Long.MAX_VALUE;
     private int stalledPasses;
     private long guestLimit;             // 0: no throttle
+    private long lastBulkCheckNs;
+    private long lastBulkDirtyBytes;
+    private int bulkStalls;
 
     Convergence(long capBytesPerSec, long nowNs) {
         this.capBytesPerSec = capBytesPerSec;
         this.lastSnapshotNs = nowNs;
+        this.lastBulkCheckNs = nowNs;
     }
 
     void cap(long bytesPerSec) {
@@ -88,12 +96,36 @@ final class Convergence {
         boolean outrun = dirtyRate >= THROTTLE_DIRTY_FRACTION * bandwidthBytesPerSec();
         if (guestLimit == 0) {
             if (pass >= PASSES_BEFORE_THROTTLE && stalledPasses > 0 && outrun) {
-                guestLimit = Math.max(MIN_GUEST_RATE, bandwidthBytesPerSec() / 2);
+                guestLimit = Math.max(floor(), bandwidthBytesPerSec() / 2);
             }
         } else if (stalledPasses > 0) {
-            guestLimit = Math.max(MIN_GUEST_RATE, guestLimit / 2);
+            guestLimit = Math.max(floor(), guestLimit / 2);
         }
         return guestLimit;
+    }
+
+    /**
+     * While the bulk pass runs (it can take minutes on a slow link), about once a second: when the
+     * dirty set grew at half the bandwidth or more in two checks running, the guest is throttled to
+     * half the bandwidth already, instead of after the bulk pass and two dirty passes.
+     */
+    long duringBulk(long dirtyBytes, long nowNs) {
+        if (nowNs - lastBulkCheckNs < BULK_CHECK_INTERVAL_NS) {
+            return guestLimit;
+        }
+        double growth = (dirtyBytes - lastBulkDirtyBytes) * 1e9 / (nowNs - lastBulkCheckNs);
+        lastBulkCheckNs = nowNs;
+        lastBulkDirtyBytes = dirtyBytes;
+        bulkStalls = growth >= THROTTLE_DIRTY_FRACTION * bandwidthBytesPerSec() ? bulkStalls + 1 : 0;
+        if (guestLimit == 0 && bulkStalls >= 2) {
+            guestLimit = Math.max(floor(), bandwidthBytesPerSec() / 2);
+        }
+        return guestLimit;
+    }
+
+    /** The lowest guest write rate: below the bandwidth on any link, so the copy always gains. */
+    private long floor() {
+        return Math.max(MIN_FLOOR, Math.min(MIN_GUEST_RATE, bandwidthBytesPerSec() / 16));
     }
 
     long guestLimit() {

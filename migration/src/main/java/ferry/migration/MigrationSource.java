@@ -270,7 +270,9 @@ public final class MigrationSource implements AutoCloseable {
             LOG.log(System.Logger.Level.INFO, "bulk pass: disk=" + disks.get(i).id() + " data=" + plan.dataBytes()
                     + " bytes, zero granules=" + plan.zero().count());
             senders.get(i).sendZeroes(plan.zero());
+            senders.get(i).afterEachRun(() -> throttle.limit(convergence.duringBulk(remainingBytes(), System.nanoTime())));
             senders.get(i).sendData(plan.data());
+            senders.get(i).afterEachRun(() -> { });
             drainEvents();
         }
         convergence.passSent(writer.bytesWritten() - wireBefore, System.nanoTime() - start);

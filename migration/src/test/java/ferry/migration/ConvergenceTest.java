@@ -105,12 +105,28 @@ class ConvergenceTest {
     }
 
     @Test
-    void shouldNeverStartBelowTheFloor() {
+    void shouldKeepTheGuestBelowTheBandwidthOnASlowLink() {
         Convergence c = new Convergence(100 * MIB, 0);
-        c.passSent(MIB, 4 * SECOND_NS);                        // B = 256 KiB/s, half of it below the floor
+        c.passSent(MIB, 4 * SECOND_NS);                        // B = 256 KiB/s
         c.snapshotTaken(MIB, SECOND_NS);
         c.afterPass(1, 10 * MIB);
-        assertEquals(Convergence.MIN_GUEST_RATE, c.afterPass(2, 10 * MIB));
-        assertEquals(Convergence.MIN_GUEST_RATE, c.afterPass(3, 10 * MIB));
+        assertEquals(128 * 1024, c.afterPass(2, 10 * MIB), "half of B, not a fixed floor above B");
+        for (int pass = 3; pass < 20; pass++) {
+            c.afterPass(pass, 10 * MIB);
+        }
+        assertEquals(16 * 1024, c.guestLimit(), "the floor is B/16 on a slow link");
+    }
+
+    @Test
+    void shouldThrottleDuringALongBulkPassWhenTheDirtySetOutgrowsTheLink() {
+        Convergence c = new Convergence(64 * 1024, 0);         // a 64 KiB/s link, no samples yet
+        assertEquals(0, c.duringBulk(100 * 1024, SECOND_NS / 2), "checks at most once a second");
+        assertEquals(0, c.duringBulk(200 * 1024, SECOND_NS), "one second of growth is not yet a trend");
+        assertEquals(32 * 1024, c.duringBulk(400 * 1024, 2 * SECOND_NS), "two: half the bandwidth");
+        assertEquals(32 * 1024, c.duringBulk(800 * 1024, 3 * SECOND_NS), "the bulk check never halves further");
+        Convergence quiet = new Convergence(64 * 1024, 0);
+        for (int s = 1; s < 10; s++) {
+            assertEquals(0, quiet.duringBulk(s * 1024L, s * SECOND_NS), "1 KiB/s of writes on 64 KiB/s: no throttle");
+        }
     }
 }
