@@ -68,6 +68,16 @@ class MigrationLoopbackTest {
         return migration;
     }
 
+    /** Where QEMU stops the vCPUs and drains I/O: the writer stops and its last write has returned. */
+    private static void pause(AtomicBoolean paused, Thread guest) {
+        paused.set(true);
+        try {
+            guest.join();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
     @Test
     void shouldCopyDiskAndRamWhileTheGuestWrites() throws Exception {
         AtomicBoolean paused = new AtomicBoolean();
@@ -94,14 +104,7 @@ class MigrationLoopbackTest {
         });
         Thread.sleep(50);
         FakeQemu.Source vm = new FakeQemu.Source();
-        vm.pauseGuest = () -> {
-            paused.set(true);                                    // QEMU stops the vCPUs and drains I/O here
-            try {
-                guest.join();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        };
+        vm.pauseGuest = () -> pause(paused, guest);
         MigrationSource migration = migrate(destination.port(), vm);
         assertTrue(migration.await(60_000), "migration did not finish");
         MigrationReport report = migration.stats().report();
@@ -140,14 +143,7 @@ class MigrationLoopbackTest {
             }
         });
         FakeQemu.Source vm = new FakeQemu.Source();
-        vm.pauseGuest = () -> {
-            paused.set(true);                                  // QEMU stops the vCPUs and drains I/O here
-            try {
-                guest.join();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        };
+        vm.pauseGuest = () -> pause(paused, guest);
         MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", source, Optional.empty())), vm,
                 new MigrationRequest("127.0.0.1", destination.port(), true, false),
                 MigrationParameters.defaults().withMaxBandwidth(16L << 20), srcDir);

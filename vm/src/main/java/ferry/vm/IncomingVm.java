@@ -163,17 +163,9 @@ final class IncomingVm implements DestinationHost {
     }
 
     private static boolean holdsData(BlockImage image) throws ImageException {
-        long offset = 0;
-        while (offset < image.size()) {
-            for (Extent extent : image.extents(offset, image.size() - offset)) {
-                if (extent.type() == Extent.Type.DATA) {
-                    return true;
-                }
-                offset = extent.end();
-            }
-        }
-        return false;
+        return VmDisks.allocatedBytes(image) > 0;
     }
+
 
     private static void undo(List<BlockImage> images, List<Path> created) {
         for (BlockImage image : images) {
