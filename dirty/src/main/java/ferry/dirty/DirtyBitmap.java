@@ -15,7 +15,7 @@ import java.lang.invoke.VarHandle;
  *   <li>The invariant that makes copying safe (DESIGN.md): a writer marks <em>after</em> its data is
  *       visible in the image, and the copier clears a granule <em>before</em> it reads it. A write that
  *       races with a copy then either was already visible to the copier's read, or sets the bit again
- *       for the next pass. {@code DirtyTrackingImage} does the marking half.</li>
+ *       for the next pass. QEMU's block layer does the marking half (its own bitmaps); Ferry builds these from their extents.</li>
  *   <li>Memory: with 4 KiB granules, 32 KiB per GiB of disk. Granule size is a power of two.</li>
  * </ul>
  *

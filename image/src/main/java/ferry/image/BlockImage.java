@@ -6,8 +6,7 @@ import java.util.List;
 import java.util.Optional;
 
 /**
- * A virtual disk: the one interface behind which raw and qcow2 images (and wrappers such as
- * {@code DirtyTrackingImage}) stand. Offsets and lengths are in bytes.
+ * A virtual disk: the one interface behind which raw and qcow2 images (and views such as an NBD export's) stand. Offsets and lengths are in bytes.
  *
  * <p>Thread safety: every implementation accepts concurrent calls from several threads (the NBD
  * server runs one virtual thread per connection, and the migration copier reads beside them).

@@ -10,8 +10,8 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 
 /**
- * Sends sets of granules of one disk: reads each run of adjacent granules from the image (not
- * through NBD), sends all-zero granules as BLOCK_ZERO frames and the rest as BLOCK_DATA, and records
+ * Sends sets of granules of one disk: reads each run of adjacent granules through the source's
+ * block layer ({@link SourceBlocks}), sends all-zero granules as BLOCK_ZERO frames and the rest as BLOCK_DATA, and records
  * each granule's digest. Runs are at most {@link MigrationWire#MAX_BLOCK_PAYLOAD} long.
  *
  * <p>Threads: the {@code migration-send} thread only; owns one direct read buffer.
@@ -26,7 +26,13 @@ final class BlockSender {
     private final long maxRunGranules;
     private final ByteBuffer buffer;
     private final ByteBuffer zeroes;
-    private Runnable afterEachRun = () -> { };
+    private AfterRun afterEachRun = () -> { };
+
+    /** What runs after each run of granules is sent. */
+    @FunctionalInterface
+    interface AfterRun {
+        void afterRun() throws IOException, InterruptedException;
+    }
 
     BlockSender(int diskIndex, BlockImage image, GranuleDigests digests, FrameWriter writer, MigrationStats stats) {
         this.diskIndex = diskIndex;
@@ -53,13 +59,13 @@ final class BlockSender {
     }
 
     /** Runs after each run of granules is sent (the bulk pass uses it to check convergence while it lasts). */
-    void afterEachRun(Runnable hook) {
+    void afterEachRun(AfterRun hook) {
         this.afterEachRun = hook;
     }
 
     private void sendRun(long firstGranule, long granuleCount) throws ImageException, IOException, InterruptedException {
         sendRunOnly(firstGranule, granuleCount);
-        afterEachRun.run();
+        afterEachRun.afterRun();
     }
 
     private void sendRunOnly(long firstGranule, long granuleCount) throws ImageException, IOException, InterruptedException {

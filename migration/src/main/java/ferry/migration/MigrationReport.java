@@ -20,7 +20,7 @@ import java.util.OptionalLong;
  * @param wireBytes every byte the one TCP stream carried, headers included
  * @param throughputBytesPerSec measured stream throughput over the last interval
  * @param diskDirtyRateBytesPerSec guest disk write rate seen by the dirty bitmaps
- * @param writeThrottleDelayUs delay added per guest write to make the copy converge (0: none)
+ * @param writeLimitBytesPerSec the limit QEMU puts on guest writes so that the copy converges (0: none)
  * @param error the failure's one-line cause
  */
 public record MigrationReport(
@@ -37,7 +37,7 @@ public record MigrationReport(
         long wireBytes,
         long throughputBytesPerSec,
         long diskDirtyRateBytesPerSec,
-        long writeThrottleDelayUs,
+        long writeLimitBytesPerSec,
         Optional<String> error) {
 
     /** QEMU's RAM counters (from {@code query-migrate}), zero before RAM migration starts. */

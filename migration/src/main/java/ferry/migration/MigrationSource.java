@@ -1,7 +1,7 @@
 package ferry.migration;
 
-import ferry.dirty.DirtyBitmap;
-import ferry.dirty.DirtyTrackingImage;
+import ferry.dirty.DirtySnapshot;
+import ferry.image.BlockImage;
 import ferry.linux.Threads;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.FrameReader;
@@ -28,6 +28,10 @@ import java.util.concurrent.TimeUnit;
  * After COMMIT the destination may already run the VM, so the source stays paused and says so:
  * running the VM twice would corrupt its disks.
  *
+ * <p>The disks stay QEMU's: {@link SourceBlocks} tracks guest writes in QEMU's own dirty bitmaps,
+ * reads through QEMU's block layer and throttles guest writes with QEMU's I/O throttling, only while
+ * the migration runs. Where the source is: {@link SourceState}.
+ *
  * <p>Threads: {@link #start()} starts {@code migration-send} (the procedure below) which starts
  * {@code migration-recv} (frames from the destination) and the RAM tunnel's pump; {@link #close()}
  * joins them. {@link #cancel}, {@link #maxBandwidth} and {@link #stats()} may be called from any thread.
@@ -48,15 +52,19 @@ public final class MigrationSource implements AutoCloseable {
      */
     static final int SOCKET_BUFFER = 1 << 20;
     private static final long UNCAPPED_BYTES_PER_SEC = 1L << 40;
+    /** How long {@link #cancel} lets the send thread notice the request before interrupting it. */
+    static final long CANCEL_GRACE_MS = 500;
+    /** QEMU's dirty count is asked at most this often during a pass (one QMP round trip each). */
+    private static final long REMAINING_CHECK_INTERVAL_NS = 250_000_000L;
 
     private final String vmName;
     private final List<SourceDisk> disks;
     private final SourceVm vm;
+    private final SourceBlocks blocks;
     private final MigrationRequest request;
     private final Path runtimeDir;
     private final MigrationStats stats = new MigrationStats();
     private final BlockingQueue<SourceEvent> events = new LinkedBlockingQueue<>();
-    private final WriteThrottle throttle = new WriteThrottle();
     private final RateLimiter limiter;
     private final long downtimeLimitMs;
     private final int granuleSize;
@@ -66,25 +74,25 @@ public final class MigrationSource implements AutoCloseable {
     private volatile SocketChannel channel;
     private volatile FrameWriter writer;
     private volatile RamTunnel tunnel;
-    private final List<DirtyBitmap> bitmaps = new ArrayList<>();
     private final List<GranuleDigests> digests = new ArrayList<>();
+    private final List<BlockSender> senders = new ArrayList<>();
+    private final java.util.concurrent.CountDownLatch cancelSeen = new java.util.concurrent.CountDownLatch(1);
     private volatile Convergence convergence;
-
-    // Flags set from events, read by the send thread only.
-    private boolean ramStarted;
-    private boolean preSwitchover;
-    private boolean verified;
-    private boolean destReady;
-    private boolean running;
-    private boolean committed;
+    private volatile SourceState state = SourceState.CONNECTING;
+    /** QEMU's count of bytes dirtied since the last pass, refreshed by the send thread (info migrate reads it). */
+    private volatile long remainingBytes;
+    private long remainingCheckedNs;
+    private volatile long writeLimitBytesPerSec;
+    private boolean tracking;
     private long lastPassBytes;
     private long lastPassMs;
 
-    public MigrationSource(String vmName, List<SourceDisk> disks, SourceVm vm, MigrationRequest request,
+    public MigrationSource(String vmName, List<SourceDisk> disks, SourceVm vm, SourceBlocks blocks, MigrationRequest request,
                            MigrationParameters parameters, Path runtimeDir) {
         this.vmName = vmName;
         this.disks = List.copyOf(disks);
         this.vm = vm;
+        this.blocks = blocks;
         this.request = request;
         this.runtimeDir = runtimeDir;
         this.limiter = new RateLimiter(parameters.maxBandwidthBytesPerSec());
@@ -92,7 +100,7 @@ public final class MigrationSource implements AutoCloseable {
         this.granuleSize = parameters.granuleSize();
         long total = 0;
         for (SourceDisk disk : disks) {
-            total += disk.image().size();
+            total += disk.size();
         }
         stats.diskTotalBytes(request.copyDisks() ? total : 0);
     }
@@ -115,9 +123,39 @@ public final class MigrationSource implements AutoCloseable {
         sendThread.start();
     }
 
-    /** Asks the migration to stop; it ends CANCELLED with the source VM running (unless already committed). */
+    /**
+     * Asks the migration to stop; it ends CANCELLED with the source VM running (unless already
+     * committed). The send thread sees the request between two runs of granules; when it does not
+     * within {@link #CANCEL_GRACE_MS} (a send blocked on a destination that stopped reading, a long
+     * wait for bandwidth) it is interrupted, which closes the stream. Returns within about a second.
+     */
     public void cancel(String reason) {
         events.add(new SourceEvent.CancelRequested(reason));
+        Thread send = sendThread;
+        if (send == null || Thread.currentThread() == send) {
+            return;
+        }
+        try {
+            if (!cancelSeen.await(CANCEL_GRACE_MS, TimeUnit.MILLISECONDS) && !state.reached(SourceState.COMMITTED)) {
+                LOG.log(System.Logger.Level.INFO, "cancel: the migration thread is blocked; interrupting it");
+                send.interrupt();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Where the migration is. */
+    SourceState state() {
+        return state;
+    }
+
+    private void moveTo(SourceState next) {
+        if (!state.mayMoveTo(next)) {
+            throw new IllegalStateException("source state machine: " + state + " -> " + next + " is not a transition");
+        }
+        LOG.log(System.Logger.Level.DEBUG, "source state " + state + " -> " + next);
+        state = next;
     }
 
     /** Waits until the migration has finished; true when it did within the time. */
@@ -136,27 +174,49 @@ public final class MigrationSource implements AutoCloseable {
                 awaitPreSwitchoverWithoutDisks();
             }
             switchover();
+            moveTo(SourceState.COMPLETED);
             stats.phase(Phase.COMPLETE);
             stats.status(MigrationStatus.COMPLETED);
             LOG.log(System.Logger.Level.INFO, "migration of " + vmName + " completed in " + stats.elapsedMs() + " ms");
+            closeStream(null);
         } catch (Cancelled c) {
             recover(MigrationStatus.CANCELLED, "cancelled: " + c.getMessage(), new Frame.Cancel(c.getMessage()));
         } catch (MigrationException e) {
             recover(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
         } catch (IOException e) {
+            if (cancelReason().isPresent()) {
+                recover(MigrationStatus.CANCELLED, "cancelled: " + cancelReason().get(), null);
+                return;
+            }
             String reason = peerReason().orElse("connection to the destination lost: " + e.getMessage());
             recover(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), reason));
         } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            recover(MigrationStatus.FAILED, stats.phase().label() + ": interrupted", new Frame.Error(stats.phase().label(), "source interrupted"));
+            // Interrupted by a cancel whose send was blocked: the stream is stuck, so no farewell frame
+            // (it would block the same way); the destination sees the stream end and cleans up.
+            String reason = cancelReason().map(r -> "cancelled: " + r).orElse(stats.phase().label() + ": interrupted");
+            recover(cancelReason().isPresent() ? MigrationStatus.CANCELLED : MigrationStatus.FAILED, reason, null);
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "migration failed unexpectedly", t);
             String reason = stats.phase().label() + ": " + t;
             recover(MigrationStatus.FAILED, reason, new Frame.Error(stats.phase().label(), t.toString()));
         } finally {
+            Thread.interrupted();          // a cancel's interrupt must not break the clean-up's QMP calls
             stopTracking();
+            vm.detach();
         }
     }
+
+    /** The user's cancel reason, when a cancel was asked for (also when it interrupted the send thread). */
+    private java.util.Optional<String> cancelReason() {
+        for (SourceEvent event : events) {
+            if (event instanceof SourceEvent.CancelRequested(String reason)) {
+                return java.util.Optional.of(reason);
+            }
+        }
+        return cancelled == null ? java.util.Optional.empty() : java.util.Optional.of(cancelled);
+    }
+
+    private volatile String cancelled;
 
     /**
      * When a send fails because the destination closed the stream, the destination usually said why
@@ -183,6 +243,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void connect() throws MigrationException {
         stats.phase(Phase.HANDSHAKE);
+        moveTo(SourceState.HANDSHAKE);
         try {
             SocketChannel ch = SocketChannel.open();
             ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
@@ -196,7 +257,7 @@ public final class MigrationSource implements AutoCloseable {
         }
         writer = new FrameWriter(channel, limiter);
         FrameReader reader = new FrameReader(Channels.newChannel(channelInput()));
-        stats.sources(this::remainingBytes, writer::bytesWritten, throttle::averageDelayUs, vm::ramStats);
+        stats.sources(() -> remainingBytes, writer::bytesWritten, () -> writeLimitBytesPerSec, vm::ramStats);
         recvThread = Threads.unstartedVirtual("migration-recv", () -> receive(reader));
         recvThread.start();
     }
@@ -212,7 +273,7 @@ public final class MigrationSource implements AutoCloseable {
     private void handshake() throws MigrationException, InterruptedException, Cancelled {
         List<Frame.DiskOffer> offers = new ArrayList<>();
         for (SourceDisk disk : disks) {
-            offers.add(new Frame.DiskOffer(disk.id(), disk.image().size(), disk.image().format(),
+            offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(),
                     request.incremental() ? disk.base() : java.util.Optional.empty()));
         }
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
@@ -232,80 +293,114 @@ public final class MigrationSource implements AutoCloseable {
 
     private void copyDisks() throws Exception {
         convergence = new Convergence(limiter.rate(), System.nanoTime());
-        List<BlockSender> senders = new ArrayList<>();
+        tracking = true;                           // from here on stopTracking() must undo what start() added
+        List<BlockImage> readers = blocks.start(granuleSize, request.incremental());   // tracking starts before the bulk reads
+        moveTo(SourceState.COPYING);
         for (int i = 0; i < disks.size(); i++) {
-            DirtyTrackingImage image = disks.get(i).image();
-            DirtyBitmap bitmap = new DirtyBitmap(image.size(), granuleSize);
-            GranuleDigests digest = new GranuleDigests(image.size(), granuleSize);
-            image.gate(throttle);
-            image.track(bitmap);                 // from here on every guest write marks; the bulk reads after
-            bitmaps.add(bitmap);
+            GranuleDigests digest = new GranuleDigests(disks.get(i).size(), granuleSize);
             digests.add(digest);
-            senders.add(new BlockSender(i, image, digest, writer, stats));
+            senders.add(new BlockSender(i, readers.get(i), digest, writer, stats));
         }
-        bulkPass(senders);
+        bulkPass(readers);
         int pass = 0;
-        while (!preSwitchover) {
+        while (!state.reached(SourceState.PRE_SWITCHOVER)) {
             pass++;
-            dirtyPass(senders, pass);
+            dirtyPass(pass);
             drainEvents();
-            long remaining = remainingBytes();
+            long remaining = refreshRemaining();
             stats.expectedDowntimeMs(convergence.expectedDowntimeMs(remaining));
-            if (!ramStarted && convergence.readyForRam(remaining, downtimeLimitMs)) {
+            if (state == SourceState.COPYING && convergence.readyForRam(remaining, downtimeLimitMs)) {
                 startRam();
             }
-            throttle.limit(convergence.afterPass(pass, remaining));
-            if (!preSwitchover && remaining < 4L * granuleSize * 256) {
+            limitWrites(convergence.afterPass(pass, remaining));
+            if (!state.reached(SourceState.PRE_SWITCHOVER) && remaining < 4L * granuleSize * 256) {
                 waitEvents(IDLE_PASS_INTERVAL_MS);
             }
         }
     }
 
-    private void bulkPass(List<BlockSender> senders) throws Exception {
+    private void bulkPass(List<BlockImage> readers) throws Exception {
         stats.phase(Phase.BULK_COPY);
         long start = System.nanoTime();
         long wireBefore = writer.bytesWritten();
         for (int i = 0; i < disks.size(); i++) {
-            BulkPlan plan = BulkPlan.of(disks.get(i).image(), granuleSize, request.incremental(), fresh.get(i));
+            BulkPlan plan = BulkPlan.of(readers.get(i), granuleSize, request.incremental(), fresh.get(i));
             LOG.log(System.Logger.Level.INFO, "bulk pass: disk=" + disks.get(i).id() + " data=" + plan.dataBytes()
                     + " bytes, zero granules=" + plan.zero().count());
             senders.get(i).sendZeroes(plan.zero());
-            senders.get(i).afterEachRun(() -> throttle.limit(convergence.duringBulk(remainingBytes(), System.nanoTime())));
-            senders.get(i).sendData(plan.data());
-            senders.get(i).afterEachRun(() -> { });
+            senders.get(i).afterEachRun(this::duringBulk);
+            try {
+                senders.get(i).sendData(plan.data());
+            } catch (BulkCheckFailed stop) {
+                throw stop.cause;
+            } finally {
+                senders.get(i).afterEachRun(() -> { });
+            }
             drainEvents();
         }
         convergence.passSent(writer.bytesWritten() - wireBefore, System.nanoTime() - start);
-        send(Phase.BULK_COPY, new Frame.PassEnd(0, remainingBytes()));
+        send(Phase.BULK_COPY, new Frame.PassEnd(0, refreshRemaining()));
     }
 
-    private void dirtyPass(List<BlockSender> senders, int pass) throws Exception {
+    /** After each run of the bulk pass: a cancel is seen at once, and a long pass may throttle the guest. */
+    private void duringBulk() throws BulkCheckFailed {
+        try {
+            drainEvents();
+            long now = System.nanoTime();
+            if (now - remainingCheckedNs >= REMAINING_CHECK_INTERVAL_NS) {
+                limitWrites(convergence.duringBulk(refreshRemaining(), now));
+            }
+        } catch (MigrationException | Cancelled e) {
+            throw new BulkCheckFailed(e);
+        }
+    }
+
+    /** Carries a failure or a cancel out of {@link BlockSender}'s run loop, which only passes I/O exceptions on. */
+    private static final class BulkCheckFailed extends IOException {
+        private final Exception cause;
+
+        BulkCheckFailed(Exception cause) {
+            super(cause.getMessage(), cause);
+            this.cause = cause;
+        }
+    }
+
+    private void dirtyPass(int pass) throws Exception {
         stats.phase(Phase.ITERATE);
         stats.dirtyPass(pass);
         long start = System.nanoTime();
         long wireBefore = writer.bytesWritten();
         long found = 0;
+        List<DirtySnapshot> dirty = blocks.takeDirty();      // a fresh set starts BEFORE these granules are read
         for (int i = 0; i < senders.size(); i++) {
-            var snapshot = bitmaps.get(i).snapshotAndClear();   // clear BEFORE reading (DESIGN.md's invariant)
-            found += snapshot.bytes();
-            senders.get(i).sendData(snapshot);
+            found += dirty.get(i).bytes();
+            senders.get(i).sendData(dirty.get(i));
         }
         convergence.snapshotTaken(found, start);
         convergence.passSent(writer.bytesWritten() - wireBefore, System.nanoTime() - start);
         stats.rates(convergence.bandwidthBytesPerSec(), convergence.dirtyRateBytesPerSec());
-        send(Phase.ITERATE, new Frame.PassEnd(pass, remainingBytes()));
+        send(Phase.ITERATE, new Frame.PassEnd(pass, refreshRemaining()));
+    }
+
+    /** Asks QEMU how much the guest dirtied since the last pass. */
+    private long refreshRemaining() throws MigrationException {
+        remainingBytes = blocks.dirtyBytes();
+        remainingCheckedNs = System.nanoTime();
+        return remainingBytes;
+    }
+
+    /** Changes QEMU's limit on guest writes when the controller's figure changed (0: the user's own settings). */
+    private void limitWrites(long bytesPerSec) throws MigrationException {
+        if (bytesPerSec != writeLimitBytesPerSec) {
+            blocks.throttleWrites(bytesPerSec);
+            writeLimitBytesPerSec = bytesPerSec;
+            LOG.log(System.Logger.Level.INFO, bytesPerSec > 0 ? "guest writes limited to " + bytesPerSec + " bytes/s"
+                    : "guest write limit lifted");
+        }
     }
 
     private static long sinceMs(long startNs) {
         return (System.nanoTime() - startNs) / 1_000_000;
-    }
-
-    private long remainingBytes() {
-        long remaining = 0;
-        for (DirtyBitmap bitmap : bitmaps) {
-            remaining += bitmap.dirtyBytes();
-        }
-        return remaining;
     }
 
     // ---- RAM and switchover -------------------------------------------------------------------
@@ -320,12 +415,12 @@ public final class MigrationSource implements AutoCloseable {
             throw new MigrationException(Phase.RAM, "cannot listen for QEMU's migration stream at " + socket + ": " + e.getMessage(), e);
         }
         vm.startRamMigration(socket, status -> events.add(new SourceEvent.RamStatus(status)));
-        ramStarted = true;
-        LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes() + " bytes");
+        moveTo(SourceState.RAM);
+        LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes + " bytes");
     }
 
     private void awaitPreSwitchoverWithoutDisks() throws Exception {
-        while (!preSwitchover) {
+        while (!state.reached(SourceState.PRE_SWITCHOVER)) {
             waitEvents(1000);
             send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
         }
@@ -339,28 +434,32 @@ public final class MigrationSource implements AutoCloseable {
         limiter.rate(UNCAPPED_BYTES_PER_SEC);
         if (request.copyDisks()) {
             long wire = writer.bytesWritten();
+            List<DirtySnapshot> last = blocks.takeDirty();     // QEMU has drained the guest's disk I/O: nothing follows
             for (int i = 0; i < disks.size(); i++) {
-                BlockSender last = new BlockSender(i, disks.get(i).image(), digests.get(i), writer, stats);
-                last.sendData(bitmaps.get(i).snapshotAndClear());
+                senders.get(i).sendData(last.get(i));
             }
             List<int[]> groups = new ArrayList<>();
             for (GranuleDigests d : digests) {
                 groups.add(d.groupDigests());
             }
             send(Phase.SWITCHOVER, new Frame.DisksDone(groups));
+            moveTo(SourceState.DISKS_SENT);
             lastPassBytes = writer.bytesWritten() - wire;
             lastPassMs = sinceMs(pausedNs);
         }
         // The device state goes out while the destination flushes and compares digests: the destination
         // runs the VM only on COMMIT, and COMMIT waits for VERIFIED, so nothing runs on unverified disks.
         vm.continueSwitchover();
-        awaitFlag(() -> verified || !request.copyDisks(), VERIFY_TIMEOUT_MS, "the destination's digest verification");
+        if (!request.copyDisks()) {
+            moveTo(SourceState.VERIFIED);                  // shared disks: nothing to verify
+        }
+        awaitState(SourceState.VERIFIED, VERIFY_TIMEOUT_MS, "the destination's digest verification");
         long verifiedMs = sinceMs(pausedNs);
-        awaitFlag(() -> destReady, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
+        awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
         long deviceStateMs = sinceMs(pausedNs);
+        moveTo(SourceState.COMMITTED);                     // before the send: a COMMIT that may have left counts as sent
         send(Phase.SWITCHOVER, new Frame.Commit());
-        committed = true;
-        awaitFlag(() -> running, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
+        awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
         long downtimeMs = sinceMs(pausedNs);
         stats.downtimeMs(downtimeMs);
         // One line that says where the downtime went (measured from QEMU's pre-switchover event).
@@ -409,12 +508,10 @@ public final class MigrationSource implements AutoCloseable {
         }
     }
 
-    private void awaitFlag(java.util.function.BooleanSupplier flag, long timeoutMs, String what)
+    private void awaitState(SourceState wanted, long timeoutMs, String what)
             throws MigrationException, Cancelled, InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        // One event at a time, checking the flag after each: RUNNING followed by the destination's
-        // normal close must end in RUNNING, not in "connection lost".
-        while (!flag.getAsBoolean()) {
+        while (!state.reached(wanted)) {
             long left = deadline - System.nanoTime();
             if (left <= 0) {
                 throw new MigrationException(stats.phase(), "timed out after " + timeoutMs + " ms waiting for " + what);
@@ -444,7 +541,14 @@ public final class MigrationSource implements AutoCloseable {
 
     private void handle(SourceEvent event) throws MigrationException, Cancelled {
         switch (event) {
-            case SourceEvent.CancelRequested c -> throw new Cancelled(c.reason());
+            case SourceEvent.CancelRequested c -> {
+                cancelled = c.reason();
+                cancelSeen.countDown();
+                if (!state.reached(SourceState.COMMITTED)) {
+                    throw new Cancelled(c.reason());
+                }
+                LOG.log(System.Logger.Level.WARNING, "cancel ignored: the destination may already run the VM (COMMIT was sent)");
+            }
             case SourceEvent.Failure f -> throw new MigrationException(f.phase(),
                     f.cause() instanceof java.io.EOFException ? "connection to the destination lost: " + f.cause().getMessage()
                             : String.valueOf(f.cause().getMessage()), f.cause());
@@ -455,7 +559,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void ramStatus(String status) throws MigrationException {
         switch (status) {
-            case "pre-switchover" -> preSwitchover = true;
+            case "pre-switchover" -> moveTo(SourceState.PRE_SWITCHOVER);
             case "failed", "cancelled" -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration " + status);
             default -> LOG.log(System.Logger.Level.DEBUG, "QEMU migration status: " + status);
         }
@@ -463,9 +567,9 @@ public final class MigrationSource implements AutoCloseable {
 
     private void peerFrame(Frame frame) throws MigrationException {
         switch (frame) {
-            case Frame.Verified v -> verified = true;
-            case Frame.DestReady r -> destReady = true;
-            case Frame.Running r -> running = true;
+            case Frame.Verified v -> moveTo(SourceState.VERIFIED);
+            case Frame.DestReady r -> moveTo(SourceState.DEST_READY);
+            case Frame.Running r -> { }          // awaited by awaitFrame; a late duplicate is harmless
             case Frame.Error e -> throw new MigrationException(stats.phase(), "destination failed in " + e.phase() + ": " + e.message());
             default -> throw new MigrationException(stats.phase(), "unexpected " + frame.type() + " frame from the destination");
         }
@@ -482,7 +586,9 @@ public final class MigrationSource implements AutoCloseable {
     // ---- failure ------------------------------------------------------------------------------
 
     private void recover(MigrationStatus finalStatus, String reason, Frame farewell) {
-        if (committed) {
+        Thread.interrupted();              // a cancel's interrupt must not break the recovery's QMP calls
+        if (state.reached(SourceState.COMMITTED)) {
+            state = SourceState.FAILED;
             String message = reason + "; the VM may already run on the destination, so the source stays paused"
                     + " (the VM must never run twice): check the destination, and only if it does not run, `cont` here";
             LOG.log(System.Logger.Level.ERROR, "migration failed after commit: " + message);
@@ -491,8 +597,11 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         LOG.log(System.Logger.Level.WARNING, "migration " + finalStatus.qemuName() + ": " + reason + "; resuming the source VM");
+        boolean ramStarted = state.reached(SourceState.RAM);
+        state = finalStatus == MigrationStatus.CANCELLED ? SourceState.CANCELLED : SourceState.FAILED;
         closeStream(farewell);
         StringBuilder message = new StringBuilder(reason);
+        stopTracking();                    // QEMU's bitmaps, export and throttle go before the VM runs on
         if (ramStarted) {
             try {
                 vm.cancelRamMigration();
@@ -536,11 +645,19 @@ public final class MigrationSource implements AutoCloseable {
         }
     }
 
+    /** Removes what the migration added to QEMU's block layer (bitmaps, export, throttle); once. */
     private void stopTracking() {
-        throttle.limit(0);
-        for (SourceDisk disk : disks) {
-            disk.image().untrack();
-            disk.image().gate(DirtyTrackingImage.WriteGate.OPEN);
+        if (!tracking) {
+            return;
+        }
+        tracking = false;
+        writeLimitBytesPerSec = 0;
+        try {
+            blocks.stop();
+        } catch (MigrationException e) {
+            LOG.log(System.Logger.Level.ERROR, "removing the migration's bitmaps and exports from QEMU failed: " + e.getMessage()
+                    + " (query-block and query-block-exports show what is left; it does no harm to the guest)");
+            stats.cleanupFailed(e.getMessage());
         }
     }
 

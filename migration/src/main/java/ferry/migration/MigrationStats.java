@@ -25,7 +25,7 @@ public final class MigrationStats {
     private final AtomicLong diskTransferredBytes = new AtomicLong();
     private volatile LongSupplier diskRemaining = () -> 0;
     private volatile LongSupplier wireBytes = () -> 0;
-    private volatile LongSupplier throttleDelayUs = () -> 0;
+    private volatile LongSupplier writeLimitBytesPerSec = () -> 0;
     private volatile Supplier<MigrationReport.Ram> ram = () -> MigrationReport.Ram.NONE;
 
     public MigrationStatus status() {
@@ -54,6 +54,11 @@ public final class MigrationStats {
     public void fail(MigrationStatus finalStatus, String error) {
         this.error = error;
         status(finalStatus);
+    }
+
+    /** Cleaning up after the migration left something behind; the message says what (appended to the error line). */
+    public void cleanupFailed(String message) {
+        this.error = error == null ? "clean-up failed: " + message : error + "; clean-up failed: " + message;
     }
 
     public Optional<String> error() {
@@ -89,11 +94,11 @@ public final class MigrationStats {
         return diskTransferredBytes.get();
     }
 
-    public void sources(LongSupplier diskRemaining, LongSupplier wireBytes, LongSupplier throttleDelayUs,
+    public void sources(LongSupplier diskRemaining, LongSupplier wireBytes, LongSupplier writeLimitBytesPerSec,
                         Supplier<MigrationReport.Ram> ram) {
         this.diskRemaining = diskRemaining;
         this.wireBytes = wireBytes;
-        this.throttleDelayUs = throttleDelayUs;
+        this.writeLimitBytesPerSec = writeLimitBytesPerSec;
         this.ram = ram;
     }
 
@@ -109,6 +114,6 @@ public final class MigrationStats {
                 downtimeMs >= 0 ? OptionalLong.of(downtimeMs) : OptionalLong.empty(), ram.get(),
                 diskTransferredBytes.get(), status.finished() ? 0 : diskRemaining.getAsLong(), diskTotalBytes, wire,
                 bandwidthBytesPerSec > 0 ? bandwidthBytesPerSec : (elapsedMs > 0 ? wire * 1000 / elapsedMs : 0),
-                dirtyRateBytesPerSec, throttleDelayUs.getAsLong(), Optional.ofNullable(error));
+                dirtyRateBytesPerSec, status.finished() ? 0 : writeLimitBytesPerSec.getAsLong(), Optional.ofNullable(error));
     }
 }

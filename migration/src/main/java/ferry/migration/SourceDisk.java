@@ -1,12 +1,11 @@
 package ferry.migration;
 
-import ferry.dirty.DirtyTrackingImage;
 import ferry.migration.wire.Frame;
 import java.util.Optional;
 
 /**
- * One disk of the migrating VM, as the source sees it: the image QEMU writes through (so that
- * Ferry sees every write), and for incremental migration the identity of its base image.
+ * One disk of the migrating VM, as the source announces it in HELLO: the drive id, the virtual size
+ * in bytes, the image format as QEMU names it, and for incremental migration the identity of its base.
  */
-public record SourceDisk(String id, DirtyTrackingImage image, Optional<Frame.BaseIdentity> base) {
+public record SourceDisk(String id, long size, String format, Optional<Frame.BaseIdentity> base) {
 }

@@ -35,4 +35,7 @@ public interface SourceVm {
 
     /** QEMU's RAM figures, as of the last query. */
     MigrationReport.Ram ramStats();
+
+    /** The migration has ended: stop listening to QEMU's events for it (listeners must not pile up). */
+    void detach();
 }

@@ -100,6 +100,13 @@ final class FakeQemu {
         public MigrationReport.Ram ramStats() {
             return MigrationReport.Ram.NONE;
         }
+
+        @Override
+        public void detach() {
+            detached.set(true);
+        }
+
+        final AtomicBoolean detached = new AtomicBoolean();
     }
 
     static void writeAll(SocketChannel ch, byte[] bytes) throws IOException {

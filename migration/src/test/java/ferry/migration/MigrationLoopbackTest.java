@@ -62,7 +62,8 @@ class MigrationLoopbackTest {
     }
 
     private MigrationSource migrate(int port, FakeQemu.Source vm) {
-        MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", source, Optional.empty())), vm,
+        FakeBlocks blocks = FakeBlocks.of(source);
+        MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), vm, blocks,
                 new MigrationRequest("127.0.0.1", port, true, false), MigrationParameters.defaults().withMaxBandwidth(1L << 30), srcDir);
         migration.start();
         return migration;
@@ -144,14 +145,16 @@ class MigrationLoopbackTest {
         });
         FakeQemu.Source vm = new FakeQemu.Source();
         vm.pauseGuest = () -> pause(paused, guest);
-        MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", source, Optional.empty())), vm,
+        FakeBlocks blocks = FakeBlocks.of(source);
+        MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), vm, blocks,
                 new MigrationRequest("127.0.0.1", destination.port(), true, false),
                 MigrationParameters.defaults().withMaxBandwidth(16L << 20), srcDir);
         migration.start();
         assertTrue(migration.await(120_000), "a guest outrunning a 16 MiB/s link must still converge");
         MigrationReport report = migration.stats().report();
         assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
-        assertTrue(report.writeThrottleDelayUs() > 0, "the guest was never throttled: " + report);
+        assertTrue(blocks.highestLimit.get() > 0, "the guest was never throttled: " + report);
+        assertTrue(blocks.stopped, "the block layer's throttle and bitmaps were not removed");
         assertTrue(report.dirtyPass() >= Convergence.PASSES_BEFORE_THROTTLE, "converged without dirty passes: " + report);
         FakeQemu.Prepared prepared = host.last();
         prepared.close();
@@ -170,9 +173,8 @@ class MigrationLoopbackTest {
             overlay.write(20L << 20, ByteBuffer.wrap(FakeQemu.pattern(1 << 20, 6)));      // 1 MiB elsewhere
         }
         var top = ferry.image.qcow2.Qcow2Image.open(srcDir.resolve("top.qcow2"), false);
-        DirtyTrackingImage tracked = new DirtyTrackingImage(top);
-        MigrationSource migration = new MigrationSource("test-vm", List.of(new SourceDisk("disk0", tracked, Optional.empty())),
-                new FakeQemu.Source(), new MigrationRequest("127.0.0.1", destination.port(), true, false),
+        FakeBlocks blocks = FakeBlocks.of(new DirtyTrackingImage(top));
+        MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), new FakeQemu.Source(), blocks, new MigrationRequest("127.0.0.1", destination.port(), true, false),
                 MigrationParameters.defaults().withMaxBandwidth(1L << 30), srcDir);
         migration.start();
         assertTrue(migration.await(60_000));
@@ -319,5 +321,41 @@ class MigrationLoopbackTest {
         assertEquals(MigrationStatus.CANCELLED, migration.stats().report().status());
         assertTrue(vm.resumed.get());
         awaitAborted(host.last(), -1);
+    }
+
+    @Test
+    void shouldCancelWhileTheDestinationHasStoppedReading() throws Exception {
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            proxy.stallAfter(4L << 20);                 // mid bulk pass: the source's sends block on full buffers
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm);
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (proxy.forwarded() < (4L << 20) && System.currentTimeMillis() < deadline) {
+                Thread.sleep(10);
+            }
+            Thread.sleep(500);                          // let the send block
+            migration.cancel("user asked");
+            // The stalled destination would hold a send for its whole 120 s silence timeout: the cancel
+            // must not wait for it.
+            assertTrue(migration.await(10_000), "cancel did not stop a send blocked on a stalled destination");
+            assertEquals(MigrationStatus.CANCELLED, migration.stats().report().status(), () -> migration.stats().report().toString());
+            assertTrue(vm.resumed.get());
+            assertTrue(vm.detached.get(), "QEMU event listeners were left attached");
+        }
+    }
+
+    @Test
+    void shouldDetachFromQemuAndCloseTheStreamAfterCompleting() throws Exception {
+        FakeQemu.Source vm = new FakeQemu.Source();
+        FakeBlocks blocks = FakeBlocks.of(source);
+        MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), vm, blocks,
+                new MigrationRequest("127.0.0.1", destination.port(), true, false), MigrationParameters.defaults(), srcDir);
+        migration.start();
+        assertTrue(migration.await(60_000));
+        assertEquals(MigrationStatus.COMPLETED, migration.stats().report().status(), () -> migration.stats().report().toString());
+        assertTrue(vm.detached.get(), "QEMU event listeners were left attached");
+        assertTrue(blocks.stopped, "bitmaps and exports were left in QEMU's block layer");
+        assertEquals(SourceState.COMPLETED, migration.state());
+        assertTrue(Files.notExists(srcDir.resolve("ram-out.sock")), "the RAM tunnel's listener socket is still there");
     }
 }

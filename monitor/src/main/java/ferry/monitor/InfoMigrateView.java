@@ -78,8 +78,8 @@ public final class InfoMigrateView {
         line(out, "ferry dirty passes: %d", report.dirtyPass());
         line(out, "ferry disk dirty rate: %d kbytes/s", report.diskDirtyRateBytesPerSec() >> 10);
         line(out, "ferry stream throughput: %d kbytes/s", report.throughputBytesPerSec() >> 10);
-        if (report.writeThrottleDelayUs() > 0) {
-            line(out, "ferry write throttle: %d us per write", report.writeThrottleDelayUs());
+        if (report.writeLimitBytesPerSec() > 0) {
+            line(out, "ferry write throttle: %d kbytes/s", report.writeLimitBytesPerSec() >> 10);
         } else {
             out.append("ferry write throttle: off\n");
         }

@@ -23,7 +23,7 @@ class InfoMigrateViewTest {
     void shouldRenderActiveDirtyPassWithQemuLinesThenFerryLines() {
         var ram = new MigrationReport.Ram(341 * 1024 + 1000, 66_056 * 1024, 66_056 * 1024, 16_465, 49, 120, 3);
         var report = new MigrationReport(MigrationStatus.ACTIVE, Phase.ITERATE, 3, 12_345, 280, OptionalLong.empty(), ram,
-                1536 * MIB + 4095, 12 * MIB, 4096 * MIB, 1600 * MIB, 146_480_000, 2 * MIB, 250, Optional.empty());
+                1536 * MIB + 4095, 12 * MIB, 4096 * MIB, 1600 * MIB, 146_480_000, 2 * MIB, 1024 * 1024, Optional.empty());
         assertEquals("""
                 Migration status: active
                 total time: 12345 ms
@@ -44,7 +44,7 @@ class InfoMigrateViewTest {
                 ferry dirty passes: 3
                 ferry disk dirty rate: 2048 kbytes/s
                 ferry stream throughput: 143046 kbytes/s
-                ferry write throttle: 250 us per write
+                ferry write throttle: 1024 kbytes/s
                 ferry wire bytes: 1677721600 bytes
                 """, InfoMigrateView.render(report));
     }

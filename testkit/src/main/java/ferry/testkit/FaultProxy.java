@@ -19,6 +19,10 @@ public final class FaultProxy implements AutoCloseable {
     private final AtomicLong forwarded = new AtomicLong();
     private volatile long cutAfter = Long.MAX_VALUE;
     private volatile long flipAt = Long.MAX_VALUE;
+    private volatile long stallAfter = Long.MAX_VALUE;
+    private volatile boolean closed;
+    /** A stalled pump holds its connection open, reading nothing, at most this long. */
+    private static final long STALL_LIMIT_MS = 60_000;
 
     public FaultProxy(int targetPort) throws IOException {
         this.targetPort = targetPort;
@@ -45,6 +49,14 @@ public final class FaultProxy implements AutoCloseable {
         flipAt = index;
     }
 
+    /**
+     * The next connection stops forwarding (and reading) source-to-destination bytes after
+     * {@code bytes}, holding the connection open: a destination that stopped reading.
+     */
+    public void stallAfter(long bytes) {
+        stallAfter = bytes;
+    }
+
     public long forwarded() {
         return forwarded.get();
     }
@@ -56,22 +68,28 @@ public final class FaultProxy implements AutoCloseable {
                 SocketChannel upstream = SocketChannel.open(new InetSocketAddress("127.0.0.1", targetPort));
                 long cut = cutAfter;
                 long flip = flipAt;
+                long stall = stallAfter;
                 cutAfter = Long.MAX_VALUE;
                 flipAt = Long.MAX_VALUE;
+                stallAfter = Long.MAX_VALUE;
                 forwarded.set(0);
-                Thread.ofVirtual().start(() -> pump(client, upstream, cut, flip, true));
-                Thread.ofVirtual().start(() -> pump(upstream, client, Long.MAX_VALUE, Long.MAX_VALUE, false));
+                Thread.ofVirtual().start(() -> pump(client, upstream, cut, flip, stall, true));
+                Thread.ofVirtual().start(() -> pump(upstream, client, Long.MAX_VALUE, Long.MAX_VALUE, Long.MAX_VALUE, false));
             }
         } catch (IOException e) {
             // the proxy was closed
         }
     }
 
-    private void pump(SocketChannel from, SocketChannel to, long cut, long flip, boolean count) {
+    private void pump(SocketChannel from, SocketChannel to, long cut, long flip, long stall, boolean count) {
         ByteBuffer buffer = ByteBuffer.allocate(64 << 10);
         long done = 0;
         try {
             while (from.read(buffer.clear()) >= 0) {
+                if (done >= stall) {
+                    holdUntilClosed(from);
+                    break;
+                }
                 buffer.flip();
                 if (done + buffer.remaining() > cut) {
                     buffer.limit(buffer.position() + (int) (cut - done));
@@ -104,8 +122,21 @@ public final class FaultProxy implements AutoCloseable {
         }
     }
 
+    /** Reads nothing more: the sender's socket buffers fill and its writes block. */
+    private void holdUntilClosed(SocketChannel from) {
+        long deadline = System.currentTimeMillis() + STALL_LIMIT_MS;
+        try {
+            while (!closed && from.isOpen() && System.currentTimeMillis() < deadline) {
+                Thread.sleep(20);
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
     @Override
     public void close() throws IOException {
+        closed = true;
         server.close();
     }
 }

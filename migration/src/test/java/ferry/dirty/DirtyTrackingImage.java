@@ -8,11 +8,12 @@ import java.util.List;
 import java.util.Optional;
 
 /**
+ * Test stand-in for QEMU's block layer during a migration (QEMU owns the disks in Ferry itself).
  * A {@link BlockImage} that marks a {@link DirtyBitmap} for every write, zero-write and trim,
  * <em>after</em> the change is visible in the underlying image (DESIGN.md's invariant).
  * An optional {@link WriteGate} runs before each change so the migration can throttle guest writes.
  *
- * <p>Threads: called concurrently by the NBD server's connection threads.
+ * <p>Threads: called concurrently by the tests' guest-writer threads.
  */
 public final class DirtyTrackingImage implements BlockImage {
 
