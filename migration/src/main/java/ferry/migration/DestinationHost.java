@@ -7,14 +7,15 @@ import java.util.List;
 
 /**
  * What the migration destination needs from its host: disks and a VM waiting for RAM. The
- * supervisor implements it (creating images, serving them over NBD, starting QEMU with
+ * supervisor implements it (creating images, starting QEMU with the user's drives and
  * {@code -incoming defer -S}).
  */
 public interface DestinationHost {
 
     /**
      * Checks the source's offer against this host's configuration and prepares for it: creates (or,
-     * for incremental migration, opens) the images and serves them; QEMU comes with {@link PreparedVm#startVm()}.
+     * for incremental migration, opens) the images and opens them for the receiver's writes; QEMU
+     * comes with {@link PreparedVm#startVm()}.
      * Refuses with a MigrationException whose message the source shows to its user.
      */
     PreparedVm prepare(Frame.Hello hello) throws MigrationException;
@@ -23,6 +24,13 @@ public interface DestinationHost {
     interface PreparedVm {
         /** The images in the order of the HELLO's disks; written by the receiver. Empty without -b. */
         List<BlockImage> images();
+
+        /**
+         * Every granule is written and flushed: Ferry lets go of the images (flushes and closes its
+         * handles), so that QEMU alone owns them before it gets the device state and activates them.
+         * Called once, before the RAM stream's remainder is fed to QEMU.
+         */
+        void imagesComplete() throws MigrationException;
 
         /** Per image: true when it starts out reading all zeroes, so the source may skip holes. */
         List<Boolean> fresh();

@@ -55,6 +55,8 @@ final class DestinationSession {
     private boolean dropped;
     private boolean copyDisks;
     private long unflushedBytes;
+    /** COMMIT arrived: from here on the VM is this host's, whatever fails next (never stopped, never removed). */
+    private volatile boolean committed;
 
     DestinationSession(SocketChannel channel, String peer, FrameReader reader, FrameWriter writer,
                        DestinationHost host, MigrationStats stats) {
@@ -77,12 +79,31 @@ final class DestinationSession {
         } catch (SourceCancelled c) {
             finish(MigrationStatus.CANCELLED, "cancelled by the source: " + c.getMessage(), null);
         } catch (MigrationException e) {
+            if (committed) {
+                return keepAfterCommit(e.oneLine());
+            }
             finish(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
         } catch (Exception e) {
             String reason = describe(e);
+            if (committed) {
+                return keepAfterCommit(stats.phase().label() + ": " + reason);
+            }
             finish(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), reason));
         }
         return Optional.empty();
+    }
+
+    /**
+     * A failure after COMMIT (the source lost, RUNNING not delivered, even {@code cont} refused): the
+     * source has handed the VM over and stays paused, so this host keeps it, running or paused, with
+     * its disks. Stopping or removing it here could lose the only copy of what the guest wrote since.
+     */
+    private Optional<DestinationHost.PreparedVm> keepAfterCommit(String reason) {
+        LOG.log(System.Logger.Level.ERROR, "incoming migration: failure after COMMIT: " + reason
+                + "; the VM stays on this host with its disks (check `info status`; `cont` it if it is paused)");
+        stats.fail(state == State.RUNNING ? MigrationStatus.COMPLETED : MigrationStatus.FAILED, "after commit: " + reason
+                + "; the VM stays on this host");
+        return Optional.ofNullable(prepared);
     }
 
     private String describe(Exception e) {
@@ -306,6 +327,7 @@ final class DestinationSession {
         }
         stats.phase(Phase.SWITCHOVER);
         flushImages(Phase.SWITCHOVER);
+        prepared.imagesComplete();             // QEMU alone owns the images before it gets the device state
         if (done.groupDigests().size() != digests.size()) {
             throw new MigrationException(Phase.SWITCHOVER, "source sent digests for " + done.groupDigests().size()
                     + " disks, destination has " + digests.size());
@@ -330,6 +352,7 @@ final class DestinationSession {
         if (!destReadySent) {
             throw new MigrationException(Phase.SWITCHOVER, "protocol error: COMMIT before the device state arrived");
         }
+        committed = true;
         prepared.resume();
         state = State.RUNNING;
         writer.send(new Frame.Running());

@@ -187,6 +187,15 @@ final class FakeQemu {
         }
 
         @Override public List<BlockImage> images() { return images; }
+        @Override public void imagesComplete() throws MigrationException {
+            try {
+                for (BlockImage image : images) {
+                    image.flush();
+                }
+            } catch (ImageException e) {
+                throw new MigrationException(Phase.SWITCHOVER, "fake destination flush failed", e);
+            }
+        }
         @Override public List<Boolean> fresh() { return images.stream().map(i -> true).toList(); }
         @Override public void startVm() { }
         @Override public Path ramSocket() { return socket; }

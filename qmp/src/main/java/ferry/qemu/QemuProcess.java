@@ -21,8 +21,10 @@ import java.util.concurrent.TimeoutException;
 /**
  * One QEMU child process and its QMP connection.
  *
- * <p>QEMU must not outlive Ferry: it is started through {@code setpriv --pdeathsig TERM} (util-linux)
- * when that exists, so the kernel sends it SIGTERM when its parent dies. The kernel's "parent" is the
+ * <p>{@link Tie} says whether QEMU may outlive Ferry. A VM that {@code ferry run} supervises does: QEMU
+ * owns the guest's disks, so a crash of Ferry must not take the guest with it (DESIGN.md). Helper
+ * QEMUs (tests, tools) do not: they are started through {@code setpriv --pdeathsig TERM} (util-linux)
+ * when that exists, so the kernel sends them SIGTERM when their parent dies. The kernel's "parent" is the
  * thread that forked it, so the fork happens on a platform thread of our own, {@code qemu-wait}, that
  * lives exactly as long as QEMU (it waits for the exit); a short-lived caller thread cannot take QEMU
  * down with it. QEMU's stdout and stderr go to {@code logFile} (appended), never to a pipe nobody reads.
@@ -40,6 +42,7 @@ public final class QemuProcess implements AutoCloseable {
     private final Path qmpSocket;
     private final Path logFile;
     private final QmpClient qmp;
+    private final Tie tie;
     private final CompletableFuture<Process> spawned = new CompletableFuture<>();
     private final CompletableFuture<Integer> exit = new CompletableFuture<>();
     private Thread waiter;
@@ -52,6 +55,19 @@ public final class QemuProcess implements AutoCloseable {
      * @param logFile where QEMU's stdout and stderr go
      */
     public QemuProcess(String name, List<String> command, Path qmpSocket, Path logFile) {
+        this(name, command, qmpSocket, logFile, Tie.DIES_WITH_FERRY);
+    }
+
+    /** Whether QEMU ends when the Ferry process that started it dies. */
+    public enum Tie {
+        /** A guest's QEMU: runs on if Ferry crashes (Ferry stops it on a normal exit). */
+        OUTLIVES_FERRY,
+        /** A helper QEMU: gets SIGTERM when Ferry dies. */
+        DIES_WITH_FERRY
+    }
+
+    public QemuProcess(String name, List<String> command, Path qmpSocket, Path logFile, Tie tie) {
+        this.tie = Objects.requireNonNull(tie, "tie");
         this.name = Objects.requireNonNull(name, "name");
         this.command = List.copyOf(command);
         this.qmpSocket = Objects.requireNonNull(qmpSocket, "qmpSocket");
@@ -84,7 +100,7 @@ public final class QemuProcess implements AutoCloseable {
             throw new QemuException(QemuException.Kind.START, "qemu start failed: name=" + name
                     + " socket=" + qmpSocket + " log=" + logFile + ": " + e.getMessage(), e);
         }
-        List<String> argv = wrapped(command);
+        List<String> argv = wrapped(command, tie);
         LOG.log(Level.INFO, "starting qemu: name={0} log={1} command={2}", name, logFile, QemuCommandLine.render(argv));
         waiter = Threads.platform("qemu-wait").newThread(() -> spawnAndWait(argv));
         waiter.start();
@@ -290,7 +306,10 @@ public final class QemuProcess implements AutoCloseable {
     }
 
     /** Prefixes {@code setpriv --pdeathsig TERM --} when util-linux's setpriv is installed. */
-    static List<String> wrapped(List<String> command) {
+    static List<String> wrapped(List<String> command, Tie tie) {
+        if (tie == Tie.OUTLIVES_FERRY) {
+            return command;
+        }
         for (String dir : new String[] {"/usr/bin", "/bin", "/usr/sbin", "/sbin"}) {
             Path setpriv = Path.of(dir, "setpriv");
             if (Files.isExecutable(setpriv)) {

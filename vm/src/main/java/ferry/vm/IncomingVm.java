@@ -25,8 +25,13 @@ import java.util.Map;
 /**
  * The destination host of {@code ferry run ... -incoming}: checks the source's offer against this
  * host's {@code -drive}s, creates the images it needs (refusing to overwrite one that holds data
- * unless {@code --incoming-overwrite}), serves them, and starts QEMU with {@code -incoming defer -S}
- * listening for its RAM stream on a private unix socket.
+ * unless {@code --incoming-overwrite}), and starts QEMU with the user's {@code -drive}s and
+ * {@code -incoming defer -S}, listening for its RAM stream on a private unix socket.
+ *
+ * <p>Ferry writes the arriving granules straight into the image files while QEMU waits: QEMU opens
+ * the images of an incoming VM inactive (no write lock, nothing cached that it keeps: it re-reads
+ * qcow2 metadata when it activates them at the end of the incoming migration), and Ferry flushes
+ * and closes its own handles before QEMU gets the device state (DESIGN.md "Destination").
  *
  * <p>Threads: {@link #prepare} runs on {@code migration-listen}.
  */
@@ -67,8 +72,11 @@ final class IncomingVm implements DestinationHost {
                     fresh.add(false);
                 }
             }
-            VmDisks disks = VmDisks.serve(config.drives(), images, runtime.resolve("nbd.sock"));
-            return new Prepared(disks, hello.copyDisks() ? fresh : List.of(), created);
+            if (!hello.copyDisks()) {
+                closeAll(images);                  // shared storage: QEMU alone opens them
+                images.clear();
+            }
+            return new Prepared(images, hello.copyDisks() ? fresh : List.of(), created);
         } catch (MigrationException e) {
             undo(images, created);
             throw e;
@@ -122,12 +130,9 @@ final class IncomingVm implements DestinationHost {
             throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration needs a qcow2"
                     + " overlay, but this destination's -drive says format=" + drive.format());
         }
-        if (Files.exists(file)) {
-            if (!config.incomingOverwrite()) {
-                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists; refusing to"
-                        + " overwrite it (remove it, or start the destination with --incoming-overwrite)");
-            }
-            Files.delete(file);
+        if (Files.exists(file) && !config.incomingOverwrite()) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists; refusing to"
+                    + " overwrite it (remove it, or start the destination with --incoming-overwrite)");
         }
         Path basePath = file.toAbsolutePath().getParent().resolve(base.fileName());
         if (!Files.exists(basePath)) {
@@ -144,6 +149,8 @@ final class IncomingVm implements DestinationHost {
                     + " differs from the source's (" + (ours.size() != base.size() ? "size " + ours.size() + " vs " + base.size()
                     : "same size, different content") + "): refusing incremental migration onto it");
         }
+        // Every check passed: only now may --incoming-overwrite remove the old overlay.
+        Files.deleteIfExists(file);
         return ferry.image.qcow2.Qcow2Image.create(file, offer.size(), Images.QCOW2_CLUSTER_SIZE,
                 java.util.Optional.of(new ferry.image.qcow2.Backing(base.fileName(), baseFormat)));
     }
@@ -163,11 +170,19 @@ final class IncomingVm implements DestinationHost {
     }
 
     private static boolean holdsData(BlockImage image) throws ImageException {
-        return VmDisks.allocatedBytes(image) > 0;
+        long offset = 0;
+        while (offset < image.size()) {
+            for (Extent extent : image.extents(offset, image.size() - offset)) {
+                if (extent.type() == Extent.Type.DATA) {
+                    return true;
+                }
+                offset = extent.end();
+            }
+        }
+        return false;
     }
 
-
-    private static void undo(List<BlockImage> images, List<Path> created) {
+    private static void closeAll(List<BlockImage> images) {
         for (BlockImage image : images) {
             try {
                 image.close();
@@ -175,6 +190,11 @@ final class IncomingVm implements DestinationHost {
                 LOG.log(System.Logger.Level.ERROR, "closing " + image.describe() + " failed: " + e.getMessage());
             }
         }
+    }
+
+
+    private static void undo(List<BlockImage> images, List<Path> created) {
+        closeAll(images);
         for (Path file : created) {
             try {
                 Files.deleteIfExists(file);
@@ -184,17 +204,18 @@ final class IncomingVm implements DestinationHost {
         }
     }
 
-    /** A VM being received: disks served, QEMU waiting for RAM. */
+    /** A VM being received: images open for Ferry's writes, QEMU waiting for RAM. */
     final class Prepared implements PreparedVm {
-        private final VmDisks disks;
+        private final List<BlockImage> images;
+        private boolean imagesClosed;
         private final List<Boolean> fresh;
         private final List<Path> created;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
         private volatile QemuProcess qemu;
 
-        Prepared(VmDisks disks, List<Boolean> fresh, List<Path> created) {
-            this.disks = disks;
+        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created) {
+            this.images = List.copyOf(images);
             this.fresh = fresh;
             this.created = created;
         }
@@ -202,7 +223,7 @@ final class IncomingVm implements DestinationHost {
         @Override
         public void startVm() throws MigrationException {
             try {
-                qemu = launcher.start(disks, true);
+                qemu = launcher.start(true);
                 qemu.addListener(event -> {
                     SourceVm.RamListener l = listener;
                     if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
@@ -216,17 +237,29 @@ final class IncomingVm implements DestinationHost {
             }
         }
 
-        VmDisks disks() {
-            return disks;
-        }
-
         QemuProcess qemu() {
             return qemu;
         }
 
         @Override
         public List<BlockImage> images() {
-            return disks.disks().stream().map(d -> (BlockImage) d.image()).toList();
+            return images;
+        }
+
+        @Override
+        public synchronized void imagesComplete() throws MigrationException {
+            if (imagesClosed) {
+                return;
+            }
+            imagesClosed = true;
+            for (BlockImage image : images) {
+                try {
+                    image.flush();
+                    image.close();
+                } catch (ImageException e) {
+                    throw new MigrationException(Phase.SWITCHOVER, "closing " + image.describe() + " failed: " + e.getMessage(), e);
+                }
+            }
         }
 
         @Override
@@ -264,10 +297,11 @@ final class IncomingVm implements DestinationHost {
                     LOG.log(System.Logger.Level.ERROR, "stopping the destination QEMU failed: " + e.getMessage());
                 }
             }
-            try {
-                disks.close();
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.ERROR, "closing the destination disks failed: " + e.getMessage());
+            synchronized (this) {
+                if (!imagesClosed) {
+                    imagesClosed = true;
+                    closeAll(images);
+                }
             }
             for (Path file : created) {
                 try {

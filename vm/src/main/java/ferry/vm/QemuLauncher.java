@@ -7,8 +7,10 @@ import ferry.qemu.QemuProcess;
 import java.util.List;
 
 /**
- * Turns a {@link VmConfig} and its served disks into a running {@code qemu-system-x86_64}: the
- * same machine on both hosts, disks as NBD blockdevs on Ferry's private socket, QMP on another.
+ * Turns a {@link VmConfig} into a running {@code qemu-system-x86_64}: the same machine on both
+ * hosts, the user's {@code -drive}s as written (QEMU opens its own images), QMP on a private socket.
+ * The QEMU outlives Ferry if Ferry crashes, and its pid is kept in the runtime directory
+ * ({@code qemu.pid}) so that a later Ferry leaves that directory, and QEMU's QMP socket, alone.
  * The accelerator is chosen once per process ({@link Accelerator#choose}), with its notice printed.
  */
 final class QemuLauncher {
@@ -30,11 +32,11 @@ final class QemuLauncher {
         return accelerator;
     }
 
-    /** Starts QEMU with the disks; {@code incoming}: {@code -incoming defer -S}, waiting for a RAM stream. */
-    QemuProcess start(VmDisks disks, boolean incoming) throws QemuException {
+    /** Starts QEMU; {@code incoming}: {@code -incoming defer -S}, waiting for a RAM stream. */
+    QemuProcess start(boolean incoming) throws QemuException {
         QemuConfig qemu = QemuConfig.of(config.name(), config.memoryMib(), accelerator, runtime.resolve("qmp.sock"))
                 .withSmp(config.smp())
-                .withDisks(disks.qemuDisks())
+                .withDisks(config.drives().stream().map(VmConfig.Drive::qemuDisk).toList())
                 .withSerial(config.serial())
                 .withIncomingDefer(incoming)
                 .withPaused(incoming)
@@ -43,8 +45,10 @@ final class QemuLauncher {
             qemu = qemu.withKernel(config.kernel().get(), config.initrd(), config.append());
         }
         List<String> command = ferry.qemu.QemuCommandLine.of(config.qemuBinary(), qemu);
-        QemuProcess process = new QemuProcess(config.name(), command, qemu.qmpSocket(), runtime.resolve("qemu.log"));
+        QemuProcess process = new QemuProcess(config.name(), command, qemu.qmpSocket(), runtime.resolve("qemu.log"),
+                QemuProcess.Tie.OUTLIVES_FERRY);
         process.start(START_TIMEOUT_MS);
+        runtime.recordQemu(process.pid());
         return process;
     }
 }

@@ -18,6 +18,8 @@ public final class RuntimeDir implements AutoCloseable {
     private static final String PREFIX = "ferry-";
     /** Marks a directory as a Ferry runtime dir and names its owner's pid; nothing else is ever removed. */
     private static final String OWNER_FILE = "ferry.pid";
+    /** The pid of the QEMU this Ferry started: while it lives, the directory (its QMP socket) stays. */
+    private static final String QEMU_FILE = "qemu.pid";
     private final Path path;
 
     private RuntimeDir(Path path) {
@@ -46,6 +48,15 @@ public final class RuntimeDir implements AutoCloseable {
         return path;
     }
 
+    /** Notes the pid of the VM's QEMU, which outlives a crashed Ferry. */
+    public void recordQemu(long pid) throws java.io.UncheckedIOException {
+        try {
+            Files.writeString(path.resolve(QEMU_FILE), Long.toString(pid));
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException("writing " + path.resolve(QEMU_FILE) + ": " + e.getMessage(), e);
+        }
+    }
+
     public Path resolve(String name) {
         return path.resolve(name);
     }
@@ -62,12 +73,30 @@ public final class RuntimeDir implements AutoCloseable {
                     continue;
                 }
                 long pid = Long.parseLong(pidText);
+                java.util.Optional<Long> qemu = livePid(dir.resolve(QEMU_FILE));
+                if (ProcessHandle.of(pid).isEmpty() && qemu.isPresent()) {
+                    LOG.log(System.Logger.Level.INFO, "ferry pid " + pid + " is gone but its QEMU (pid " + qemu.get()
+                            + ") still runs the VM; leaving " + dir + " (its QMP socket) alone");
+                    continue;
+                }
                 if (ProcessHandle.of(pid).isEmpty()) {
                     LOG.log(System.Logger.Level.INFO, "removing stale runtime directory of dead ferry pid " + pid + ": " + dir);
                     delete(dir);
                 }
             }
         }
+    }
+
+    private static java.util.Optional<Long> livePid(Path file) throws IOException {
+        if (!Files.isRegularFile(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return java.util.Optional.empty();
+        }
+        String text = Files.readString(file).strip();
+        if (!text.matches("\\d{1,18}")) {
+            return java.util.Optional.empty();
+        }
+        long pid = Long.parseLong(text);
+        return ProcessHandle.of(pid).filter(ProcessHandle::isAlive).map(p -> pid);
     }
 
     private static void delete(Path dir) throws IOException {

@@ -1,7 +1,5 @@
 package ferry.vm;
 
-import ferry.image.BlockImage;
-import ferry.image.Images;
 import ferry.migration.MigrationDestination;
 import ferry.migration.MigrationParameters;
 import ferry.migration.MigrationSource;
@@ -18,14 +16,14 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * One {@code ferry run}: supervises one VM the way one {@code qemu-system-x86_64} process is one VM.
- * Wires the disks (opened, dirty-tracked, served over NBD), QEMU (its child, attached to those
- * disks), the monitor, and migration in either direction.
+ * Wires QEMU (its child, which opens the VM's disks itself, as the user's {@code -drive}s say), the
+ * monitor, and migration in either direction. Ferry joins QEMU's block layer only while it migrates.
  *
  * <p>Lifecycle: {@link #start()} brings everything up (or, with {@code -incoming}, only the monitor
- * and the migration listener: disks and QEMU come with the first source); {@link #awaitExit()}
- * blocks until QEMU exits or {@code quit}; {@link #close()} stops QEMU, flushes and closes the
- * disks, and removes the runtime directory. Ferry exits with the VM, and QEMU dies with Ferry
- * ({@code setpriv --pdeathsig}).
+ * and the migration listener: images and QEMU come with the first source); {@link #awaitExit()}
+ * blocks until QEMU exits or {@code quit}; {@link #close()} stops QEMU and removes the runtime
+ * directory. Ferry exits with the VM; QEMU survives a crash of Ferry (kill -9): the guest goes on,
+ * and the runtime directory with QEMU's QMP socket stays until QEMU exits.
  *
  * <p>Threads: the caller's thread starts and awaits; QEMU's exit is seen on {@code qemu-wait};
  * the monitor's client threads call the {@code VmMonitor}; {@code vm-adopt} waits for an incoming migration.
@@ -42,7 +40,6 @@ public final class Supervisor implements AutoCloseable {
     private MonitorServer monitor;
     private MigrationDestination destination;
     private Thread adopter;
-    private volatile VmDisks disks;
     private volatile QemuProcess qemu;
     private volatile MigrationParameters parameters = MigrationParameters.defaults();
     private volatile MigrationSource migration;
@@ -71,33 +68,14 @@ public final class Supervisor implements AutoCloseable {
             System.err.println("ferry: " + config.name() + " waits for an incoming migration on tcp:" + uri.host() + ":"
                     + destination.port());
         } else {
-            List<BlockImage> images = new ArrayList<>();
             for (VmConfig.Drive drive : config.drives()) {
                 if (!Files.exists(drive.file())) {
-                    closeAll(images);
                     throw new IOException("disk " + drive.id() + ": " + drive.file() + " does not exist (create it with qemu-img create)");
                 }
-                try {
-                    images.add(Images.open(drive.file(), drive.format(), false));
-                } catch (IOException e) {
-                    closeAll(images);
-                    throw e;
-                }
             }
-            disks = VmDisks.serve(config.drives(), images, runtime.resolve("nbd.sock"));
-            attach(launcher.start(disks, false));
+            attach(launcher.start(false));
         }
         monitor.start();
-    }
-
-    private static void closeAll(List<BlockImage> images) {
-        for (BlockImage image : images) {
-            try {
-                image.close();
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.ERROR, "closing " + image.describe() + ": " + e.getMessage());
-            }
-        }
     }
 
     private void attach(QemuProcess process) {
@@ -120,7 +98,6 @@ public final class Supervisor implements AutoCloseable {
             }
             destination.runningVm().ifPresent(vm -> {
                 IncomingVm.Prepared prepared = (IncomingVm.Prepared) vm;
-                disks = prepared.disks();
                 attach(prepared.qemu());
                 System.err.println("ferry: incoming migration completed; " + config.name() + " runs here");
             });
@@ -151,10 +128,6 @@ public final class Supervisor implements AutoCloseable {
 
     Optional<QemuProcess> qemu() {
         return Optional.ofNullable(qemu);
-    }
-
-    Optional<VmDisks> disks() {
-        return Optional.ofNullable(disks);
     }
 
     Optional<MigrationDestination> destination() {
@@ -231,14 +204,6 @@ public final class Supervisor implements AutoCloseable {
             try {
                 q.close();
             } catch (QemuException e) {
-                failures.add(e);
-            }
-        }
-        VmDisks d = disks;
-        if (d != null) {
-            try {
-                d.close();                         // flushes every image
-            } catch (IOException e) {
                 failures.add(e);
             }
         }

@@ -1,0 +1,263 @@
+package ferry.vm;
+
+import ferry.dirty.DirtyBitmap;
+import ferry.dirty.DirtySnapshot;
+import ferry.image.BlockImage;
+import ferry.image.ImageException;
+import ferry.migration.MigrationException;
+import ferry.migration.Phase;
+import ferry.migration.SourceBlocks;
+import ferry.nbd.NbdExportImage;
+import ferry.qmp.BlockExportInfo;
+import ferry.qmp.BlockInfo;
+import ferry.qmp.DriveRef;
+import ferry.qmp.IoThrottle;
+import ferry.qmp.QmpClient;
+import ferry.qmp.QmpCommand;
+import ferry.qmp.QmpException;
+import ferry.qmp.TransactionAction;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * The source QEMU's block layer, joined only while a migration runs (DESIGN.md "QEMU owns the
+ * disks"): per drive a dirty bitmap of the granule size, one read-only NBD export of the drive's
+ * node on QEMU's own NBD server (a private unix socket), and for each pass a short-lived export of
+ * the bitmap that was just retired, read through {@code qemu:dirty-bitmap:NAME}.
+ *
+ * <h2>Design notes</h2>
+ * <ul>
+ *   <li>A pass swaps bitmaps in one {@code transaction} (add {@code ferry-N+1}, disable
+ *       {@code ferry-N} on every drive): QEMU drains in-flight requests around it, so every guest
+ *       write lands in exactly one of the two. The retired bitmap is then read and removed. An export
+ *       lists its bitmaps when it is created, hence one export per pass.</li>
+ *   <li>Guest writes are slowed with QEMU's own I/O throttling ({@code block_set_io_throttle},
+ *       {@code bps_wr}); the drive's own limits, read from {@code query-block} at {@link #start},
+ *       are sent back unchanged at {@link #stop}.</li>
+ *   <li>Names start with {@code ferry-}: {@link #stop} removes exactly those, so that
+ *       {@code query-block} and {@code query-block-exports} show nothing of Ferry's afterwards.</li>
+ * </ul>
+ *
+ * <p>Threads: {@code migration-send} only.
+ */
+final class QemuSourceBlocks implements SourceBlocks {
+    private static final System.Logger LOG = System.getLogger(QemuSourceBlocks.class.getName());
+    private static final String PREFIX = "ferry-";
+    private static final long EXPORT_GONE_TIMEOUT_MS = 5_000;
+
+    /** One migrated drive as {@code query-block} described it when the migration began. */
+    record Drive(String id, String nodeName, String format, long size, DriveRef ref, IoThrottle ownThrottle) { }
+
+    private final QmpClient qmp;
+    private final List<Drive> drives;
+    private final Path socket;
+    private final List<NbdExportImage> readers = new ArrayList<>();
+    private boolean serverStarted;
+    private boolean throttled;
+    private int generation;
+    private int granuleSize;
+
+    QemuSourceBlocks(QmpClient qmp, List<Drive> drives, Path socket) {
+        this.qmp = qmp;
+        this.drives = List.copyOf(drives);
+        this.socket = socket;
+    }
+
+    /** The drives named {@code ids}, as QEMU reports them now. */
+    static List<Drive> describe(QmpClient qmp, List<String> ids) throws QmpException, MigrationException {
+        List<BlockInfo> blocks = qmp.execute(new QmpCommand.QueryBlock());
+        List<Drive> drives = new ArrayList<>();
+        for (String id : ids) {
+            BlockInfo info = blocks.stream().filter(b -> b.device().equals(id)).findFirst()
+                    .orElseThrow(() -> new MigrationException(Phase.HANDSHAKE, "QEMU has no drive " + id + " (query-block)"));
+            BlockInfo.Inserted inserted = info.inserted().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                    "drive " + id + " has no medium"));
+            String node = inserted.nodeName().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                    "drive " + id + " has no node name in query-block"));
+            drives.add(new Drive(id, node, inserted.drv(), inserted.virtualSize(), info.driveRef(), inserted.throttle()));
+        }
+        return drives;
+    }
+
+    @Override
+    public List<BlockImage> start(int granuleSize, boolean incremental) throws MigrationException {
+        this.granuleSize = granuleSize;
+        try {
+            qmp.execute(new QmpCommand.NbdServerStart(socket, java.util.OptionalLong.empty()));
+            serverStarted = true;
+            List<TransactionAction> adds = new ArrayList<>();
+            for (Drive drive : drives) {
+                adds.add(new QmpCommand.BlockDirtyBitmapAdd(drive.nodeName(), bitmap(0), granuleSize));
+            }
+            qmp.execute(new QmpCommand.Transaction(adds));      // tracking starts before the first read
+            List<BlockImage> images = new ArrayList<>();
+            for (int i = 0; i < drives.size(); i++) {
+                Drive drive = drives.get(i);
+                qmp.execute(new QmpCommand.BlockExportAdd(readExport(i), drive.nodeName(), readExport(i), false, List.of(),
+                        incremental, Optional.empty()));
+                NbdExportImage reader = NbdExportImage.open(socket, readExport(i), drive.format(), incremental);
+                readers.add(reader);
+                images.add(reader);
+            }
+            return images;
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "QEMU refused to set up dirty tracking and its NBD export: "
+                    + e.getMessage() + (serverStarted ? "" : " (an NBD server of QEMU's own may already run: nbd-server-stop it first)"), e);
+        } catch (ImageException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "reading QEMU's NBD export failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public List<DirtySnapshot> takeDirty() throws MigrationException {
+        String retired = bitmap(generation);
+        String fresh = bitmap(generation + 1);
+        try {
+            List<TransactionAction> swap = new ArrayList<>();
+            for (Drive drive : drives) {
+                swap.add(new QmpCommand.BlockDirtyBitmapAdd(drive.nodeName(), fresh, granuleSize));
+                swap.add(new QmpCommand.BlockDirtyBitmapDisable(drive.nodeName(), retired));
+            }
+            qmp.execute(new QmpCommand.Transaction(swap));
+            generation++;
+            List<DirtySnapshot> snapshots = new ArrayList<>();
+            for (int i = 0; i < drives.size(); i++) {
+                snapshots.add(read(i, retired));
+            }
+            return snapshots;
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.ITERATE, "swapping QEMU's dirty bitmaps failed: " + e.getMessage(), e);
+        } catch (ImageException e) {
+            throw new MigrationException(Phase.ITERATE, "reading QEMU's dirty bitmap " + retired + " failed: " + e.getMessage(), e);
+        }
+    }
+
+    /** Exports the retired bitmap, reads its dirty runs, then removes the export and the bitmap. */
+    private DirtySnapshot read(int index, String retired) throws QmpException, ImageException, MigrationException {
+        Drive drive = drives.get(index);
+        String export = dirtyExport(index);
+        qmp.execute(new QmpCommand.BlockExportAdd(export, drive.nodeName(), export, false, List.of(retired), false, Optional.empty()));
+        DirtyBitmap dirty = new DirtyBitmap(drive.size(), granuleSize);
+        try (NbdExportImage view = NbdExportImage.open(socket, export, drive.format(), false, List.of(retired))) {
+            for (NbdExportImage.Range run : view.dirtyExtents(retired)) {
+                dirty.markRange(run.offset(), run.length());
+            }
+        } finally {
+            deleteExport(export);
+        }
+        qmp.execute(new QmpCommand.BlockDirtyBitmapRemove(drive.nodeName(), retired));
+        return dirty.snapshotAndClear();
+    }
+
+    @Override
+    public long dirtyBytes() throws MigrationException {
+        try {
+            String current = bitmap(generation);
+            long bytes = 0;
+            for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
+                for (Drive drive : drives) {
+                    if (info.device().equals(drive.id()) && info.inserted().isPresent()) {
+                        bytes += info.inserted().get().dirtyBitmap(current).map(BlockInfo.DirtyBitmapInfo::dirtyBytes).orElse(0L);
+                    }
+                }
+            }
+            return bytes;
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.ITERATE, "query-block for the dirty count failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void throttleWrites(long bytesPerSec) throws MigrationException {
+        try {
+            for (Drive drive : drives) {
+                IoThrottle limits = bytesPerSec > 0 ? drive.ownThrottle().withWriteLimit(bytesPerSec) : drive.ownThrottle();
+                qmp.execute(new QmpCommand.BlockSetIoThrottle(drive.ref(), limits));
+            }
+            throttled = bytesPerSec > 0;
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.ITERATE, "block_set_io_throttle failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
+    public void stop() throws MigrationException {
+        List<String> failures = new ArrayList<>();
+        for (NbdExportImage reader : readers) {
+            try {
+                reader.close();
+            } catch (ImageException e) {
+                failures.add("closing " + reader.describe() + ": " + e.getMessage());
+            }
+        }
+        readers.clear();
+        try {
+            for (BlockExportInfo export : qmp.execute(new QmpCommand.QueryBlockExports())) {
+                if (export.id().startsWith(PREFIX)) {
+                    deleteExport(export.id());
+                }
+            }
+            for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
+                for (Drive drive : drives) {
+                    if (!info.device().equals(drive.id()) || info.inserted().isEmpty()) {
+                        continue;
+                    }
+                    for (BlockInfo.DirtyBitmapInfo bitmap : info.inserted().get().dirtyBitmaps()) {
+                        if (bitmap.name().filter(n -> n.startsWith(PREFIX)).isPresent()) {
+                            qmp.execute(new QmpCommand.BlockDirtyBitmapRemove(drive.nodeName(), bitmap.name().get()));
+                        }
+                    }
+                }
+            }
+            if (serverStarted) {
+                qmp.execute(new QmpCommand.NbdServerStop());
+                serverStarted = false;
+            }
+        } catch (QmpException | MigrationException e) {
+            failures.add(e.getMessage());
+        }
+        if (throttled) {
+            try {
+                throttleWrites(0);
+            } catch (MigrationException e) {
+                failures.add("restoring the drives' own I/O limits: " + e.getMessage());
+            }
+        }
+        if (!failures.isEmpty()) {
+            throw new MigrationException(Phase.COMPLETE, String.join("; ", failures));
+        }
+    }
+
+    /** Deletes an export and waits until QEMU has really dropped it (the bitmap stays busy until then). */
+    private void deleteExport(String id) throws QmpException, MigrationException {
+        qmp.execute(new QmpCommand.BlockExportDel(id, Optional.of(QmpCommand.BlockExportDel.Mode.HARD)));
+        long deadline = System.nanoTime() + EXPORT_GONE_TIMEOUT_MS * 1_000_000;
+        while (qmp.execute(new QmpCommand.QueryBlockExports()).stream().anyMatch(e -> e.id().equals(id))) {
+            if (System.nanoTime() > deadline) {
+                throw new MigrationException(Phase.ITERATE, "QEMU did not remove its NBD export " + id + " within "
+                        + EXPORT_GONE_TIMEOUT_MS + " ms of block-export-del");
+            }
+            try {
+                Thread.sleep(2);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new MigrationException(Phase.ITERATE, "interrupted while QEMU removed export " + id, e);
+            }
+        }
+        LOG.log(System.Logger.Level.DEBUG, "export " + id + " removed");
+    }
+
+    private static String bitmap(int generation) {
+        return PREFIX + generation;
+    }
+
+    private static String readExport(int index) {
+        return PREFIX + "read-" + index;
+    }
+
+    private static String dirtyExport(int index) {
+        return PREFIX + "dirty-" + index;
+    }
+}
