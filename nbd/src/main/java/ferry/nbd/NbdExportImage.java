@@ -95,8 +95,7 @@ public final class NbdExportImage implements BlockImage {
         try {
             client = NbdClient.unix(socket, export, wanted);
         } catch (NbdException e) {
-            throw new ImageException(e.kind() == NbdException.Kind.REFUSED ? ImageException.Kind.UNSUPPORTED : ImageException.Kind.IO,
-                    "nbd open failed: export=" + export + " socket=" + socket + ": " + e.getMessage(), e);
+            throw new ImageException(ImageException.Kind.IO, "nbd open failed: export=" + export + " socket=" + socket + ": " + e.getMessage(), e);
         }
         List<String> missing = wanted.stream()
                 .filter(name -> !name.equals(META_BASE_ALLOCATION) && !client.metaContexts().contains(name)).toList();
