@@ -12,16 +12,31 @@ import java.nio.charset.StandardCharsets;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 
 /**
- * A small blocking NBD client for tests and tools: fixed newstyle, OPT_GO, optionally structured
- * replies with {@code base:allocation}, one request at a time. Not thread-safe: one thread uses it.
- * A request the server refuses throws {@link NbdException} of kind REFUSED with the NBD error.
+ * A small blocking NBD client: fixed newstyle, OPT_GO, optionally structured replies with one or
+ * several meta contexts ({@code base:allocation}, QEMU's {@code qemu:allocation-depth} and
+ * {@code qemu:dirty-bitmap:NAME}), one request at a time. Not thread-safe: one thread uses it at a
+ * time ({@link NbdExportImage} serializes its callers). A request the server refuses throws
+ * {@link NbdException} of kind REFUSED with the NBD error; after any other NbdException the
+ * connection is out of step and only {@link #close()} is left.
  */
 public final class NbdClient implements AutoCloseable {
-    /** One base:allocation descriptor: {@code flags} is a mix of STATE_HOLE and STATE_ZERO. */
+    /**
+     * One block status descriptor: its length and the 32-bit value of its context (for
+     * base:allocation a mix of STATE_HOLE and STATE_ZERO; for qemu:allocation-depth the depth; for a
+     * dirty bitmap STATE_DIRTY).
+     */
     public record StatusExtent(long length, int flags) {}
+
+    /** Default maximum READ/WRITE length when the server sends no INFO_BLOCK_SIZE (the spec's 32 MiB). */
+    public static final int DEFAULT_MAXIMUM_BLOCK_SIZE = 32 << 20;
 
     private final SocketChannel channel;
     private final WireIn in;
@@ -30,7 +45,11 @@ public final class NbdClient implements AutoCloseable {
     private long size;
     private int transmissionFlags;
     private boolean structured;
-    private int metaContextId = -1;
+    private final Map<String, Integer> contextIds = new LinkedHashMap<>();   // negotiated, in the server's order
+    private final Map<Integer, String> contextNames = new HashMap<>();
+    private int minimumBlockSize = 1;
+    private int preferredBlockSize = PREFERRED_BLOCK_SIZE;
+    private int maximumBlockSize = DEFAULT_MAXIMUM_BLOCK_SIZE;
     private long nextCookie = 1;
 
     private NbdClient(SocketChannel channel, String export) {
@@ -39,8 +58,17 @@ public final class NbdClient implements AutoCloseable {
         this.export = export;
     }
 
+    /** Connects; with {@code structured}, negotiates structured replies and {@code base:allocation}. */
     public static NbdClient unix(Path socket, String export, boolean structured) throws NbdException {
         return connect(UnixDomainSocketAddress.of(socket), export, structured);
+    }
+
+    /**
+     * Connects with structured replies and asks for every context in {@code metaContexts} in one
+     * SET_META_CONTEXT; {@link #metaContexts()} says which the server accepted (it omits unknown ones).
+     */
+    public static NbdClient unix(Path socket, String export, List<String> metaContexts) throws NbdException {
+        return connect(UnixDomainSocketAddress.of(socket), export, true, metaContexts);
     }
 
     public static NbdClient tcp(String host, int port, String export, boolean structured) throws NbdException {
@@ -48,13 +76,19 @@ public final class NbdClient implements AutoCloseable {
     }
 
     public static NbdClient connect(SocketAddress address, String export, boolean structured) throws NbdException {
+        return connect(address, export, structured, List.of(META_BASE_ALLOCATION));
+    }
+
+    /** Connects; meta contexts are asked for only when {@code structured} (they need structured replies). */
+    public static NbdClient connect(SocketAddress address, String export, boolean structured, List<String> metaContexts)
+            throws NbdException {
         SocketChannel channel = null;
         try {
             channel = address instanceof UnixDomainSocketAddress
                     ? SocketChannel.open(StandardProtocolFamily.UNIX) : SocketChannel.open();
             channel.connect(address);
             NbdClient client = new NbdClient(channel, export);
-            client.handshake(structured);
+            client.handshake(structured, List.copyOf(metaContexts));
             return client;
         } catch (IOException e) {
             if (channel != null) {
@@ -81,12 +115,31 @@ public final class NbdClient implements AutoCloseable {
         return structured;
     }
 
-    /** True when base:allocation was negotiated and {@link #blockStatus} may be used. */
+    /** True when at least one meta context was negotiated and {@link #blockStatus} may be used. */
     public boolean canBlockStatus() {
-        return metaContextId >= 0;
+        return !contextIds.isEmpty();
     }
 
-    private void handshake(boolean wantStructured) throws IOException {
+    /** The meta contexts the server accepted, in the order it listed them. */
+    public Set<String> metaContexts() {
+        return Collections.unmodifiableSet(contextIds.keySet());
+    }
+
+    /** The server's INFO_BLOCK_SIZE minimum (1 when it sent none): requests should be aligned to it. */
+    public int minimumBlockSize() {
+        return minimumBlockSize;
+    }
+
+    public int preferredBlockSize() {
+        return preferredBlockSize;
+    }
+
+    /** The longest READ or WRITE the server takes ({@value #DEFAULT_MAXIMUM_BLOCK_SIZE} when it sent none). */
+    public int maximumBlockSize() {
+        return maximumBlockSize;
+    }
+
+    private void handshake(boolean wantStructured, List<String> wantContexts) throws IOException {
         ByteBuffer b = in.need(18);
         long magic = b.getLong();
         long opt = b.getLong();
@@ -102,26 +155,8 @@ public final class NbdClient implements AutoCloseable {
             send();
             structured = expectAck(OPT_STRUCTURED_REPLY, false);
         }
-        if (structured) {
-            byte[] name = export.getBytes(StandardCharsets.UTF_8);
-            out.clear();
-            encodeOptionHeader(out, OPT_SET_META_CONTEXT, 4 + name.length + 4 + stringLength(META_BASE_ALLOCATION));
-            out.putInt(name.length).put(name).putInt(1);
-            putString(out, META_BASE_ALLOCATION);
-            send();
-            while (true) {
-                OptionReplyHeader r = optionReply(OPT_SET_META_CONTEXT);
-                if (r.replyType() == REP_ACK) {
-                    break;
-                }
-                ByteBuffer data = in.need((int) r.length());
-                if (r.replyType() == REP_META_CONTEXT) {
-                    metaContextId = data.getInt();
-                    data.position(data.position() + (int) r.length() - 4);
-                } else {
-                    data.position(data.position() + (int) r.length());
-                }
-            }
+        if (structured && !wantContexts.isEmpty()) {
+            setMetaContexts(wantContexts);
         }
         byte[] name = export.getBytes(StandardCharsets.UTF_8);
         out.clear();
@@ -140,12 +175,56 @@ public final class NbdClient implements AutoCloseable {
             }
             ByteBuffer data = in.need((int) r.length());
             int end = data.position() + (int) r.length();
-            if (r.replyType() == REP_INFO && data.getShort() == INFO_EXPORT) {
-                size = data.getLong();
-                transmissionFlags = Short.toUnsignedInt(data.getShort());
+            if (r.replyType() == REP_INFO && r.length() >= 2) {
+                int info = data.getShort();
+                if (info == INFO_EXPORT && r.length() >= 12) {
+                    size = data.getLong();
+                    transmissionFlags = Short.toUnsignedInt(data.getShort());
+                } else if (info == INFO_BLOCK_SIZE && r.length() >= 14) {
+                    blockSizes(data.getInt(), data.getInt(), data.getInt());
+                }
             }
             data.position(end);
         }
+    }
+
+    /**
+     * One SET_META_CONTEXT with every name; the server answers REP_META_CONTEXT (id u32, name) for
+     * each it accepts, then ACK. An error reply (a server without meta contexts) leaves none.
+     */
+    private void setMetaContexts(List<String> names) throws IOException {
+        out.clear();
+        encodeMetaContextOption(out, OPT_SET_META_CONTEXT, export, names);
+        send();
+        while (true) {
+            OptionReplyHeader r = optionReply(OPT_SET_META_CONTEXT);
+            if (r.replyType() == REP_ACK || (r.replyType() & REP_FLAG_ERROR) != 0) {
+                in.skip(r.length());
+                return;
+            }
+            ByteBuffer data = in.need((int) r.length());
+            int end = data.position() + (int) r.length();
+            if (r.replyType() == REP_META_CONTEXT) {
+                if (r.length() < 4) {
+                    throw new NbdException(NbdException.Kind.PROTOCOL, "bad meta context reply: length=" + r.length());
+                }
+                int id = data.getInt();
+                String name = getBytes(data, (int) r.length() - 4);
+                contextIds.put(name, id);
+                contextNames.put(id, name);
+            }
+            data.position(end);
+        }
+    }
+
+    private void blockSizes(int minimum, int preferred, int maximum) throws NbdException {
+        if (minimum <= 0 || preferred < minimum || maximum < preferred) {
+            throw new NbdException(NbdException.Kind.PROTOCOL, "bad block sizes: minimum=" + minimum
+                    + " preferred=" + preferred + " maximum=" + maximum);
+        }
+        minimumBlockSize = minimum;
+        preferredBlockSize = preferred;
+        maximumBlockSize = maximum;
     }
 
     /** Reads the reply to a data-less option; true on ACK, false (or a throw) on an error reply. */
@@ -184,7 +263,7 @@ public final class NbdClient implements AutoCloseable {
             int error = 0;
             boolean done = false;
             while (!done) {
-                ChunkHeader c = chunk(cookie);
+                ChunkHeader c = chunk(in, cookie);
                 done = (c.flags() & REPLY_FLAG_DONE) != 0;
                 switch (c.type()) {
                     case REPLY_TYPE_NONE -> { }
@@ -203,7 +282,7 @@ public final class NbdClient implements AutoCloseable {
                             dst.put(base + (int) at + i, (byte) 0);
                         }
                     }
-                    default -> error = errorChunk(c);
+                    default -> error = errorChunk(in, c);
                 }
             }
             if (error != 0) {
@@ -234,42 +313,117 @@ public final class NbdClient implements AutoCloseable {
         simpleReply(request(flags, CMD_WRITE_ZEROES, offset, length, null), CMD_WRITE_ZEROES);
     }
 
-    /** The base:allocation descriptors of {@code [offset, offset + length)} (the server may stop early). */
+    /**
+     * The base:allocation descriptors of {@code [offset, offset + length)} (the server may stop
+     * early); empty when base:allocation was not negotiated but another context was.
+     */
     public List<StatusExtent> blockStatus(long offset, long length, int flags) throws NbdException {
+        return blockStatusAll(offset, length, flags).getOrDefault(META_BASE_ALLOCATION, List.of());
+    }
+
+    /**
+     * The descriptors of one negotiated context for {@code [offset, offset + length)}. The server may
+     * describe less than asked (callers loop from the end of what came back), never more than asked
+     * is returned. Every negotiated context is still sent by the server (the protocol has no way to
+     * ask for one), so a connection should negotiate only the contexts it reads.
+     */
+    public List<StatusExtent> blockStatus(String context, long offset, long length, int flags) throws NbdException {
+        if (!contextIds.containsKey(context)) {
+            throw new IllegalArgumentException("meta context not negotiated: context=" + context + " negotiated=" + contextIds.keySet());
+        }
+        return blockStatusAll(offset, length, flags).get(context);
+    }
+
+    /**
+     * One BLOCK_STATUS request: the descriptors of every negotiated context, by context name. Each
+     * list is cut to {@code length} (a descriptor running past it is shortened).
+     */
+    public Map<String, List<StatusExtent>> blockStatusAll(long offset, long length, int flags) throws NbdException {
         long cookie = request(flags, CMD_BLOCK_STATUS, offset, length, null);
-        List<StatusExtent> extents = new ArrayList<>();
-        int error = 0;
         try {
-            ByteBuffer peek = in.need(4);
-            if (peek.getInt(peek.position()) == SIMPLE_REPLY_MAGIC) {   // a refusal without structured replies
-                simpleReply(cookie, CMD_BLOCK_STATUS);
-                throw new NbdException(NbdException.Kind.PROTOCOL, "simple reply to BLOCK_STATUS without an error");
-            }
-            boolean done = false;
-            while (!done) {
-                ChunkHeader c = chunk(cookie);
-                done = (c.flags() & REPLY_FLAG_DONE) != 0;
-                if (c.type() == REPLY_TYPE_BLOCK_STATUS) {
-                    in.need(4).getInt();
-                    for (long i = 0; i < (c.length() - 4) / 8; i++) {
-                        ByteBuffer b = in.need(8);
-                        extents.add(new StatusExtent(Integer.toUnsignedLong(b.getInt()), b.getInt()));
-                    }
-                } else if (c.type() == REPLY_TYPE_NONE) {
-                    in.skip(c.length());
-                } else {
-                    error = errorChunk(c);
+            Map<String, List<StatusExtent>> all = readBlockStatus(in, cookie, contextNames);
+            for (String name : contextIds.keySet()) {
+                List<StatusExtent> extents = all.get(name);
+                if (extents == null) {
+                    throw new NbdException(NbdException.Kind.PROTOCOL, "block status reply lacks a context: context=" + name
+                            + " offset=" + offset + " length=" + length);
                 }
+                all.put(name, clip(extents, length));
             }
+            return all;
         } catch (NbdException e) {
             throw e;
         } catch (IOException e) {
             throw new NbdException(NbdException.Kind.IO, "nbd block status failed: offset=" + offset + ": " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Decodes the reply to BLOCK_STATUS {@code cookie}: one BLOCK_STATUS chunk per context, any
+     * number of NONE and error chunks, up to the chunk flagged DONE. An error chunk throws REFUSED
+     * after the whole reply has been read, so the connection stays usable.
+     * <pre>
+     *  chunk payload: | context id u32 | length u32 | flags u32 | length u32 | flags u32 | ...
+     *                 0                4            8            12
+     * </pre>
+     */
+    static Map<String, List<StatusExtent>> readBlockStatus(WireIn in, long cookie, Map<Integer, String> contexts)
+            throws IOException {
+        ByteBuffer peek = in.need(4);
+        if (peek.getInt(peek.position()) == SIMPLE_REPLY_MAGIC) {   // a refusal without structured replies
+            simpleReply(in, cookie, CMD_BLOCK_STATUS);
+            throw new NbdException(NbdException.Kind.PROTOCOL, "simple reply to BLOCK_STATUS without an error");
+        }
+        Map<String, List<StatusExtent>> all = new LinkedHashMap<>();
+        int error = 0;
+        boolean done = false;
+        while (!done) {
+            ChunkHeader c = chunk(in, cookie);
+            done = (c.flags() & REPLY_FLAG_DONE) != 0;
+            if (c.type() == REPLY_TYPE_BLOCK_STATUS) {
+                long descriptors = (c.length() - BLOCK_STATUS_ID_LENGTH) / BLOCK_DESCRIPTOR_LENGTH;
+                if (descriptors < 1 || c.length() != BLOCK_STATUS_ID_LENGTH + descriptors * BLOCK_DESCRIPTOR_LENGTH) {
+                    throw new NbdException(NbdException.Kind.PROTOCOL, "bad block status chunk: length=" + c.length());
+                }
+                int id = in.need(BLOCK_STATUS_ID_LENGTH).getInt();
+                String name = contexts.get(id);
+                if (name == null) {
+                    throw new NbdException(NbdException.Kind.PROTOCOL, "block status for an unknown context: id=" + id);
+                }
+                List<StatusExtent> extents = all.computeIfAbsent(name, k -> new ArrayList<>());
+                for (long i = 0; i < descriptors; i++) {
+                    ByteBuffer b = in.need(BLOCK_DESCRIPTOR_LENGTH);
+                    long length = Integer.toUnsignedLong(b.getInt());
+                    int flags = b.getInt();
+                    if (length == 0) {
+                        throw new NbdException(NbdException.Kind.PROTOCOL, "block status descriptor of length 0: context=" + name);
+                    }
+                    extents.add(new StatusExtent(length, flags));
+                }
+            } else if (c.type() == REPLY_TYPE_NONE) {
+                in.skip(c.length());
+            } else {
+                error = errorChunk(in, c);
+            }
+        }
         if (error != 0) {
             throw refused(CMD_BLOCK_STATUS, error);
         }
-        return extents;
+        return all;
+    }
+
+    /** The descriptors covering at most {@code length} bytes (the spec forbids more; tolerate it). */
+    private static List<StatusExtent> clip(List<StatusExtent> extents, long length) {
+        List<StatusExtent> out = new ArrayList<>(extents.size());
+        long left = length;
+        for (StatusExtent e : extents) {
+            if (left <= 0) {
+                break;
+            }
+            out.add(e.length() <= left ? e : new StatusExtent(left, e.flags()));
+            left -= e.length();
+        }
+        return out;
     }
 
     private long request(int flags, int type, long offset, long length, ByteBuffer payload) throws NbdException {
@@ -297,6 +451,10 @@ public final class NbdClient implements AutoCloseable {
 
     /** Reads the reply header of a command without reply data; throws on an error reply. */
     private void simpleReply(long cookie, int type) throws NbdException {
+        simpleReply(in, cookie, type);
+    }
+
+    private static void simpleReply(WireIn in, long cookie, int type) throws NbdException {
         try {
             ByteBuffer b = in.need(4);
             int magic = b.getInt(b.position());
@@ -304,9 +462,9 @@ public final class NbdClient implements AutoCloseable {
                 int error = 0;
                 boolean done = false;
                 while (!done) {
-                    ChunkHeader c = chunk(cookie);
+                    ChunkHeader c = chunk(in, cookie);
                     done = (c.flags() & REPLY_FLAG_DONE) != 0;
-                    error = c.type() == REPLY_TYPE_NONE ? error : errorChunk(c);
+                    error = c.type() == REPLY_TYPE_NONE ? error : errorChunk(in, c);
                 }
                 if (error != 0) {
                     throw refused(type, error);
@@ -328,7 +486,7 @@ public final class NbdClient implements AutoCloseable {
         }
     }
 
-    private ChunkHeader chunk(long cookie) throws IOException {
+    private static ChunkHeader chunk(WireIn in, long cookie) throws IOException {
         ChunkHeader c = decodeChunkHeader(in.need(STRUCTURED_HEADER_LENGTH));
         if (c.magic() != STRUCTURED_REPLY_MAGIC || c.cookie() != cookie) {
             throw new NbdException(NbdException.Kind.PROTOCOL, "bad structured reply: magic=0x"
@@ -338,7 +496,7 @@ public final class NbdClient implements AutoCloseable {
     }
 
     /** Consumes an error chunk and returns its NBD error. */
-    private int errorChunk(ChunkHeader c) throws IOException {
+    private static int errorChunk(WireIn in, ChunkHeader c) throws IOException {
         if ((c.type() & (1 << 15)) == 0 || c.length() < 6) {
             throw new NbdException(NbdException.Kind.PROTOCOL, "unexpected chunk: type=" + c.type() + " length=" + c.length());
         }

@@ -3,6 +3,7 @@ package ferry.nbd;
 import ferry.image.ImageException;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.util.List;
 
 /**
  * The NBD wire format in one place (our {@code nbd-protocol.h}): magics, options, replies, commands,
@@ -118,6 +119,15 @@ public final class NbdWire {
     public static final int STATE_ZERO = 1 << 1;
     public static final String META_BASE_ALLOCATION = "base:allocation";
 
+    // QEMU's meta contexts (QEMU docs/interop/nbd.txt). qemu:allocation-depth: the descriptor's value is
+    // the depth of the layer that allocates the range: 0 unallocated anywhere, 1 this layer, N >= 2 the
+    // N-th layer of the backing chain. qemu:dirty-bitmap:NAME: STATE_DIRTY set where the bitmap is dirty.
+    public static final String META_QEMU_ALLOCATION_DEPTH = "qemu:allocation-depth";
+    public static final String META_QEMU_DIRTY_BITMAP_PREFIX = "qemu:dirty-bitmap:";
+    public static final int DEPTH_UNALLOCATED = 0;
+    public static final int DEPTH_LOCAL = 1;
+    public static final int STATE_DIRTY = 1;
+
     // Errors (the spec's errno values, not the host's).
     public static final int OK = 0;
     public static final int EPERM = 1;
@@ -133,6 +143,9 @@ public final class NbdWire {
     public static final int REQUEST_LENGTH = 28;
     public static final int SIMPLE_REPLY_LENGTH = 16;
     public static final int STRUCTURED_HEADER_LENGTH = 20;
+    /** A BLOCK_STATUS chunk's payload: context id u32, then descriptors of length u32 and status flags u32. */
+    public static final int BLOCK_STATUS_ID_LENGTH = 4;
+    public static final int BLOCK_DESCRIPTOR_LENGTH = 8;
     public static final int OPTION_HEADER_LENGTH = 16;
     public static final int OPTION_REPLY_HEADER_LENGTH = 20;
     /** Largest READ/WRITE payload Ferry serves (advertised as the maximum block size). */
@@ -152,6 +165,22 @@ public final class NbdWire {
             case OUT_OF_BOUNDS -> EINVAL;
             case UNSUPPORTED -> ENOTSUP;
         };
+    }
+
+    /** The image failure for an NBD error a server answered: the inverse of {@link #errorOf}. */
+    public static ImageException.Kind kindOf(int error) {
+        return switch (error) {
+            case ENOSPC -> ImageException.Kind.NO_SPACE;
+            case EPERM -> ImageException.Kind.READ_ONLY;
+            case EINVAL, EOVERFLOW -> ImageException.Kind.OUT_OF_BOUNDS;
+            case ENOTSUP -> ImageException.Kind.UNSUPPORTED;
+            default -> ImageException.Kind.IO;
+        };
+    }
+
+    /** The context name of QEMU's dirty bitmap {@code bitmap}: {@code qemu:dirty-bitmap:NAME}. */
+    public static String dirtyBitmapContext(String bitmap) {
+        return META_QEMU_DIRTY_BITMAP_PREFIX + bitmap;
     }
 
     public static String nameOfCommand(int type) {
@@ -269,6 +298,30 @@ public final class NbdWire {
 
     public static OptionReplyHeader decodeOptionReplyHeader(ByteBuffer src) {
         return new OptionReplyHeader(src.getLong(), src.getInt(), src.getInt(), Integer.toUnsignedLong(src.getInt()));
+    }
+
+    /**
+     * Encodes a whole LIST_META_CONTEXT or SET_META_CONTEXT option, header included:
+     * <pre>
+     *  | IHAVEOPT u64 | option u32 | length u32 | export name length u32 | name | query count u32 |
+     *  then per query: | query length u32 | query (UTF-8) |
+     * </pre>
+     * Throws IllegalArgumentException when it would not fit {@code dst} or the option limit.
+     */
+    public static void encodeMetaContextOption(ByteBuffer dst, int option, String export, List<String> queries) {
+        long length = stringLength(export) + 4L;
+        for (String q : queries) {
+            length += stringLength(q);
+        }
+        if (length > MAX_OPTION_LENGTH || length + OPTION_HEADER_LENGTH > dst.remaining()) {
+            throw new IllegalArgumentException("meta context option too long: length=" + length + " queries=" + queries.size());
+        }
+        encodeOptionHeader(dst, option, (int) length);
+        putString(dst, export);
+        dst.putInt(queries.size());
+        for (String q : queries) {
+            putString(dst, q);
+        }
     }
 
     /** Writes a u32 length and the UTF-8 bytes of {@code s}. */
