@@ -150,6 +150,16 @@ public final class MigrationSource implements AutoCloseable {
         return state;
     }
 
+    /**
+     * True once COMMIT may have reached the destination: the VM may run there, so this paused copy
+     * must not run again ({@code cont} is refused without {@code --force}).
+     */
+    public boolean handedOver() {
+        return handedOver;
+    }
+
+    private volatile boolean handedOver;
+
     private void moveTo(SourceState next) {
         if (!state.mayMoveTo(next)) {
             throw new IllegalStateException("source state machine: " + state + " -> " + next + " is not a transition");
@@ -458,6 +468,7 @@ public final class MigrationSource implements AutoCloseable {
         awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
         long deviceStateMs = sinceMs(pausedNs);
         moveTo(SourceState.COMMITTED);                     // before the send: a COMMIT that may have left counts as sent
+        handedOver = true;
         send(Phase.SWITCHOVER, new Frame.Commit());
         awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
         long downtimeMs = sinceMs(pausedNs);
@@ -590,7 +601,7 @@ public final class MigrationSource implements AutoCloseable {
         if (state.reached(SourceState.COMMITTED)) {
             state = SourceState.FAILED;
             String message = reason + "; the VM may already run on the destination, so the source stays paused"
-                    + " (the VM must never run twice): check the destination, and only if it does not run, `cont` here";
+                    + " (the VM must never run twice): check the destination, and only if it does not run, `cont --force` here";
             LOG.log(System.Logger.Level.ERROR, "migration failed after commit: " + message);
             closeStream(null);
             stats.fail(MigrationStatus.FAILED, message);

@@ -36,7 +36,11 @@ public sealed interface MonitorCommand {
     record Stop() implements MonitorCommand {}
 
     /** {@code cont} or {@code c}. */
-    record Cont() implements MonitorCommand {}
+    /**
+     * {@code cont}; {@code cont --force} also on a source whose VM was handed over to the destination
+     * (Ferry refuses plain {@code cont} there: the VM would run twice).
+     */
+    record Cont(boolean force) implements MonitorCommand {}
 
     /** {@code system_reset}. */
     record SystemReset() implements MonitorCommand {}

@@ -64,7 +64,7 @@ public final class MonitorParser {
             case "help", "?" -> new Help(args.isEmpty() ? Optional.empty() : Optional.of(String.join(" ", args)));
             case "info" -> info(args, text);
             case "stop", "s" -> noArguments("stop", args, new Stop());
-            case "cont", "c" -> noArguments("cont", args, new Cont());
+            case "cont", "c" -> args.equals(List.of("--force")) ? new Cont(true) : noArguments("cont", args, new Cont(false));
             case "system_reset" -> noArguments(name, args, new SystemReset());
             case "system_powerdown" -> noArguments(name, args, new SystemPowerdown());
             case "quit", "q" -> noArguments("quit", args, new Quit());

@@ -48,8 +48,9 @@ class MonitorParserTest {
         assertEquals(new InfoMigrateParameters(), parse("info migrate_parameters"));
         assertEquals(new Stop(), parse("stop"));
         assertEquals(new Stop(), parse("s"));
-        assertEquals(new Cont(), parse("cont"));
-        assertEquals(new Cont(), parse("c"));
+        assertEquals(new Cont(false), parse("cont"));
+        assertEquals(new Cont(false), parse("c"));
+        assertEquals(new Cont(true), parse("cont --force"));
         assertEquals(new SystemReset(), parse("system_reset"));
         assertEquals(new SystemPowerdown(), parse("system_powerdown"));
         assertEquals(new Quit(), parse("quit"));

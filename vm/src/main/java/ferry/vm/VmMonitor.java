@@ -1,13 +1,13 @@
 package ferry.vm;
 
-import ferry.dirty.DirtyTrackingImage;
-import ferry.image.ImageException;
 import ferry.migration.MigrationReport;
 import ferry.migration.MigrationRequest;
 import ferry.migration.MigrationSource;
 import ferry.migration.MigrationStats;
 import ferry.migration.MigrationStatus;
+import ferry.migration.SourceBlocks;
 import ferry.migration.SourceDisk;
+import ferry.migration.MigrationException;
 import ferry.monitor.InfoMigrateParametersView;
 import ferry.monitor.InfoMigrateView;
 import ferry.monitor.MonitorCommand;
@@ -51,7 +51,7 @@ final class VmMonitor implements MonitorHandler {
             case MonitorCommand.InfoMigrate m -> out.println(InfoMigrateView.render(report()));
             case MonitorCommand.InfoMigrateParameters p -> out.println(InfoMigrateParametersView.render(vm.parameters()));
             case MonitorCommand.Stop s -> qmp(new QmpCommand.Stop());
-            case MonitorCommand.Cont c -> qmp(new QmpCommand.Cont());
+            case MonitorCommand.Cont c -> cont(c);
             case MonitorCommand.SystemReset r -> qmp(new QmpCommand.SystemReset());
             case MonitorCommand.SystemPowerdown p -> qmp(new QmpCommand.SystemPowerdown());
             case MonitorCommand.Quit q -> vm.requestExit("quit from the monitor");
@@ -95,33 +95,12 @@ final class VmMonitor implements MonitorHandler {
                 + " (QEMU " + qemuVersion + ")";
     }
 
+    /** QEMU owns the disks: its own {@code info block} describes them. */
     private String blocks() throws MonitorException {
-        Optional<VmDisks> disks = vm.disks();
-        if (disks.isEmpty()) {
+        if (vm.qemu().isEmpty()) {
             return "no disks yet: they are created when the incoming migration starts";
         }
-        StringBuilder text = new StringBuilder();
-        for (VmDisks.Disk disk : disks.get().disks()) {
-            DirtyTrackingImage image = disk.image();
-            long allocated;
-            try {
-                allocated = VmDisks.allocatedBytes(image);
-            } catch (ImageException e) {
-                throw new MonitorException(MonitorException.Kind.FAILED, "reading the allocation of " + disk.drive().id()
-                        + " failed: " + e.getMessage(), e);
-            }
-            var bitmap = image.bitmap();
-            String dirty = bitmap.size() == 0 ? "not tracking (no migration)"
-                    : bitmap.dirtyCount() + " granules of " + bitmap.granuleSize() + " bytes (" + bitmap.dirtyBytes() + " bytes)";
-            if (!text.isEmpty()) {
-                text.append('\n');
-            }
-            text.append(disk.drive().id()).append(": ").append(disk.drive().file()).append(" (").append(image.format()).append(")\n")
-                    .append("    Virtual size: ").append(image.size()).append(" bytes, allocated: ").append(allocated).append(" bytes\n")
-                    .append("    Dirty: ").append(dirty).append('\n')
-                    .append("    Served: nbd+unix:///").append(disk.drive().id()).append("?socket=").append(disks.get().socket());
-        }
-        return text.toString();
+        return passthroughOrFail("info block");
     }
 
     private MigrationReport report() {
@@ -137,42 +116,68 @@ final class VmMonitor implements MonitorHandler {
         if (vm.destination().isPresent() && vm.destination().get().runningVm().isEmpty()) {
             throw new MonitorException(MonitorException.Kind.REFUSED, "this VM waits for an incoming migration; it cannot migrate out");
         }
-        Optional<MigrationSource> previous = vm.migration();
-        if (previous.isPresent() && !previous.get().stats().status().finished()) {
-            throw new MonitorException(MonitorException.Kind.REFUSED, "There's a migration process in progress");
-        }
-        QemuProcess qemu = qemu();
-        List<SourceDisk> disks = new ArrayList<>();
-        for (VmDisks.Disk disk : vm.disks().orElseThrow().disks()) {
-            disks.add(new SourceDisk(disk.drive().id(), disk.image(),
-                    command.incremental() ? Optional.of(baseIdentity(disk)) : Optional.empty()));
-        }
         MigrationSource source;
-        try {
-            source = new MigrationSource(vm.config().name(), disks, new QmpSourceVm(qemu, vm.parameters().downtimeLimitMs()),
-                    new MigrationRequest(command.uri().host(), command.uri().port(), command.blocks(), command.incremental()),
-                    vm.parameters(), vm.runtime().path());
-        } catch (QmpException e) {
-            throw new MonitorException(MonitorException.Kind.FAILED, "asking QEMU for the VM's state failed: " + e.getMessage(), e);
+        // Check and claim in one step: of two migrate commands from two clients, the second is refused
+        // before it touches anything of the first (QEMU's bitmaps, the stream).
+        synchronized (vm) {
+            Optional<MigrationSource> previous = vm.migration();
+            if (previous.isPresent() && !previous.get().stats().status().finished()) {
+                throw new MonitorException(MonitorException.Kind.REFUSED, "There's a migration process in progress");
+            }
+            if (previous.isPresent() && previous.get().stats().status() == MigrationStatus.COMPLETED) {
+                throw new MonitorException(MonitorException.Kind.REFUSED, "the VM already runs on the destination"
+                        + " (the last migration completed); migrating this paused copy would run the VM twice");
+            }
+            source = newSource(command);
+            vm.migration(source);
         }
-        vm.migration(source);
         source.start();
         if (!command.detach()) {
             follow(source, out);
         }
     }
 
-    /** For {@code -i}: the base under the disk's qcow2 overlay, identified by size and content digest. */
-    private static ferry.migration.wire.Frame.BaseIdentity baseIdentity(VmDisks.Disk disk) throws MonitorException {
-        if (!(disk.image().underlying() instanceof ferry.image.qcow2.Qcow2Image overlay)
-                || overlay.backing().isEmpty() || overlay.header().backingFile().isEmpty()) {
-            throw new MonitorException(MonitorException.Kind.REFUSED, "incremental migration (-i) needs qcow2 disks with a"
-                    + " backing file; " + disk.drive().id() + " is " + disk.image().format() + " without a base");
-        }
+    private MigrationSource newSource(MonitorCommand.Migrate command) throws MonitorException {
+        QemuProcess qemu = qemu();
+        List<String> ids = vm.config().drives().stream().map(VmConfig.Drive::id).toList();
         try {
-            return ferry.migration.BaseIdentities.of(overlay.backing().get(), overlay.header().backingFile().get());
-        } catch (ImageException e) {
-            throw new MonitorException(MonitorException.Kind.FAILED, "reading the base image of " + disk.drive().id()
+            List<QemuSourceBlocks.Drive> drives = QemuSourceBlocks.describe(qemu.qmp(), ids);
+            List<SourceDisk> disks = new ArrayList<>();
+            for (int i = 0; i < drives.size(); i++) {
+                QemuSourceBlocks.Drive drive = drives.get(i);
+                disks.add(new SourceDisk(drive.id(), drive.size(), drive.format(),
+                        command.incremental() ? Optional.of(baseIdentity(qemu, drive)) : Optional.empty()));
+            }
+            SourceBlocks blocks = new QemuSourceBlocks(qemu.qmp(), drives, vm.runtime().resolve("qemu-nbd.sock"));
+            return new MigrationSource(vm.config().name(), disks, new QmpSourceVm(qemu, vm.parameters().downtimeLimitMs()), blocks,
+                    new MigrationRequest(command.uri().host(), command.uri().port(), command.blocks(), command.incremental()),
+                    vm.parameters(), vm.runtime().path());
+        } catch (QmpException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "asking QEMU for the VM's state failed: " + e.getMessage(), e);
+        } catch (MigrationException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
+        }
+    }
+
+    /**
+     * For {@code -i}: the base under the drive's qcow2 overlay (as QEMU reports it), identified by
+     * size and content digest. Ferry reads the base, which nobody writes, with its own image code.
+     */
+    private static ferry.migration.wire.Frame.BaseIdentity baseIdentity(QemuProcess qemu, QemuSourceBlocks.Drive drive)
+            throws MonitorException, QmpException {
+        var inserted = qemu.qmp().execute(new ferry.qmp.QmpCommand.QueryBlock()).stream()
+                .filter(b -> b.device().equals(drive.id())).findFirst().flatMap(ferry.qmp.BlockInfo::inserted);
+        Optional<String> backing = inserted.flatMap(ferry.qmp.BlockInfo.Inserted::backingFile);
+        if (!drive.format().equals("qcow2") || backing.isEmpty()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "incremental migration (-i) needs qcow2 disks with a"
+                    + " backing file; " + drive.id() + " is " + drive.format() + " without a base");
+        }
+        java.nio.file.Path overlay = java.nio.file.Path.of(inserted.get().file()).toAbsolutePath();
+        java.nio.file.Path base = overlay.getParent().resolve(backing.get());
+        try (ferry.image.BlockImage image = ferry.image.Images.open(base, ferry.image.Images.probeFormat(base), true)) {
+            return ferry.migration.BaseIdentities.of(image, java.nio.file.Path.of(backing.get()).getFileName().toString());
+        } catch (java.io.IOException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "reading the base image " + base + " of " + drive.id()
                     + " failed: " + e.getMessage(), e);
         }
     }
@@ -203,9 +208,24 @@ final class VmMonitor implements MonitorHandler {
     }
 
     private void cancel() throws MonitorException {
-        MigrationSource source = vm.migration().orElseThrow(() -> new MonitorException(MonitorException.Kind.REFUSED,
-                "no migration is running"));
-        source.cancel("migrate_cancel from the monitor");
+        Optional<MigrationSource> source = vm.migration();
+        if (source.isPresent() && !source.get().stats().status().finished()) {
+            source.get().cancel("migrate_cancel from the monitor");
+        }                                   // QEMU: migrate_cancel with nothing running is silent
+    }
+
+    /**
+     * {@code cont}, refused on a source whose VM was handed to the destination (a completed migration,
+     * or one that failed after COMMIT): running it here too would run the VM twice and corrupt its
+     * disks. {@code cont --force} is the documented way out when the destination surely does not run it.
+     */
+    private void cont(MonitorCommand.Cont c) throws MonitorException {
+        Optional<MigrationSource> last = vm.migration();
+        if (!c.force() && last.isPresent() && last.get().handedOver()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "the VM was handed over to the destination by the last"
+                    + " migration; `cont` here would run it twice. If the destination surely does not run it, use `cont --force`");
+        }
+        qmp(new QmpCommand.Cont());
     }
 
     private void setParameter(MonitorCommand.MigrateSetParameter p) throws MonitorException {
