@@ -7,6 +7,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
+import java.util.OptionalLong;
 
 /**
  * A JSON value, as QMP speaks it (RFC 8259). Decoding: {@link JsonDecoder}; encoding: {@link #toString()}.
@@ -54,6 +55,22 @@ public sealed interface Json {
 
         public Obj object(String name) throws JsonException {
             return require(name).asObject();
+        }
+
+        public List<Json> array(String name) throws JsonException {
+            return require(name).asArray();
+        }
+
+        /** The member as a long, or empty when absent; a {@link JsonException} when present but not an integer. */
+        public OptionalLong optionalNumber(String name) throws JsonException {
+            Json value = members.get(name);
+            return value == null ? OptionalLong.empty() : OptionalLong.of(value.asLong());
+        }
+
+        /** The member as a string, or empty when absent; a {@link JsonException} when present but not a string. */
+        public Optional<String> optionalString(String name) throws JsonException {
+            Json value = members.get(name);
+            return value == null ? Optional.empty() : Optional.of(value.asString());
         }
 
         @Override public String toString() {

@@ -1,15 +1,18 @@
 package ferry.qmp;
 
+import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.OptionalLong;
 
 /**
  * A QMP command: its QAPI name, its arguments, and how its {@code return} value decodes. One record
  * per command Ferry uses; the QAPI schema they follow (QEMU 7.2 {@code qapi/run-state.json},
- * {@code qapi/migration.json}, {@code qapi/misc.json}, {@code qapi/control.json}) is summarized in docs/qmp.md.
+ * {@code qapi/migration.json}, {@code qapi/misc.json}, {@code qapi/control.json}, {@code qapi/block-core.json},
+ * {@code qapi/block-export.json}, {@code qapi/transaction.json}) is summarized in docs/qmp.md.
  *
  * @param <R> the decoded reply
  */
@@ -152,6 +155,229 @@ public sealed interface QmpCommand<R> {
         @Override public String name() { return "migrate_cancel"; }
     }
 
+    // ---- Block layer (QEMU 7.2 qapi/block-core.json, qapi/block-export.json, qapi/transaction.json) ----
+
+    /** Lists the drives, with their nodes, throttle limits and dirty bitmaps. */
+    record QueryBlock() implements QmpCommand<List<BlockInfo>> {
+        @Override public String name() { return "query-block"; }
+        @Override public List<BlockInfo> decode(Json ret) throws JsonException { return BlockInfo.decodeList(ret); }
+    }
+
+    /**
+     * Adds a dirty bitmap to a node; guest writes mark it from then on unless {@code disabled}.
+     *
+     * @param node the node name (query-block's {@code inserted.node-name}) or the BlockBackend's name
+     * @param granularityBytes bytes per bit, a power of 2 from 512 to 2 GiB; empty: QEMU picks the
+     *     image's cluster size but at least 4 KiB (64 KiB for a default qcow2), or 64 KiB when it has none
+     * @param persistent whether qcow2 keeps the bitmap in the image when QEMU closes it
+     */
+    record BlockDirtyBitmapAdd(String node, String name, OptionalLong granularityBytes, boolean persistent,
+                               boolean disabled) implements NoResult, TransactionAction {
+        public BlockDirtyBitmapAdd {
+            Objects.requireNonNull(node, "node");
+            Objects.requireNonNull(name, "name");
+            Objects.requireNonNull(granularityBytes, "granularityBytes");
+        }
+
+        /** A recording, non-persistent bitmap of {@code granularityBytes} per bit. */
+        public BlockDirtyBitmapAdd(String node, String name, long granularityBytes) {
+            this(node, name, OptionalLong.of(granularityBytes), false, false);
+        }
+
+        @Override public String name() { return "block-dirty-bitmap-add"; }
+        @Override public Json.Obj arguments() {
+            Map<String, Json> members = new LinkedHashMap<>();
+            members.put("node", Json.of(node));
+            members.put("name", Json.of(name));
+            granularityBytes.ifPresent(g -> members.put("granularity", Json.of(g)));
+            members.put("persistent", Json.of(persistent));
+            members.put("disabled", Json.of(disabled));
+            return new Json.Obj(members);
+        }
+    }
+
+    /** Removes a bitmap; QEMU refuses while it is busy (e.g. exported over NBD). */
+    record BlockDirtyBitmapRemove(String node, String name) implements NoResult, TransactionAction {
+        public BlockDirtyBitmapRemove {
+            Objects.requireNonNull(node, "node");
+            Objects.requireNonNull(name, "name");
+        }
+        @Override public String name() { return "block-dirty-bitmap-remove"; }
+        @Override public Json.Obj arguments() { return bitmapArgs(node, name); }
+    }
+
+    /** Stops writes from marking a bitmap; its bits stay. Only a disabled bitmap can be exported read-only. */
+    record BlockDirtyBitmapDisable(String node, String name) implements NoResult, TransactionAction {
+        public BlockDirtyBitmapDisable {
+            Objects.requireNonNull(node, "node");
+            Objects.requireNonNull(name, "name");
+        }
+        @Override public String name() { return "block-dirty-bitmap-disable"; }
+        @Override public Json.Obj arguments() { return bitmapArgs(node, name); }
+    }
+
+    /** Lets writes mark a disabled bitmap again. */
+    record BlockDirtyBitmapEnable(String node, String name) implements NoResult, TransactionAction {
+        public BlockDirtyBitmapEnable {
+            Objects.requireNonNull(node, "node");
+            Objects.requireNonNull(name, "name");
+        }
+        @Override public String name() { return "block-dirty-bitmap-enable"; }
+        @Override public Json.Obj arguments() { return bitmapArgs(node, name); }
+    }
+
+    /** Clears every bit of a bitmap. */
+    record BlockDirtyBitmapClear(String node, String name) implements NoResult, TransactionAction {
+        public BlockDirtyBitmapClear {
+            Objects.requireNonNull(node, "node");
+            Objects.requireNonNull(name, "name");
+        }
+        @Override public String name() { return "block-dirty-bitmap-clear"; }
+        @Override public Json.Obj arguments() { return bitmapArgs(node, name); }
+    }
+
+    /** Runs {@code actions} atomically (completion-mode individual, QEMU's default): all take effect or none. */
+    record Transaction(List<TransactionAction> actions) implements NoResult {
+        public Transaction {
+            actions = List.copyOf(actions);
+            if (actions.isEmpty()) {
+                throw new IllegalArgumentException("transaction needs at least one action");
+            }
+        }
+        @Override public String name() { return "transaction"; }
+        @Override public Json.Obj arguments() {
+            return args("actions", new Json.Arr(actions.stream().map(a -> (Json) a.encode()).toList()));
+        }
+    }
+
+    /**
+     * Starts QEMU's NBD server on a unix socket, which QEMU creates (an existing file there is an error).
+     * One server per QEMU; exports are added with {@link BlockExportAdd}.
+     *
+     * @param maxConnections QAPI {@code max-connections}; empty or 0: unlimited
+     */
+    record NbdServerStart(Path socketPath, OptionalLong maxConnections) implements NoResult {
+        public NbdServerStart {
+            Objects.requireNonNull(socketPath, "socketPath");
+            Objects.requireNonNull(maxConnections, "maxConnections");
+        }
+        @Override public String name() { return "nbd-server-start"; }
+        @Override public Json.Obj arguments() {
+            // SocketAddressLegacy: the unix address sits under "data", unlike the flat SocketAddress
+            Json.Obj addr = args2("type", Json.of("unix"), "data", args("path", Json.of(socketPath.toString())));
+            Map<String, Json> members = new LinkedHashMap<>();
+            members.put("addr", addr);
+            maxConnections.ifPresent(n -> members.put("max-connections", Json.of(n)));
+            return new Json.Obj(members);
+        }
+    }
+
+    /** Stops the NBD server and deletes its exports (hard), disconnecting their clients. */
+    record NbdServerStop() implements NoResult {
+        @Override public String name() { return "nbd-server-stop"; }
+    }
+
+    /**
+     * Exports a node over the NBD server (QAPI {@code block-export-add} with {@code type: nbd}).
+     *
+     * @param id the export's id, for {@link BlockExportDel} and {@link QueryBlockExports}
+     * @param nodeName the node to export (query-block's {@code inserted.node-name})
+     * @param exportName the NBD export name clients ask for (QAPI {@code name})
+     * @param writable on 7.2 a writable export of a drive a guest device uses is refused (permission conflict)
+     * @param bitmaps bitmaps on the node offered as meta contexts {@code qemu:dirty-bitmap:NAME}; each must be
+     *     disabled for a read-only export ("Enabled bitmap 'b1' incompatible with readonly export"), and is
+     *     busy until the export is gone
+     * @param allocationDepth offers the {@code qemu:allocation-depth} meta context
+     * @param description the NBD export description clients may show
+     */
+    record BlockExportAdd(String id, String nodeName, String exportName, boolean writable, List<String> bitmaps,
+                          boolean allocationDepth, Optional<String> description) implements NoResult {
+        public BlockExportAdd {
+            Objects.requireNonNull(id, "id");
+            Objects.requireNonNull(nodeName, "nodeName");
+            Objects.requireNonNull(exportName, "exportName");
+            bitmaps = List.copyOf(bitmaps);
+            Objects.requireNonNull(description, "description");
+        }
+        @Override public String name() { return "block-export-add"; }
+        @Override public Json.Obj arguments() {
+            Map<String, Json> members = new LinkedHashMap<>();
+            members.put("type", Json.of("nbd"));
+            members.put("id", Json.of(id));
+            members.put("node-name", Json.of(nodeName));
+            members.put("writable", Json.of(writable));
+            members.put("name", Json.of(exportName));
+            description.ifPresent(d -> members.put("description", Json.of(d)));
+            if (!bitmaps.isEmpty()) {
+                members.put("bitmaps", new Json.Arr(bitmaps.stream().map(b -> (Json) Json.of(b)).toList()));
+            }
+            members.put("allocation-depth", Json.of(allocationDepth));
+            return new Json.Obj(members);
+        }
+    }
+
+    /**
+     * Deletes an export. The reply only means deletion started: the export is gone once event
+     * {@code BLOCK_EXPORT_DELETED} arrives (on 7.2 before the reply when no client is connected); until
+     * then {@code query-block-exports} shows it {@code shutting-down}.
+     *
+     * @param mode empty: QEMU's default {@code safe}, which fails while clients are connected; {@code hard}
+     *     disconnects them
+     */
+    record BlockExportDel(String id, Optional<Mode> mode) implements NoResult {
+        /** QAPI {@code BlockExportRemoveMode}. */
+        public enum Mode {
+            SAFE("safe"), HARD("hard");
+
+            private final String qapiName;
+
+            Mode(String qapiName) {
+                this.qapiName = qapiName;
+            }
+
+            public String qapiName() {
+                return qapiName;
+            }
+        }
+
+        public BlockExportDel {
+            Objects.requireNonNull(id, "id");
+            Objects.requireNonNull(mode, "mode");
+        }
+
+        public BlockExportDel(String id) {
+            this(id, Optional.empty());
+        }
+
+        @Override public String name() { return "block-export-del"; }
+        @Override public Json.Obj arguments() {
+            return mode.map(m -> args2("id", Json.of(id), "mode", Json.of(m.qapiName()))).orElseGet(() -> args("id", Json.of(id)));
+        }
+    }
+
+    record QueryBlockExports() implements QmpCommand<List<BlockExportInfo>> {
+        @Override public String name() { return "query-block-exports"; }
+        @Override public List<BlockExportInfo> decode(Json ret) throws JsonException { return BlockExportInfo.decodeList(ret); }
+    }
+
+    /**
+     * Sets a drive's I/O limits; {@code limits} replaces every limit the drive had (see {@link IoThrottle}).
+     * To restore a drive's limits, send back the {@link IoThrottle} that query-block reported.
+     */
+    record BlockSetIoThrottle(DriveRef drive, IoThrottle limits) implements NoResult {
+        public BlockSetIoThrottle {
+            Objects.requireNonNull(drive, "drive");
+            Objects.requireNonNull(limits, "limits");
+        }
+        @Override public String name() { return "block_set_io_throttle"; }
+        @Override public Json.Obj arguments() {
+            Map<String, Json> members = new LinkedHashMap<>();
+            members.put(drive.qapiMember(), Json.of(drive.value()));
+            limits.encodeInto(members);
+            return new Json.Obj(members);
+        }
+    }
+
     private static Json.Obj args(String name, Json value) {
         return new Json.Obj(Map.of(name, value));
     }
@@ -161,5 +387,10 @@ public sealed interface QmpCommand<R> {
         members.put(name1, value1);
         members.put(name2, value2);
         return new Json.Obj(members);
+    }
+
+    /** QAPI {@code BlockDirtyBitmap}: the arguments of the bitmap commands that name one bitmap. */
+    private static Json.Obj bitmapArgs(String node, String name) {
+        return args2("node", Json.of(node), "name", Json.of(name));
     }
 }

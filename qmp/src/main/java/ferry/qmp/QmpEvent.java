@@ -3,7 +3,7 @@ package ferry.qmp;
 /**
  * An asynchronous QMP event. Events Ferry acts on are typed; any other becomes {@link Unknown},
  * which {@link QmpClient} logs and still delivers. Names and data follow QEMU 7.2's
- * qapi/run-state.json and qapi/migration.json (docs/qmp.md).
+ * qapi/run-state.json, qapi/migration.json and qapi/block-export.json (docs/qmp.md).
  */
 public sealed interface QmpEvent {
 
@@ -28,6 +28,9 @@ public sealed interface QmpEvent {
     /** A RAM migration pass started (QAPI {@code MIGRATION_PASS}). */
     record MigrationPass(long pass) implements QmpEvent {}
 
+    /** An NBD (or other) export is gone, after {@code block-export-del} or {@code nbd-server-stop} (QAPI {@code BLOCK_EXPORT_DELETED}). */
+    record BlockExportDeleted(String id) implements QmpEvent {}
+
     /** Any other event, with its whole message. */
     record Unknown(String name, Json.Obj json) implements QmpEvent {}
 
@@ -43,6 +46,7 @@ public sealed interface QmpEvent {
             case "POWERDOWN" -> new Powerdown();
             case "MIGRATION" -> new MigrationEvent(MigrationState.ofQapi(data.string("status")));
             case "MIGRATION_PASS" -> new MigrationPass(data.number("pass"));
+            case "BLOCK_EXPORT_DELETED" -> new BlockExportDeleted(data.string("id"));
             default -> new Unknown(name, message);
         };
     }
