@@ -4,12 +4,16 @@ import ferry.monitor.MigrationUri;
 import ferry.monitor.MonitorEndpoint;
 import ferry.qemu.Accelerator;
 import ferry.qemu.QemuConfig;
+import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
@@ -125,27 +129,36 @@ public final class VmConfigParser {
         return name;
     }
 
+    /** QEMU's size syntax for {@code -m}: a decimal number, a fraction allowed, then an optional B, K, M, G, T, P or E (any case). */
+    private static final Pattern SIZE = Pattern.compile("([0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)([BKMGTPE]?)", Pattern.CASE_INSENSITIVE);
+    private static final long MIB = 1 << 20;
+    private static final long MIN_MEMORY_MIB = 16, MAX_MEMORY_MIB = 1L << 30;   // 1 PiB; memoryMib is an int
+
+    /**
+     * {@code -m [size=]SIZE} as QEMU reads it: a bare number is MiB, suffixes B K M G T P E are powers of
+     * 1024, and a fraction is allowed ({@code 1.5G}). Ferry keeps whole MiB, so a size that is not one
+     * ({@code 1.3G}, QEMU would round it up to 8 KiB) is refused rather than silently changed.
+     */
     static int memory(String spec) throws BadOptionException {
         String s = spec.startsWith("size=") ? spec.substring(5) : spec;
-        long multiplier = 1;                       // QEMU: a bare number is MiB
-        char last = s.isEmpty() ? ' ' : Character.toUpperCase(s.charAt(s.length() - 1));
-        if (last == 'M') {
-            s = s.substring(0, s.length() - 1);
-        } else if (last == 'G') {
-            s = s.substring(0, s.length() - 1);
-            multiplier = 1024;
+        Matcher m = SIZE.matcher(s);
+        if (!m.matches()) {
+            throw new BadOptionException("-m " + spec + ": not a size (e.g. 256, 256M, 1.5G, 2T)");
         }
-        try {
-            long mib = Math.multiplyExact(Long.parseLong(s), multiplier);
-            if (mib < 16 || mib > (1 << 20)) {
-                throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
-            }
-            return (int) mib;
-        } catch (ArithmeticException e) {
-            throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
-        } catch (NumberFormatException e) {
-            throw new BadOptionException("-m " + spec + ": not a size (e.g. 256, 256M, 1G)");
+        String suffix = m.group(2).isEmpty() ? "M" : m.group(2).toUpperCase(java.util.Locale.ROOT);
+        int shift = 10 * "BKMGTPE".indexOf(suffix);
+        if (shift == 0 && m.group(1).contains(".")) {
+            throw new BadOptionException("-m " + spec + ": a fraction needs a unit of K or more (as in QEMU)");
         }
+        BigDecimal bytes = new BigDecimal(m.group(1)).multiply(new BigDecimal(BigInteger.ONE.shiftLeft(shift)));
+        BigDecimal[] mib = bytes.divideAndRemainder(BigDecimal.valueOf(MIB));
+        if (mib[1].signum() != 0) {
+            throw new BadOptionException("-m " + spec + ": not a whole number of MiB");
+        }
+        if (mib[0].compareTo(BigDecimal.valueOf(MIN_MEMORY_MIB)) < 0 || mib[0].compareTo(BigDecimal.valueOf(MAX_MEMORY_MIB)) > 0) {
+            throw new BadOptionException("-m " + spec + ": memory must be 16M..1P");
+        }
+        return mib[0].intValueExact();
     }
 
     private static int smp(String spec) throws BadOptionException {

@@ -69,7 +69,9 @@ class VmConfigParserTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"256, 256", "256M, 256", "256m, 256", "1G, 1024", "2g, 2048", "size=512M, 512", "16, 16"})
+    @CsvSource({"256, 256", "256M, 256", "256m, 256", "1G, 1024", "2g, 2048", "size=512M, 512", "16, 16",
+            "1.5G, 1536", "2T, 2097152", "512M, 512", "0.5g, 512", "16384K, 16", "268435456B, 256", "1.25G, 1280", ".5G, 512",
+            "1P, 1073741824"})
     void shouldReadMemoryAsQemuDoes(String spec, int mib) throws Exception {
         assertEquals(mib, withDrive("-m", spec).memoryMib());
     }
@@ -224,13 +226,16 @@ class VmConfigParserTest {
 
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
-            "abc | -m abc: not a size (e.g. 256, 256M, 1G)",
-            "G | -m G: not a size (e.g. 256, 256M, 1G)",
-            "256K | -m 256K: not a size (e.g. 256, 256M, 1G)",
-            "-5 | -m -5: memory must be 16M..1T",
-            "8 | -m 8: memory must be 16M..1T",
-            "2048G | -m 2048G: memory must be 16M..1T",
-            "18014398509481985G | -m 18014398509481985G: memory must be 16M..1T"})   // (2^54 + 1) GiB wraps to 1 GiB in a long
+            "abc | -m abc: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "G | -m G: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "-5 | -m -5: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "1.5X | -m 1.5X: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "1.5B | -m 1.5B: a fraction needs a unit of K or more (as in QEMU)",
+            "1.3G | -m 1.3G: not a whole number of MiB",
+            "256K | -m 256K: not a whole number of MiB",
+            "8 | -m 8: memory must be 16M..1P",
+            "2P | -m 2P: memory must be 16M..1P",
+            "18014398509481985G | -m 18014398509481985G: memory must be 16M..1P"})   // (2^54 + 1) GiB wraps to 1 GiB in a long
     void shouldRefuseBadMemory(String spec, String message) {
         assertEquals(message, refusalWithDrive("-m", spec));
     }
