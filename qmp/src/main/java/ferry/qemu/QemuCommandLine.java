@@ -56,15 +56,19 @@ public final class QemuCommandLine {
                     args.add("-blockdev");
                     args.add("driver=nbd,node-name=" + nbd.id() + ",server.type=unix,server.path=" + escape(nbd.socket())
                             + ",export=" + escape(nbd.export()) + ",discard=unmap");
+                    addVirtioBlk(args, nbd.id());
                 }
                 case QemuConfig.Disk.File file -> {
                     args.add("-blockdev");
                     args.add("driver=" + escape(file.format()) + ",node-name=" + file.id()
                             + ",discard=unmap,file.driver=file,file.filename=" + escape(file.path()));
+                    addVirtioBlk(args, file.id());
+                }
+                case QemuConfig.Disk.Drive drive -> {
+                    args.add("-drive");                      // if= makes the guest device: no -device here
+                    args.add(drive.commandLineValue());
                 }
             }
-            args.add("-device");
-            args.add("virtio-blk-pci,drive=" + disk.id() + ",id=" + disk.id() + "-dev");
         }
         args.add("-serial");
         args.add(switch (config.serial()) {
@@ -86,6 +90,11 @@ public final class QemuCommandLine {
         }
         args.addAll(config.extraArgs());
         return List.copyOf(args);
+    }
+
+    private static void addVirtioBlk(List<String> args, String node) {
+        args.add("-device");
+        args.add("virtio-blk-pci,drive=" + node + ",id=" + node + "-dev");
     }
 
     /** QEMU option values escape a comma by doubling it. */

@@ -59,13 +59,25 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
             throw new IllegalArgumentException("invalid VM config: name=" + name + " append given without a kernel");
         }
         java.util.Set<String> ids = new java.util.HashSet<>();
-        for (Disk disk : disks) {
+        java.util.Set<String> blockNames = new java.util.HashSet<>();      // QEMU: one namespace for node names
+        for (Disk disk : disks) {                                          // and BlockBackend (drive id) names
             if (!ID.matcher(disk.id()).matches()) {
                 throw new IllegalArgumentException("invalid VM config: name=" + name + " disk id=" + disk.id()
                         + " (a letter, then letters, digits, '-', '.', '_')");
             }
             if (!ids.add(disk.id())) {
                 throw new IllegalArgumentException("invalid VM config: name=" + name + " duplicate disk id=" + disk.id());
+            }
+            List<String> names = switch (disk) {
+                case Disk.Nbd nbd -> List.of(nbd.id());
+                case Disk.File file -> List.of(file.id());
+                case Disk.Drive drive -> List.of(drive.id(), drive.nodeName());
+            };
+            for (String blockName : names) {
+                if (!blockNames.add(blockName)) {
+                    throw new IllegalArgumentException("invalid VM config: name=" + name + " disk id=" + disk.id()
+                            + " reuses the block node or drive name " + blockName);
+                }
             }
         }
     }
@@ -111,11 +123,14 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
                 qmpSocket, incomingDefer, paused, args);
     }
 
-    /** A guest disk, on a virtio-blk-pci device named {@code ID-dev}. */
+    /** A guest disk. */
     public sealed interface Disk {
         String id();
 
-        /** Served over NBD on a unix socket by Ferry's disk server (the normal case). */
+        /**
+         * Served over NBD on a unix socket by Ferry's disk server, on a virtio-blk-pci device named
+         * {@code ID-dev}.
+         */
         record Nbd(String id, Path socket, String export) implements Disk {
             public Nbd {
                 Objects.requireNonNull(id, "id");
@@ -124,13 +139,117 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
             }
         }
 
-        /** An image file opened by QEMU itself, {@code format} raw or qcow2 (tests and the demo). */
+        /**
+         * An image file opened by QEMU itself, {@code format} raw or qcow2, on a virtio-blk-pci device
+         * named {@code ID-dev} (tests and the demo).
+         */
         record File(String id, Path path, String format) implements Disk {
             public File {
                 Objects.requireNonNull(id, "id");
                 Objects.requireNonNull(path, "path");
                 Objects.requireNonNull(format, "format");
             }
+        }
+
+        /**
+         * A {@code -drive} that QEMU opens itself, passed through with the user's properties in their
+         * order (values unescaped here; {@link QemuCommandLine} doubles commas again). QEMU makes the guest
+         * device from {@code if=}; Ferry adds no {@code -device}.
+         *
+         * <p>Node names: {@code id=} (required) names the drive's BlockBackend, which QMP commands such as
+         * {@code block_set_io_throttle device=ID} take. The format node (the qcow2 or raw BDS at the top of
+         * the drive) is {@link #nodeName()}: the user's {@code node-name=} if given, else
+         * {@code ID}{@value #NODE_NAME_SUFFIX}, which the command line adds, so that commands taking a node
+         * ({@code block-dirty-bitmap-add node=}, {@code block-export-add node-name=}) have a stable name
+         * instead of QEMU's generated {@code #blockNNN}. Checked on QEMU 7.2: {@code -drive
+         * ...,id=disk0,node-name=disk0-fmt} gives {@code query-named-block-nodes} the qcow2 node
+         * {@code disk0-fmt} (its file child keeps a generated name); a node name equal to a drive id is
+         * refused ("Device name 'disk0' conflicts with an existing node name"); a node name of 32
+         * characters is refused ("Node name too long").
+         *
+         * @param properties the {@code KEY=VALUE} pairs in order; keys are unique, {@code id} is present
+         */
+        record Drive(List<DriveProperty> properties) implements Disk {
+            /** Appended to the drive id for the format node's name when the user gave no {@code node-name=}. */
+            public static final String NODE_NAME_SUFFIX = "-fmt";
+            /** QEMU keeps node names in a 32-byte buffer with its NUL. */
+            public static final int MAX_NODE_NAME_LENGTH = 31;
+
+            public Drive {
+                properties = List.copyOf(properties);
+                java.util.Set<String> keys = new java.util.HashSet<>();
+                for (DriveProperty property : properties) {
+                    if (!keys.add(property.key())) {
+                        throw new IllegalArgumentException("invalid drive: " + property.key() + " given twice: "
+                                + render(properties));
+                    }
+                }
+                if (!keys.contains("id")) {
+                    throw new IllegalArgumentException("invalid drive: no id: " + render(properties));
+                }
+                String node = nodeName(properties);
+                if (!ID.matcher(node).matches() || node.length() > MAX_NODE_NAME_LENGTH) {
+                    throw new IllegalArgumentException("invalid drive: node-name=" + node + " (a letter, then letters,"
+                            + " digits, '-', '.', '_'; at most " + MAX_NODE_NAME_LENGTH + " characters): " + render(properties));
+                }
+            }
+
+            /** The value of {@code key}, unescaped, if the drive has it. */
+            public Optional<String> property(String key) {
+                return property(properties, key);
+            }
+
+            @Override public String id() {
+                return property("id").orElseThrow();
+            }
+
+            /** The format node's name: the user's {@code node-name=}, else {@code ID-fmt}. */
+            public String nodeName() {
+                return nodeName(properties);
+            }
+
+            /** Whether the command line must add {@code node-name=}. */
+            public boolean nodeNameAdded() {
+                return property("node-name").isEmpty();
+            }
+
+            /** {@code -drive}'s value as QEMU reads it: the properties in order, commas doubled, then any added node-name. */
+            public String commandLineValue() {
+                String given = render(properties);
+                return nodeNameAdded() ? given + ",node-name=" + nodeName() : given;
+            }
+
+            private static Optional<String> property(List<DriveProperty> properties, String key) {
+                return properties.stream().filter(p -> p.key().equals(key)).map(DriveProperty::value).findFirst();
+            }
+
+            private static String nodeName(List<DriveProperty> properties) {
+                return property(properties, "node-name")
+                        .orElseGet(() -> property(properties, "id").orElseThrow() + NODE_NAME_SUFFIX);
+            }
+
+            private static String render(List<DriveProperty> properties) {
+                return String.join(",", properties.stream().map(DriveProperty::render).toList());
+            }
+        }
+    }
+
+    /**
+     * One {@code KEY=VALUE} of a {@code -drive}, {@code value} unescaped ({@code file=a,,b} is the value {@code a,b}).
+     * Keys are QEMU's ({@code file}, {@code format}, {@code cache}, {@code throttling.bps-total}, ...).
+     */
+    public record DriveProperty(String key, String value) {
+        public DriveProperty {
+            Objects.requireNonNull(key, "key");
+            Objects.requireNonNull(value, "value");
+            if (key.isEmpty() || key.indexOf(',') >= 0 || key.indexOf('=') >= 0) {
+                throw new IllegalArgumentException("invalid drive property: key=" + key + " (non-empty, no ',' or '=')");
+            }
+        }
+
+        /** {@code KEY=VALUE} with commas in the value doubled, QEMU's escape. */
+        public String render() {
+            return key + "=" + QemuCommandLine.escape(value);
         }
     }
 

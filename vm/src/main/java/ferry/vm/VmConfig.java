@@ -20,8 +20,66 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
                        List<MonitorEndpoint> monitors, Optional<Accelerator> accelerator, Optional<MigrationUri> incoming,
                        boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir) {
 
-    /** A {@code -drive file=PATH,format=raw|qcow2,if=virtio[,id=ID]}. */
-    public record Drive(Path file, String format, String id) { }
+    /**
+     * One {@code -drive} as the user wrote it: every property, in the user's order, values unescaped
+     * ({@code file=a,,b} is the file {@code a,b}). {@link VmConfigParser} appends {@code if=virtio} and
+     * {@code id=diskN} when they are absent, so {@link #properties()} is exactly what QEMU is given
+     * (through {@link #qemuDisk()}, which adds the format node's name; see {@link QemuConfig.Disk.Drive}).
+     * The typed accessors read what Ferry itself needs.
+     *
+     * @param properties {@code KEY=VALUE} pairs in order; {@code file}, {@code format} and {@code id} are present
+     */
+    public record Drive(List<QemuConfig.DriveProperty> properties) {
+        public Drive {
+            properties = List.copyOf(properties);
+            for (String required : List.of("file", "format", "id")) {
+                if (properties.stream().noneMatch(p -> p.key().equals(required))) {
+                    throw new IllegalArgumentException("invalid drive: no " + required + "= in " + properties);
+                }
+            }
+        }
+
+        /** The old shape, {@code file=FILE,format=FORMAT,if=virtio,id=ID}. */
+        public Drive(Path file, String format, String id) {
+            this(List.of(new QemuConfig.DriveProperty("file", file.toString()), new QemuConfig.DriveProperty("format", format),
+                    new QemuConfig.DriveProperty("if", "virtio"), new QemuConfig.DriveProperty("id", id)));
+        }
+
+        /** The value of {@code key}, unescaped, if the drive has it. */
+        public Optional<String> property(String key) {
+            return properties.stream().filter(p -> p.key().equals(key)).map(QemuConfig.DriveProperty::value).findFirst();
+        }
+
+        /** The image file ({@code file=}). */
+        public Path file() {
+            return Path.of(property("file").orElseThrow());
+        }
+
+        /** {@code raw} or {@code qcow2}. */
+        public String format() {
+            return property("format").orElseThrow();
+        }
+
+        /** The drive's id, given or assigned ({@code diskN}): QEMU's BlockBackend name. */
+        public String id() {
+            return property("id").orElseThrow();
+        }
+
+        /** The user's {@code node-name=}, if given; the name QEMU gets is {@code qemuDisk().nodeName()}. */
+        public Optional<String> nodeName() {
+            return property("node-name");
+        }
+
+        /** {@code readonly=on} (or {@code yes}, {@code true}, {@code y}, as QEMU reads booleans). */
+        public boolean readOnly() {
+            return property("readonly").map(VmConfigParser::isTrue).orElse(false);
+        }
+
+        /** This drive as QEMU opens it. */
+        public QemuConfig.Disk.Drive qemuDisk() {
+            return new QemuConfig.Disk.Drive(properties);
+        }
+    }
 
     public VmConfig {
         drives = List.copyOf(drives);

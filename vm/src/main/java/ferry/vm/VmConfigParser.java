@@ -4,12 +4,16 @@ import ferry.monitor.MigrationUri;
 import ferry.monitor.MonitorEndpoint;
 import ferry.qemu.Accelerator;
 import ferry.qemu.QemuConfig;
+import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /**
  * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
@@ -89,6 +93,7 @@ public final class VmConfigParser {
             throw new BadOptionException("no -drive given: Ferry moves VMs with their disks (give at least one"
                     + " -drive file=PATH,format=raw,if=virtio)");
         }
+        checkBlockNames(drives);
         if (initrd.isPresent() && kernel.isEmpty()) {
             throw new BadOptionException("-initrd needs -kernel");
         }
@@ -125,27 +130,36 @@ public final class VmConfigParser {
         return name;
     }
 
+    /** QEMU's size syntax for {@code -m}: a decimal number, a fraction allowed, then an optional B, K, M, G, T, P or E (any case). */
+    private static final Pattern SIZE = Pattern.compile("([0-9]+(?:\\.[0-9]*)?|\\.[0-9]+)([BKMGTPE]?)", Pattern.CASE_INSENSITIVE);
+    private static final long MIB = 1 << 20;
+    private static final long MIN_MEMORY_MIB = 16, MAX_MEMORY_MIB = 1L << 30;   // 1 PiB; memoryMib is an int
+
+    /**
+     * {@code -m [size=]SIZE} as QEMU reads it: a bare number is MiB, suffixes B K M G T P E are powers of
+     * 1024, and a fraction is allowed ({@code 1.5G}). Ferry keeps whole MiB, so a size that is not one
+     * ({@code 1.3G}, QEMU would round it up to 8 KiB) is refused rather than silently changed.
+     */
     static int memory(String spec) throws BadOptionException {
         String s = spec.startsWith("size=") ? spec.substring(5) : spec;
-        long multiplier = 1;                       // QEMU: a bare number is MiB
-        char last = s.isEmpty() ? ' ' : Character.toUpperCase(s.charAt(s.length() - 1));
-        if (last == 'M') {
-            s = s.substring(0, s.length() - 1);
-        } else if (last == 'G') {
-            s = s.substring(0, s.length() - 1);
-            multiplier = 1024;
+        Matcher m = SIZE.matcher(s);
+        if (!m.matches()) {
+            throw new BadOptionException("-m " + spec + ": not a size (e.g. 256, 256M, 1.5G, 2T)");
         }
-        try {
-            long mib = Math.multiplyExact(Long.parseLong(s), multiplier);
-            if (mib < 16 || mib > (1 << 20)) {
-                throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
-            }
-            return (int) mib;
-        } catch (ArithmeticException e) {
-            throw new BadOptionException("-m " + spec + ": memory must be 16M..1T");
-        } catch (NumberFormatException e) {
-            throw new BadOptionException("-m " + spec + ": not a size (e.g. 256, 256M, 1G)");
+        String suffix = m.group(2).isEmpty() ? "M" : m.group(2).toUpperCase(java.util.Locale.ROOT);
+        int shift = 10 * "BKMGTPE".indexOf(suffix);
+        if (shift == 0 && m.group(1).contains(".")) {
+            throw new BadOptionException("-m " + spec + ": a fraction needs a unit of K or more (as in QEMU)");
         }
+        BigDecimal bytes = new BigDecimal(m.group(1)).multiply(new BigDecimal(BigInteger.ONE.shiftLeft(shift)));
+        BigDecimal[] mib = bytes.divideAndRemainder(BigDecimal.valueOf(MIB));
+        if (mib[1].signum() != 0) {
+            throw new BadOptionException("-m " + spec + ": not a whole number of MiB");
+        }
+        if (mib[0].compareTo(BigDecimal.valueOf(MIN_MEMORY_MIB)) < 0 || mib[0].compareTo(BigDecimal.valueOf(MAX_MEMORY_MIB)) > 0) {
+            throw new BadOptionException("-m " + spec + ": memory must be 16M..1P");
+        }
+        return mib[0].intValueExact();
     }
 
     private static int smp(String spec) throws BadOptionException {
@@ -161,37 +175,106 @@ public final class VmConfigParser {
         }
     }
 
+    /**
+     * A {@code -drive}, passed to QEMU as written: QEMU validates its own properties, and Ferry refuses
+     * only what it cannot migrate. Ferry requires {@code file=} (a local image file: Ferry reads it to
+     * migrate) and {@code format=raw|qcow2} (it never guesses formats: QEMU's probing is unsafe, and
+     * migration reads these two), and refuses {@code snapshot=on}. As before, a bare first value is the
+     * file, {@code if=} defaults to {@code virtio} and {@code id=} to {@code disk<index>}; both are
+     * appended when absent. A bare later {@code KEY} means {@code KEY=on} and {@code noKEY}
+     * {@code KEY=off}, as in QEMU, and is stored in that long form.
+     */
     static VmConfig.Drive drive(String spec, int index) throws BadOptionException {
         Map<String, String> props = properties(spec, "file", "-drive");
-        String file = props.remove("file");
-        if (file == null || file.isBlank()) {
+        String file = props.get("file");
+        if (file == null || file.isEmpty()) {
             throw new BadOptionException("-drive " + spec + ": file= is required");
         }
-        String format = props.remove("format");
+        if (hasProtocolPrefix(file)) {
+            throw new BadOptionException("-drive " + spec + ": file=" + file + " names a QEMU protocol, not a local image"
+                    + " file (Ferry migrates local images; write ./" + file + " for a file whose name has a colon)");
+        }
+        String format = props.get("format");
         if (format == null) {
             throw new BadOptionException("-drive " + spec + ": format= is required (raw or qcow2): Ferry never guesses formats");
         }
         if (!format.equals("raw") && !format.equals("qcow2")) {
             throw new BadOptionException("-drive " + spec + ": format=" + format + " is not supported (raw, qcow2)");
         }
-        String iface = props.remove("if");
-        if (iface != null && !iface.equals("virtio")) {
-            throw new BadOptionException("-drive " + spec + ": if=" + iface + " is not supported (Ferry attaches disks as virtio)");
+        for (String flag : List.of("snapshot", "readonly")) {
+            String value = props.get(flag);
+            if (value != null && !isTrue(value) && !isFalse(value)) {
+                throw new BadOptionException("-drive " + spec + ": " + flag + "=" + value + " is not a boolean (on, off)");
+            }
         }
-        String id = props.remove("id");
-        if (id == null) {
-            id = "disk" + index;
+        if (props.containsKey("snapshot") && isTrue(props.get("snapshot"))) {
+            throw new BadOptionException("-drive " + spec + ": snapshot=on is not supported: the guest's writes would go to"
+                    + " a temporary overlay that is deleted on exit, so there would be nothing to migrate");
         }
+        props.putIfAbsent("if", "virtio");
+        props.putIfAbsent("id", "disk" + index);
+        String id = props.get("id");
         if (!id.matches("[A-Za-z][A-Za-z0-9._-]{0,31}")) {
             throw new BadOptionException("-drive " + spec + ": id=" + id + " must start with a letter (letters, digits, . _ -)");
         }
-        props.remove("cache");            // Ferry's disk server decides caching
-        props.remove("aio");
-        if (!props.isEmpty()) {
-            throw new BadOptionException("-drive " + spec + ": unsupported properties " + props.keySet()
-                    + " (supported: file, format, if=virtio, id)");
+        String node = props.get("node-name");
+        int maxNode = QemuConfig.Disk.Drive.MAX_NODE_NAME_LENGTH;
+        if (node == null && id.length() + QemuConfig.Disk.Drive.NODE_NAME_SUFFIX.length() > maxNode) {
+            throw new BadOptionException("-drive " + spec + ": id=" + id + " is too long to name the format node "
+                    + id + QemuConfig.Disk.Drive.NODE_NAME_SUFFIX + " (at most " + maxNode + " characters):"
+                    + " give a shorter id= or a node-name=");
         }
-        return new VmConfig.Drive(Path.of(file), format, id);
+        if (node != null && (!node.matches("[A-Za-z][A-Za-z0-9._-]*") || node.length() > maxNode)) {
+            throw new BadOptionException("-drive " + spec + ": node-name=" + node + " must start with a letter (letters,"
+                    + " digits, . _ -) and have at most " + maxNode + " characters");
+        }
+        List<QemuConfig.DriveProperty> properties = new ArrayList<>();
+        props.forEach((key, value) -> properties.add(new QemuConfig.DriveProperty(key, value)));
+        return new VmConfig.Drive(properties);
+    }
+
+    /** QEMU's {@code path_has_protocol}: a ':' before any '/' makes {@code file=} a protocol ({@code nbd:}, {@code json:}). */
+    private static boolean hasProtocolPrefix(String file) {
+        int end = 0;
+        while (end < file.length() && file.charAt(end) != ':' && file.charAt(end) != '/') {
+            end++;
+        }
+        return end < file.length() && file.charAt(end) == ':';
+    }
+
+    /** QEMU's true spellings for a boolean property. */
+    static boolean isTrue(String value) {
+        return switch (value) {
+            case "on", "yes", "true", "y" -> true;
+            default -> false;
+        };
+    }
+
+    private static boolean isFalse(String value) {
+        return switch (value) {
+            case "off", "no", "false", "n" -> true;
+            default -> false;
+        };
+    }
+
+    /** Drive ids and format node names share QEMU's one namespace of block names: each name once. */
+    private static void checkBlockNames(List<VmConfig.Drive> drives) throws BadOptionException {
+        Map<String, String> takenBy = new LinkedHashMap<>();
+        for (VmConfig.Drive drive : drives) {
+            String id = drive.id();
+            String node = drive.qemuDisk().nodeName();
+            if (node.equals(id)) {
+                throw new BadOptionException("-drive id=" + id + ": node-name=" + node + " equals the drive's id"
+                        + " (drive ids and node names share one namespace in QEMU)");
+            }
+            for (String name : List.of(id, node)) {
+                String owner = takenBy.putIfAbsent(name, id);
+                if (owner != null) {
+                    throw new BadOptionException("-drive id=" + id + ": the name " + name + " is already taken by drive "
+                            + owner + " (drive ids and node names share one namespace in QEMU)");
+                }
+            }
+        }
     }
 
     static QemuConfig.Serial serial(String spec) throws BadOptionException {
@@ -271,24 +354,64 @@ public final class VmConfigParser {
         }
     }
 
-    /** QEMU's KEY=VALUE,KEY=VALUE; a first bare value belongs to {@code implied}. */
-    private static Map<String, String> properties(String spec, String implied, String option) throws BadOptionException {
+    /**
+     * QEMU's {@code KEY=VALUE,KEY=VALUE}, in order. A comma inside a value is written {@code ,,}. A first
+     * part without '=' is {@code implied}'s value; a later one is a flag, {@code KEY} meaning {@code KEY=on}
+     * and {@code noKEY} meaning {@code KEY=off} (QEMU's short form). A key given twice is refused, so that
+     * Ferry and QEMU cannot read different values.
+     */
+    static Map<String, String> properties(String spec, String implied, String option) throws BadOptionException {
         Map<String, String> props = new LinkedHashMap<>();
-        String[] parts = spec.split(",");
-        for (int i = 0; i < parts.length; i++) {
-            String part = parts[i];
-            int eq = part.indexOf('=');
-            if (eq < 0) {
-                if (i == 0) {
-                    props.put(implied, part);
-                    continue;
-                }
-                throw new BadOptionException(option + " " + spec + ": expected KEY=VALUE, got '" + part + "'");
+        int at = 0;
+        while (at < spec.length()) {
+            int keyEnd = at;
+            while (keyEnd < spec.length() && spec.charAt(keyEnd) != '=' && spec.charAt(keyEnd) != ',') {
+                keyEnd++;
             }
-            if (props.put(part.substring(0, eq), part.substring(eq + 1)) != null) {
-                throw new BadOptionException(option + " " + spec + ": " + part.substring(0, eq) + " given twice");
+            String key;
+            String value;
+            StringBuilder unescaped = new StringBuilder();
+            if (keyEnd < spec.length() && spec.charAt(keyEnd) == '=') {
+                key = spec.substring(at, keyEnd);
+                at = readValue(spec, keyEnd + 1, unescaped);
+                value = unescaped.toString();
+            } else if (at == 0 && keyEnd > 0) {
+                key = implied;
+                at = readValue(spec, 0, unescaped);
+                value = unescaped.toString();
+            } else {
+                String flag = spec.substring(at, keyEnd);
+                key = flag.startsWith("no") ? flag.substring(2) : flag;
+                value = flag.startsWith("no") ? "off" : "on";
+                at = keyEnd;
             }
+            if (key.isEmpty()) {
+                throw new BadOptionException(option + " " + spec + ": expected KEY=VALUE, got an empty key");
+            }
+            if (props.put(key, value) != null) {
+                throw new BadOptionException(option + " " + spec + ": " + key + " given twice");
+            }
+            at++;                                          // past the separating comma
         }
         return props;
+    }
+
+    /** Appends the value starting at {@code from} to {@code out}, ",," as ','; returns the index of the ending ',' or the end. */
+    private static int readValue(String spec, int from, StringBuilder out) {
+        int at = from;
+        while (at < spec.length()) {
+            char c = spec.charAt(at);
+            if (c == ',') {
+                if (at + 1 < spec.length() && spec.charAt(at + 1) == ',') {
+                    out.append(',');
+                    at += 2;
+                    continue;
+                }
+                return at;
+            }
+            out.append(c);
+            at++;
+        }
+        return at;
     }
 }

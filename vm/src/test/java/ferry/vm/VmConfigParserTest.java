@@ -69,7 +69,9 @@ class VmConfigParserTest {
     }
 
     @ParameterizedTest
-    @CsvSource({"256, 256", "256M, 256", "256m, 256", "1G, 1024", "2g, 2048", "size=512M, 512", "16, 16"})
+    @CsvSource({"256, 256", "256M, 256", "256m, 256", "1G, 1024", "2g, 2048", "size=512M, 512", "16, 16",
+            "1.5G, 1536", "2T, 2097152", "512M, 512", "0.5g, 512", "16384K, 16", "268435456B, 256", "1.25G, 1280", ".5G, 512",
+            "1P, 1073741824"})
     void shouldReadMemoryAsQemuDoes(String spec, int mib) throws Exception {
         assertEquals(mib, withDrive("-m", spec).memoryMib());
     }
@@ -89,14 +91,73 @@ class VmConfigParserTest {
         assertEquals(Optional.of("console=ttyS0 quiet"), config.append());
     }
 
+    private static List<QemuConfig.DriveProperty> props(String... keyValues) {
+        List<QemuConfig.DriveProperty> out = new ArrayList<>();
+        for (int i = 0; i < keyValues.length; i += 2) {
+            out.add(new QemuConfig.DriveProperty(keyValues[i], keyValues[i + 1]));
+        }
+        return out;
+    }
+
+    private static VmConfig.Drive onlyDrive(String spec) throws VmConfigParser.BadOptionException {
+        return parse("-drive", spec).drives().getFirst();
+    }
+
     @Test
     void shouldReadDriveWithFormatInterfaceAndId() throws Exception {
         VmConfig config = parse("-drive", "file=/a.raw,format=raw,if=virtio,id=root");
         assertEquals(List.of(new VmConfig.Drive(Path.of("/a.raw"), "raw", "root")), config.drives());
         assertEquals(List.of(new VmConfig.Drive(Path.of("/b.qcow2"), "qcow2", "disk0")),
                 parse("-drive", "/b.qcow2,format=qcow2").drives(), "a bare first value is the file; if= is optional");
-        assertEquals(List.of(new VmConfig.Drive(Path.of("/c.raw"), "raw", "disk0")),
-                parse("-drive", "file=/c.raw,format=raw,cache=none,aio=native").drives(), "cache and aio are Ferry's business");
+        VmConfig.Drive drive = config.drives().getFirst();
+        assertEquals(Path.of("/a.raw"), drive.file());
+        assertEquals("raw", drive.format());
+        assertEquals("root", drive.id());
+        assertEquals(Optional.empty(), drive.nodeName());
+        assertFalse(drive.readOnly());
+        assertEquals("root-fmt", drive.qemuDisk().nodeName());
+    }
+
+    @Test
+    void shouldKeepEveryDrivePropertyInTheUsersOrder() throws Exception {
+        String spec = "cache=none,file=/img/root.qcow2,aio=native,format=qcow2,discard=unmap,detect-zeroes=unmap,werror=stop,"
+                + "rerror=report,if=virtio,index=1,media=disk,throttling.bps-total=10485760,bps_wr=1048576,iops=500,"
+                + "snapshot=off,node-name=root-node,id=root,copy-on-read=off";
+        VmConfig.Drive drive = onlyDrive(spec);
+        assertEquals(props("cache", "none", "file", "/img/root.qcow2", "aio", "native", "format", "qcow2", "discard", "unmap",
+                "detect-zeroes", "unmap", "werror", "stop", "rerror", "report", "if", "virtio", "index", "1", "media", "disk",
+                "throttling.bps-total", "10485760", "bps_wr", "1048576", "iops", "500", "snapshot", "off",
+                "node-name", "root-node", "id", "root", "copy-on-read", "off"), drive.properties());
+        assertEquals(Optional.of("root-node"), drive.nodeName());
+        assertEquals(spec, drive.qemuDisk().commandLineValue(), "QEMU gets the drive exactly as written");
+    }
+
+    @Test
+    void shouldUnescapeDoubledCommasAndEscapeThemAgainForQemu() throws Exception {
+        VmConfig.Drive drive = onlyDrive("file=/img/a,,b,,,,c.raw,format=raw,id=d");
+        assertEquals(Path.of("/img/a,b,,c.raw"), drive.file());
+        assertEquals("file=/img/a,,b,,,,c.raw,format=raw,id=d,if=virtio,node-name=d-fmt", drive.qemuDisk().commandLineValue());
+        assertEquals(Path.of("/img/x,y.qcow2"), onlyDrive("/img/x,,y.qcow2,format=qcow2").file(), "in a bare first value too");
+        assertEquals("gu,est", withDrive("-name", "gu,,est").name(), "-name reads escapes the same way");
+    }
+
+    @Test
+    void shouldDefaultInterfaceToVirtioAndIdToDiskNAtTheEnd() throws Exception {
+        assertEquals(props("file", "/c.raw", "format", "raw", "cache", "none", "aio", "native", "if", "virtio", "id", "disk0"),
+                onlyDrive("file=/c.raw,format=raw,cache=none,aio=native").properties(), "as before: virtio, disk<index>");
+        assertEquals(props("file", "/c.raw", "format", "raw", "if", "ide", "id", "disk0"), onlyDrive("file=/c.raw,format=raw,if=ide").properties(),
+                "any interface QEMU has: QEMU migrates its device state");
+        assertEquals(props("file", "/c.raw", "if", "none", "format", "raw", "id", "disk0"), onlyDrive("file=/c.raw,if=none,format=raw").properties());
+    }
+
+    @Test
+    void shouldReadShortBooleansAsQemuDoesAndReadOnly() throws Exception {
+        VmConfig.Drive drive = onlyDrive("file=/r.raw,format=raw,readonly,nosnapshot");
+        assertEquals(props("file", "/r.raw", "format", "raw", "readonly", "on", "snapshot", "off", "if", "virtio", "id", "disk0"),
+                drive.properties());
+        assertTrue(drive.readOnly());
+        assertTrue(onlyDrive("file=/r.raw,format=raw,readonly=yes").readOnly());
+        assertFalse(onlyDrive("file=/r.raw,format=raw,readonly=off").readOnly());
     }
 
     @Test
@@ -105,7 +166,8 @@ class VmConfigParserTest {
                 "-drive", "file=/c.raw,format=raw,id=data");
         assertEquals(List.of(new VmConfig.Drive(Path.of("/a.raw"), "raw", "disk0"),
                 new VmConfig.Drive(Path.of("/b.qcow2"), "qcow2", "disk1"),
-                new VmConfig.Drive(Path.of("/c.raw"), "raw", "data")), config.drives());
+                new VmConfig.Drive(props("file", "/c.raw", "format", "raw", "id", "data", "if", "virtio"))), config.drives(),
+                "a given id stays where the user wrote it; the default if= comes after it");
     }
 
     @Test
@@ -198,15 +260,48 @@ class VmConfigParserTest {
     }
 
     @Test
-    void shouldRefuseUnsupportedFormatInterfaceAndProperties() {
+    void shouldRefuseUnsupportedFormatAndBadIdsOrBooleans() {
         assertEquals("-drive file=x,format=vmdk: format=vmdk is not supported (raw, qcow2)", refusal("-drive", "file=x,format=vmdk"));
-        assertEquals("-drive file=x,format=raw,if=ide: if=ide is not supported (Ferry attaches disks as virtio)",
-                refusal("-drive", "file=x,format=raw,if=ide"));
-        assertEquals("-drive file=x,format=raw,snapshot=on: unsupported properties [snapshot] (supported: file, format, if=virtio, id)",
-                refusal("-drive", "file=x,format=raw,snapshot=on"));
         assertEquals("-drive file=x,format=raw,id=0bad: id=0bad must start with a letter (letters, digits, . _ -)",
                 refusal("-drive", "file=x,format=raw,id=0bad"));
         assertEquals("-drive file=x,format=raw,format=qcow2: format given twice", refusal("-drive", "file=x,format=raw,format=qcow2"));
+        assertEquals("-drive file=x,format=raw,readonly=maybe: readonly=maybe is not a boolean (on, off)",
+                refusal("-drive", "file=x,format=raw,readonly=maybe"));
+        assertEquals("-drive file=x,format=raw,=y: expected KEY=VALUE, got an empty key", refusal("-drive", "file=x,format=raw,=y"));
+        assertEquals("-drive file=,format=raw: file= is required", refusal("-drive", "file=,format=raw"));
+    }
+
+    @Test
+    void shouldRefuseSnapshotOnBecauseNothingWouldBeLeftToMigrate() {
+        String expected = ": snapshot=on is not supported: the guest's writes would go to a temporary overlay that is deleted"
+                + " on exit, so there would be nothing to migrate";
+        assertEquals("-drive file=x,format=raw,snapshot=on" + expected, refusal("-drive", "file=x,format=raw,snapshot=on"));
+        assertEquals("-drive file=x,format=raw,snapshot" + expected, refusal("-drive", "file=x,format=raw,snapshot"));
+    }
+
+    @Test
+    void shouldRefuseAProtocolInsteadOfALocalFile() throws Exception {
+        assertEquals("-drive file=nbd:unix:/s.sock,format=raw: file=nbd:unix:/s.sock names a QEMU protocol, not a local image"
+                        + " file (Ferry migrates local images; write ./nbd:unix:/s.sock for a file whose name has a colon)",
+                refusal("-drive", "file=nbd:unix:/s.sock,format=raw"));
+        assertEquals(Path.of("./a:b.raw"), onlyDrive("file=./a:b.raw,format=raw").file());
+        assertEquals(Path.of("/srv/a:b.raw"), onlyDrive("file=/srv/a:b.raw,format=raw").file());
+    }
+
+    @Test
+    void shouldRefuseNodeNamesQemuWouldRefuse() {
+        String longId = "abcdefghijklmnopqrstuvwxyz12";                     // 28 + "-fmt" = 32 characters
+        assertEquals("-drive file=x,format=raw,id=" + longId + ": id=" + longId + " is too long to name the format node "
+                        + longId + "-fmt (at most 31 characters): give a shorter id= or a node-name=",
+                refusal("-drive", "file=x,format=raw,id=" + longId));
+        assertEquals("-drive file=x,format=raw,node-name=1n: node-name=1n must start with a letter (letters, digits, . _ -)"
+                + " and have at most 31 characters", refusal("-drive", "file=x,format=raw,node-name=1n"));
+        assertEquals("-drive id=d: node-name=d equals the drive's id (drive ids and node names share one namespace in QEMU)",
+                refusal("-drive", "file=x,format=raw,id=d,node-name=d"));
+        assertEquals("-drive id=disk1: the name disk0 is already taken by drive disk0 (drive ids and node names share one"
+                + " namespace in QEMU)", refusal("-drive", "file=x,format=raw", "-drive", "file=y,format=raw,node-name=disk0"));
+        assertEquals("-drive id=a: the name a is already taken by drive a (drive ids and node names share one namespace in QEMU)",
+                refusal("-drive", "file=x,format=raw,id=a", "-drive", "file=y,format=raw,id=a"));
     }
 
     @Test
@@ -224,13 +319,16 @@ class VmConfigParserTest {
 
     @ParameterizedTest
     @CsvSource(delimiter = '|', value = {
-            "abc | -m abc: not a size (e.g. 256, 256M, 1G)",
-            "G | -m G: not a size (e.g. 256, 256M, 1G)",
-            "256K | -m 256K: not a size (e.g. 256, 256M, 1G)",
-            "-5 | -m -5: memory must be 16M..1T",
-            "8 | -m 8: memory must be 16M..1T",
-            "2048G | -m 2048G: memory must be 16M..1T",
-            "18014398509481985G | -m 18014398509481985G: memory must be 16M..1T"})   // (2^54 + 1) GiB wraps to 1 GiB in a long
+            "abc | -m abc: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "G | -m G: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "-5 | -m -5: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "1.5X | -m 1.5X: not a size (e.g. 256, 256M, 1.5G, 2T)",
+            "1.5B | -m 1.5B: a fraction needs a unit of K or more (as in QEMU)",
+            "1.3G | -m 1.3G: not a whole number of MiB",
+            "256K | -m 256K: not a whole number of MiB",
+            "8 | -m 8: memory must be 16M..1P",
+            "2P | -m 2P: memory must be 16M..1P",
+            "18014398509481985G | -m 18014398509481985G: memory must be 16M..1P"})   // (2^54 + 1) GiB wraps to 1 GiB in a long
     void shouldRefuseBadMemory(String spec, String message) {
         assertEquals(message, refusalWithDrive("-m", spec));
     }
