@@ -36,7 +36,7 @@ final class QemuLauncher {
     QemuProcess start(boolean incoming) throws QemuException {
         QemuConfig qemu = QemuConfig.of(config.name(), config.memoryMib(), accelerator, runtime.resolve("qmp.sock"))
                 .withSmp(config.smp())
-                .withDisks(config.drives().stream().map(VmConfig.Drive::qemuDisk).toList())
+                .withDisks(config.drives().stream().<ferry.qemu.QemuConfig.Disk>map(VmConfig.Drive::qemuDisk).toList())
                 .withSerial(config.serial())
                 .withIncomingDefer(incoming)
                 .withPaused(incoming)

@@ -125,7 +125,8 @@ final class QmpSourceVm implements SourceVm {
         }
     }
 
-    void detach() {
+    @Override
+    public void detach() {
         QmpEventListener l = listener;
         if (l != null) {
             qemu.qmp().removeListener(l);
