@@ -33,4 +33,19 @@ class RuntimeDirTest {
             assertTrue(Files.isDirectory(dir.path()));
         }
     }
+
+    @Test
+    void shouldKeepTheDirectoryOfADeadFerryWhoseQemuStillRuns() throws Exception {
+        Path orphan = Files.createDirectories(parent.resolve("ferry-vm-999999998"));
+        Files.writeString(orphan.resolve("ferry.pid"), "999999998");                                 // dead
+        Files.writeString(orphan.resolve("qemu.pid"), Long.toString(ProcessHandle.current().pid())); // alive
+        Files.writeString(orphan.resolve("qmp.sock"), "");
+        try (RuntimeDir dir = RuntimeDir.create(parent, "vm")) {
+            assertTrue(Files.exists(orphan.resolve("qmp.sock")), "the QMP socket of a QEMU that outlived its ferry was removed");
+        }
+        Files.writeString(orphan.resolve("qemu.pid"), "999999997");                                  // now gone too
+        try (RuntimeDir dir = RuntimeDir.create(parent, "vm")) {
+            assertFalse(Files.exists(orphan), "once QEMU is gone too the directory is stale");
+        }
+    }
 }
