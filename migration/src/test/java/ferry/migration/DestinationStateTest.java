@@ -14,6 +14,7 @@ import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
 import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
@@ -125,6 +126,22 @@ class DestinationStateTest {
         assertInstanceOf(Frame.Running.class, answer, () -> "answer: " + answer);
         assertTrue(destination.awaitCompleted(20_000));
         assertTrue(host.last().resumed.get());
+    }
+
+    @Test
+    void shouldKeepTheVmAfterCommitWhateverFailsNext() throws Exception {
+        host.failResume = true;                            // cont refused after COMMIT: the worst case
+        handshake();
+        writer.send(new Frame.DisksDone(List.of(sendDisk())));
+        assertInstanceOf(Frame.Verified.class, nextControl());
+        sendRamAndDeviceState();
+        assertInstanceOf(Frame.DestReady.class, nextControl());
+        writer.send(new Frame.Commit());
+        channel.close();                                   // and the source is gone
+        assertTrue(destination.awaitCompleted(20_000), "the destination must keep the VM it was handed");
+        assertTrue(destination.runningVm().isPresent());
+        assertEquals(null, host.last().aborted.get(), "a VM handed over by COMMIT was stopped or removed");
+        assertTrue(Files.exists(host.last().paths.get(0)), "the disk of a committed VM was removed");
     }
 
     @Test

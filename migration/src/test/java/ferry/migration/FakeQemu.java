@@ -120,6 +120,8 @@ final class FakeQemu {
     static final class Destination implements DestinationHost {
         private final Path dir;
         final List<Prepared> prepared = new ArrayList<>();
+        /** The next prepared VM refuses {@code cont}. */
+        volatile boolean failResume;
 
         Destination(Path dir) {
             this.dir = dir;
@@ -129,6 +131,7 @@ final class FakeQemu {
         public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
             try {
                 Prepared vm = new Prepared(dir, hello, prepared.size());
+                vm.failResume = failResume;
                 prepared.add(vm);
                 return vm;
             } catch (IOException e) {
@@ -200,7 +203,14 @@ final class FakeQemu {
         @Override public void startVm() { }
         @Override public Path ramSocket() { return socket; }
         @Override public void ramListener(SourceVm.RamListener listener) { this.listener = listener; }
-        @Override public void resume() { resumed.set(true); }
+        volatile boolean failResume;
+
+        @Override public void resume() throws MigrationException {
+            if (failResume) {
+                throw new MigrationException(Phase.COMPLETE, "fake QEMU refused cont");
+            }
+            resumed.set(true);
+        }
 
         @Override
         public void abort(String reason) {
