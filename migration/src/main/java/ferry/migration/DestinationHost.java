@@ -36,9 +36,11 @@ public interface DestinationHost {
         List<Boolean> fresh();
 
         /**
-         * Starts QEMU waiting for its RAM stream ({@code -incoming defer}, {@code migrate-incoming}).
-         * Runs while the bulk pass arrives, on the session's {@code vm-start} thread: QEMU's start-up
-         * (about a second under TCG) then costs no migration time.
+         * Starts QEMU waiting for its RAM stream ({@code -incoming defer}, {@code migrate-incoming}),
+         * then does the checks that read a lot (for {@code -i}, each base's content digest). Runs
+         * while the bulk pass arrives, on the session's {@code vm-start} thread: QEMU's start-up (about
+         * a second under TCG) and the hashing then cost no migration time; the disks are verified
+         * only after it returned.
          */
         void startVm() throws MigrationException;
 

@@ -53,6 +53,10 @@ final class DestinationSession {
     private final List<BlockImage> images = new ArrayList<>();
     private final List<GranuleDigests> digests = new ArrayList<>();
     private boolean dropped;
+    /** Frames for {@code migration-reply} to send; {@link #NO_MORE_REPLIES} ends it. */
+    private final java.util.concurrent.BlockingQueue<Frame> replies = new java.util.concurrent.LinkedBlockingQueue<>();
+    private static final Frame NO_MORE_REPLIES = new Frame.PassEnd(-1, -1);
+    private Thread replyThread;
     private boolean copyDisks;
     private long unflushedBytes;
     /** COMMIT arrived: from here on the VM is this host's, whatever fails next (never stopped, never removed). */
@@ -70,6 +74,21 @@ final class DestinationSession {
 
     /** Runs the session; the received VM when it runs here, empty when the attempt failed. */
     Optional<DestinationHost.PreparedVm> run() {
+        replyThread = ferry.linux.Threads.unstartedVirtual("migration-reply", this::sendReplies);
+        replyThread.start();
+        try {
+            return receiveAndRun();
+        } finally {
+            replies.add(NO_MORE_REPLIES);
+            try {
+                replyThread.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    private Optional<DestinationHost.PreparedVm> receiveAndRun() {
         try {
             receive();
             stats.phase(Phase.COMPLETE);
@@ -209,30 +228,47 @@ final class DestinationSession {
         }
     }
 
-    /** Waits for {@code vm-start}; then the RAM tunnel can connect to QEMU. */
-    private RamTunnel connectTunnel() throws Exception {
+    private void awaitVmStart() throws MigrationException, InterruptedException {
         vmStart.join();
         if (vmStartFailure != null) {
             throw vmStartFailure;
         }
+    }
+
+    /** Waits for {@code vm-start}; then the RAM tunnel can connect to QEMU. */
+    private RamTunnel connectTunnel() throws Exception {
+        awaitVmStart();
         RamTunnel t = RamTunnel.connecting(prepared.ramSocket(), writer, e -> abort("QEMU's incoming migration socket failed: " + e.getMessage()));
         t.start();
         return t;
     }
 
-    /** From QEMU's event thread: the incoming RAM migration's status. */
-    private void ramStatus(String status) {
+    /**
+     * From QEMU's event thread: the incoming RAM migration's status. Sends nothing itself (a blocked
+     * send would stall QEMU's events): DEST_READY goes to {@code migration-reply}.
+     */
+    private void ramStatus(RamStatus status) {
         switch (status) {
-            case "completed" -> {
-                try {
-                    destReadySent = true;      // before the send: the source's COMMIT may come back at once
-                    writer.send(new Frame.DestReady());
-                } catch (IOException | InterruptedException e) {
-                    abort("telling the source that the device state arrived failed: " + e.getMessage());
-                }
+            case COMPLETED -> {
+                destReadySent = true;          // before the send: the source's COMMIT may come back at once
+                replies.add(new Frame.DestReady());
             }
-            case "failed" -> abort("the destination QEMU's incoming migration failed (see its log)");
-            default -> LOG.log(System.Logger.Level.DEBUG, "destination QEMU migration status: " + status);
+            case FAILED -> abort("the destination QEMU's incoming migration failed (see its log)");
+            case SETUP, ACTIVE, PRE_SWITCHOVER, DEVICE, CANCELLING, CANCELLED, OTHER ->
+                    LOG.log(System.Logger.Level.DEBUG, "destination QEMU migration status: " + status);
+        }
+    }
+
+    /** On {@code migration-reply}: sends the frames that events (not the session's reads) give rise to. */
+    private void sendReplies() {
+        try {
+            for (Frame frame = replies.take(); frame != NO_MORE_REPLIES; frame = replies.take()) {
+                writer.send(frame);
+            }
+        } catch (IOException e) {
+            abort("telling the source that the device state arrived failed: " + e.getMessage());
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -326,6 +362,7 @@ final class DestinationSession {
             unexpected(done);
         }
         stats.phase(Phase.SWITCHOVER);
+        awaitVmStart();                        // QEMU is up and, for -i, the bases matched the source's
         flushImages(Phase.SWITCHOVER);
         prepared.imagesComplete();             // QEMU alone owns the images before it gets the device state
         if (done.groupDigests().size() != digests.size()) {

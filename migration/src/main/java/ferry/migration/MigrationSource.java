@@ -283,8 +283,13 @@ public final class MigrationSource implements AutoCloseable {
     private void handshake() throws MigrationException, InterruptedException, Cancelled {
         List<Frame.DiskOffer> offers = new ArrayList<>();
         for (SourceDisk disk : disks) {
-            offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(),
-                    request.incremental() ? disk.base() : java.util.Optional.empty()));
+            java.util.Optional<Frame.BaseIdentity> base = java.util.Optional.empty();
+            if (request.incremental() && disk.base().isPresent()) {
+                long startNs = System.nanoTime();
+                base = java.util.Optional.of(disk.base().get().identity());
+                LOG.log(System.Logger.Level.INFO, "base of " + disk.id() + " hashed in " + sinceMs(startNs) + " ms");
+            }
+            offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(), base));
         }
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
                 request.incremental(), offers));
@@ -424,7 +429,7 @@ public final class MigrationSource implements AutoCloseable {
         } catch (IOException e) {
             throw new MigrationException(Phase.RAM, "cannot listen for QEMU's migration stream at " + socket + ": " + e.getMessage(), e);
         }
-        vm.startRamMigration(socket, status -> events.add(new SourceEvent.RamStatus(status)));
+        vm.startRamMigration(socket, status -> events.add(new SourceEvent.RamStatusChanged(status)));
         moveTo(SourceState.RAM);
         LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes + " bytes");
     }
@@ -563,16 +568,18 @@ public final class MigrationSource implements AutoCloseable {
             case SourceEvent.Failure f -> throw new MigrationException(f.phase(),
                     f.cause() instanceof java.io.EOFException ? "connection to the destination lost: " + f.cause().getMessage()
                             : String.valueOf(f.cause().getMessage()), f.cause());
-            case SourceEvent.RamStatus r -> ramStatus(r.status());
+            case SourceEvent.RamStatusChanged r -> ramStatus(r.status());
             case SourceEvent.PeerFrame p -> peerFrame(p.frame());
         }
     }
 
-    private void ramStatus(String status) throws MigrationException {
+    private void ramStatus(RamStatus status) throws MigrationException {
         switch (status) {
-            case "pre-switchover" -> moveTo(SourceState.PRE_SWITCHOVER);
-            case "failed", "cancelled" -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration " + status);
-            default -> LOG.log(System.Logger.Level.DEBUG, "QEMU migration status: " + status);
+            case PRE_SWITCHOVER -> moveTo(SourceState.PRE_SWITCHOVER);
+            case FAILED, CANCELLED -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration "
+                    + status.name().toLowerCase(java.util.Locale.ROOT) + " (see QEMU's log)");
+            case SETUP, ACTIVE, DEVICE, CANCELLING, COMPLETED, OTHER ->
+                    LOG.log(System.Logger.Level.DEBUG, "QEMU migration status: " + status);
         }
     }
 

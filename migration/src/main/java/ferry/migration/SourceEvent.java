@@ -6,7 +6,7 @@ import ferry.migration.wire.Frame;
 sealed interface SourceEvent {
     record PeerFrame(Frame frame) implements SourceEvent { }
 
-    record RamStatus(String status) implements SourceEvent { }
+    record RamStatusChanged(ferry.migration.RamStatus status) implements SourceEvent { }
 
     record CancelRequested(String reason) implements SourceEvent { }
 

@@ -11,10 +11,10 @@ import java.nio.file.Path;
  */
 public interface SourceVm {
 
-    /** QEMU's RAM migration status changes ({@code setup}, {@code active}, {@code pre-switchover}, {@code completed}, {@code failed}, {@code cancelled}). */
+    /** QEMU's RAM migration status changes. Called on QEMU's event thread: it must not block or send frames. */
     @FunctionalInterface
     interface RamListener {
-        void ramStatus(String status);
+        void ramStatus(RamStatus status);
     }
 
     /**

@@ -53,13 +53,13 @@ final class FakeQemu {
                     SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
                     ch.connect(UnixDomainSocketAddress.of(tunnelSocket));
                     tunnel = ch;
-                    listener.ramStatus("active");
+                    listener.ramStatus(RamStatus.ACTIVE);
                     writeAll(ch, RAM);
                     pauseGuest.run();
-                    listener.ramStatus("pre-switchover");
+                    listener.ramStatus(RamStatus.PRE_SWITCHOVER);
                 } catch (IOException e) {
                     if (!cancelled.get()) {
-                        listener.ramStatus("failed");
+                        listener.ramStatus(RamStatus.FAILED);
                     }
                 }
             });
@@ -70,7 +70,7 @@ final class FakeQemu {
             try {
                 writeAll(tunnel, DEVICE_STATE);
                 tunnel.close();
-                listener.ramStatus("completed");
+                listener.ramStatus(RamStatus.COMPLETED);
             } catch (IOException e) {
                 throw new MigrationException(Phase.SWITCHOVER, "fake QEMU could not send its device state", e);
             }
@@ -174,7 +174,7 @@ final class FakeQemu {
                     synchronized (received) {
                         received.write(buffer.array(), 0, buffer.position());
                         if (received.size() == RAM.length + DEVICE_STATE.length && listener != null) {
-                            listener.ramStatus("completed");
+                            listener.ramStatus(RamStatus.COMPLETED);
                         }
                     }
                 }

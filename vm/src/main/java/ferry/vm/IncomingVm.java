@@ -48,8 +48,12 @@ final class IncomingVm implements DestinationHost {
         this.launcher = launcher;
     }
 
+    /** Filled by {@link #prepare} for {@code -i}; handed to the prepared VM. */
+    private final List<BaseCheck> baseChecks = new ArrayList<>();
+
     @Override
     public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
+        baseChecks.clear();
         if (hello.disks().size() != config.drives().size()) {
             throw new MigrationException(Phase.HANDSHAKE, "the source VM has " + hello.disks().size()
                     + " disks, this destination was started with " + config.drives().size() + " -drive options");
@@ -76,7 +80,7 @@ final class IncomingVm implements DestinationHost {
                 closeAll(images);                  // shared storage: QEMU alone opens them
                 images.clear();
             }
-            return new Prepared(images, hello.copyDisks() ? fresh : List.of(), created);
+            return new Prepared(images, hello.copyDisks() ? fresh : List.of(), created, List.copyOf(baseChecks));
         } catch (MigrationException e) {
             undo(images, created);
             throw e;
@@ -140,19 +144,43 @@ final class IncomingVm implements DestinationHost {
                     + basePath + " on this host too; copy it here first (it was not found)");
         }
         String baseFormat = Images.probeFormat(basePath);
-        Frame.BaseIdentity ours;
+        long ourSize;
         try (BlockImage local = Images.open(basePath, baseFormat, true)) {
-            ours = ferry.migration.BaseIdentities.of(local, base.fileName());
+            ourSize = local.size();
         }
-        if (ours.size() != base.size() || !java.util.Arrays.equals(ours.sha256(), base.sha256())) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": the base image " + basePath
-                    + " differs from the source's (" + (ours.size() != base.size() ? "size " + ours.size() + " vs " + base.size()
-                    : "same size, different content") + "): refusing incremental migration onto it");
+        if (ourSize != base.size()) {
+            throw new MigrationException(Phase.HANDSHAKE, differs(drive, basePath, "size " + ourSize + " vs " + base.size()));
         }
-        // Every check passed: only now may --incoming-overwrite remove the old overlay.
+        // The content digest reads the whole base: it runs while the bulk pass arrives (BaseCheck),
+        // not here, where a large base would outlast the source's wait for WELCOME.
+        baseChecks.add(new BaseCheck(drive, basePath, baseFormat, base));
+        // Every check so far passed: only now may --incoming-overwrite remove the old overlay.
         Files.deleteIfExists(file);
         return ferry.image.qcow2.Qcow2Image.create(file, offer.size(), Images.QCOW2_CLUSTER_SIZE,
                 java.util.Optional.of(new ferry.image.qcow2.Backing(base.fileName(), baseFormat)));
+    }
+
+    private static String differs(VmConfig.Drive drive, Path basePath, String how) {
+        return "disk " + drive.id() + ": the base image " + basePath + " differs from the source's (" + how
+                + "): refusing incremental migration onto it";
+    }
+
+    /** A base whose content digest must match the source's before the disks may be verified. */
+    private record BaseCheck(VmConfig.Drive drive, Path basePath, String baseFormat, Frame.BaseIdentity expected) {
+        void run() throws MigrationException {
+            long startNs = System.nanoTime();
+            Frame.BaseIdentity ours;
+            try (BlockImage local = Images.open(basePath, baseFormat, true)) {
+                ours = ferry.migration.BaseIdentities.of(local, expected.fileName());
+            } catch (IOException e) {
+                throw new MigrationException(Phase.BULK_COPY, "reading the base image " + basePath + " failed: " + e.getMessage(), e);
+            }
+            if (!java.util.Arrays.equals(ours.sha256(), expected.sha256())) {
+                throw new MigrationException(Phase.BULK_COPY, differs(drive, basePath, "same size, different content"));
+            }
+            LOG.log(System.Logger.Level.INFO, "base " + basePath + " matches the source's (" + expected.size() + " bytes hashed in "
+                    + (System.nanoTime() - startNs) / 1_000_000 + " ms)");
+        }
     }
 
     private static BlockImage openShared(Frame.DiskOffer offer, VmConfig.Drive drive) throws MigrationException, IOException {
@@ -214,7 +242,10 @@ final class IncomingVm implements DestinationHost {
         private volatile SourceVm.RamListener listener;
         private volatile QemuProcess qemu;
 
-        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created) {
+        private final List<BaseCheck> baseChecks;
+
+        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created, List<BaseCheck> baseChecks) {
+            this.baseChecks = baseChecks;
             this.images = List.copyOf(images);
             this.fresh = fresh;
             this.created = created;
@@ -227,13 +258,16 @@ final class IncomingVm implements DestinationHost {
                 qemu.addListener(event -> {
                     SourceVm.RamListener l = listener;
                     if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
-                        l.ramStatus(status.qapiName());
+                        l.ramStatus(ferry.migration.RamStatus.ofQapi(status.qapiName()));
                     }
                 });
                 qemu.qmp().execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
                 qemu.qmp().execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
             } catch (QemuException | QmpException e) {
                 throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed: " + e.getMessage(), e);
+            }
+            for (BaseCheck check : baseChecks) {
+                check.run();                   // on vm-start, while the bulk pass arrives
             }
         }
 

@@ -44,7 +44,7 @@ final class QmpSourceVm implements SourceVm {
     public void startRamMigration(Path tunnelSocket, RamListener ramListener) throws MigrationException {
         listener = event -> {
             if (event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
-                ramListener.ramStatus(status.qapiName());
+                ramListener.ramStatus(ferry.migration.RamStatus.ofQapi(status.qapiName()));
             }
         };
         qemu.qmp().addListener(listener);

@@ -146,7 +146,7 @@ final class VmMonitor implements MonitorHandler {
             for (int i = 0; i < drives.size(); i++) {
                 QemuSourceBlocks.Drive drive = drives.get(i);
                 disks.add(new SourceDisk(drive.id(), drive.size(), drive.format(),
-                        command.incremental() ? Optional.of(baseIdentity(qemu, drive)) : Optional.empty()));
+                        command.incremental() ? Optional.of(base(qemu, drive)) : Optional.empty()));
             }
             SourceBlocks blocks = new QemuSourceBlocks(qemu.qmp(), drives, vm.runtime().resolve("qemu-nbd.sock"));
             return new MigrationSource(vm.config().name(), disks, new QmpSourceVm(qemu, vm.parameters().downtimeLimitMs()), blocks,
@@ -161,10 +161,10 @@ final class VmMonitor implements MonitorHandler {
 
     /**
      * For {@code -i}: the base under the drive's qcow2 overlay (as QEMU reports it), identified by
-     * size and content digest. Ferry reads the base, which nobody writes, with its own image code.
+     * size and content digest on the migration's thread. Ferry reads the base, which nobody writes,
+     * with its own image code.
      */
-    private static ferry.migration.wire.Frame.BaseIdentity baseIdentity(QemuProcess qemu, QemuSourceBlocks.Drive drive)
-            throws MonitorException, QmpException {
+    private static SourceDisk.Base base(QemuProcess qemu, QemuSourceBlocks.Drive drive) throws MonitorException, QmpException {
         var inserted = qemu.qmp().execute(new ferry.qmp.QmpCommand.QueryBlock()).stream()
                 .filter(b -> b.device().equals(drive.id())).findFirst().flatMap(ferry.qmp.BlockInfo::inserted);
         Optional<String> backing = inserted.flatMap(ferry.qmp.BlockInfo.Inserted::backingFile);
@@ -174,12 +174,18 @@ final class VmMonitor implements MonitorHandler {
         }
         java.nio.file.Path overlay = java.nio.file.Path.of(inserted.get().file()).toAbsolutePath();
         java.nio.file.Path base = overlay.getParent().resolve(backing.get());
-        try (ferry.image.BlockImage image = ferry.image.Images.open(base, ferry.image.Images.probeFormat(base), true)) {
-            return ferry.migration.BaseIdentities.of(image, java.nio.file.Path.of(backing.get()).getFileName().toString());
-        } catch (java.io.IOException e) {
-            throw new MonitorException(MonitorException.Kind.FAILED, "reading the base image " + base + " of " + drive.id()
-                    + " failed: " + e.getMessage(), e);
+        if (!java.nio.file.Files.isRegularFile(base)) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "the base image " + base + " of " + drive.id() + " is not a file");
         }
+        String name = java.nio.file.Path.of(backing.get()).getFileName().toString();
+        return () -> {
+            try (ferry.image.BlockImage image = ferry.image.Images.open(base, ferry.image.Images.probeFormat(base), true)) {
+                return ferry.migration.BaseIdentities.of(image, name);
+            } catch (java.io.IOException e) {
+                throw new MigrationException(ferry.migration.Phase.HANDSHAKE, "reading the base image " + base + " of "
+                        + drive.id() + " failed: " + e.getMessage(), e);
+            }
+        };
     }
 
     /** {@code migrate} without {@code -d}: progress lines until the end, as QEMU's monitor waits. */
