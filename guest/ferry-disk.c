@@ -1,12 +1,14 @@
 /*
  * ferry-disk: the demo guest's disk workload. Writes self-checking 4 KiB records at random
- * 4 KiB-aligned offsets of a block device, or verifies every block of it.
+ * 4 KiB-aligned offsets of a block device, or verifies every block of it, or measures the disk's
+ * throughput (bench/steady-state.sh).
  *
  * The record layout is specified in guest/README.md; ferry.vm.guest.RecordVerifier implements
  * the same checks on the host. Keep the three in step.
  *
  *   ferry-disk write DEVICE [rate=BYTES/s|max] [seconds=N] [count=N]
  *   ferry-disk verify DEVICE
+ *   ferry-disk randwrite|randread|seqwrite DEVICE [seconds=N]
  *
  * Output lines start with "ferry-guest: " so that the host can find them on the serial console.
  * Built with: gcc -static -O2 -o ferry-disk ferry-disk.c
@@ -212,6 +214,72 @@ static int do_write(const char *dev, int argc, char **argv) {
     return 0;
 }
 
+/*
+ * Throughput workloads. One request at a time (queue depth 1), O_DIRECT so that the guest's page
+ * cache neither absorbs writes nor answers reads: every request reaches the virtio disk.
+ *   randwrite  4 KiB writes at random 4 KiB-aligned offsets over the whole device
+ *   randread   4 KiB reads, likewise (the host fills the disk first, so no read is of a hole)
+ *   seqwrite   1 MiB writes from offset 0 upwards, wrapping at the end of the device
+ * The writers end with fdatasync, inside the timed interval: the data is durable when the figure
+ * is printed, whoever carries it to the file. The payload is a fixed xorshift pattern (not zeros,
+ * so that no layer can take a write for a zero write), with the request number in its first 8
+ * bytes. Result, one line: bench mode=M bytes=B ops=N seconds=S mib_per_s=X iops=Y
+ */
+#define BENCH_RANDOM_LENGTH      4096
+#define BENCH_SEQUENTIAL_LENGTH  (1 << 20)
+
+enum bench_mode { BENCH_RANDWRITE, BENCH_RANDREAD, BENCH_SEQWRITE };
+
+static int do_bench(enum bench_mode mode, const char *name, const char *dev, int argc, char **argv) {
+    int64_t seconds = 10;
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "seconds=", 8) != 0 || (seconds = parse_size(argv[i] + 8)) <= 0) {
+            say("error bad %s option: option=%s (expected seconds=N, N > 0)", name, argv[i]);
+            return 2;
+        }
+    }
+    const size_t length = mode == BENCH_SEQWRITE ? BENCH_SEQUENTIAL_LENGTH : BENCH_RANDOM_LENGTH;
+    const int writes = mode != BENCH_RANDREAD;
+    int fd = open(dev, (writes ? O_WRONLY : O_RDONLY) | O_DIRECT);
+    if (fd < 0) return fail("open for bench failed", dev);
+    uint64_t size = device_size(fd);
+    uint64_t slots = size / length;   /* request-sized, request-aligned places on the device */
+    if (slots == 0) { say("error device too small: device=%s size=%" PRIu64, dev, size); return 2; }
+    unsigned char *buf;
+    if (posix_memalign((void **) &buf, RECORD_SIZE, length) != 0) { say("error out of memory"); return 2; }
+    uint64_t rng = random_seed();
+    for (size_t i = 0; i + 8 <= length; i += 8) put64(buf + i, xorshift64(&rng));
+    say("phase=bench-start mode=%s device=%s size=%" PRIu64 " length=%zu seconds=%" PRId64, name, dev, size, length,
+        seconds);
+
+    double start = now_s(), deadline = start + (double) seconds;
+    uint64_t ops = 0;
+    while (!stop_requested && now_s() < deadline) {
+        uint64_t offset = (mode == BENCH_SEQWRITE ? ops % slots : xorshift64(&rng) % slots) * length;
+        ssize_t n;
+        if (writes) {
+            put64(buf, ops);
+            n = pwrite(fd, buf, length, (off_t) offset);
+        } else {
+            n = pread(fd, buf, length, (off_t) offset);
+        }
+        if (n != (ssize_t) length) {
+            if (n < 0 && errno == EINTR) continue;
+            say("error %s failed: device=%s offset=%" PRIu64 " length=%zu: %s", name, dev, offset, length,
+                n < 0 ? strerror(errno) : "short transfer");
+            return 2;
+        }
+        ops++;
+    }
+    if (writes && fdatasync(fd) != 0) return fail("fdatasync failed", dev);
+    double elapsed = now_s() - start;
+    close(fd);
+    uint64_t bytes = ops * length;
+    say("bench mode=%s bytes=%" PRIu64 " ops=%" PRIu64 " seconds=%.3f mib_per_s=%.2f iops=%.1f", name, bytes, ops,
+        elapsed, (double) bytes / elapsed / (1024.0 * 1024.0), (double) ops / elapsed);
+    return 0;
+}
+
 /* Returns NULL when the block is a valid record at `offset`, else the reason. Zero blocks are reported separately. */
 static const char *check_record(const unsigned char *r, uint64_t offset) {
     if (memcmp(r + OFF_MAGIC, MAGIC, 8) != 0) return "bad-magic";
@@ -269,7 +337,8 @@ int main(int argc, char **argv) {
     crc32c_init();
     if (argc < 3) {
         fprintf(stderr, "usage: ferry-disk write DEVICE [rate=N[k|M]|max] [seconds=N] [count=N]\n"
-                        "       ferry-disk verify DEVICE\n");
+                        "       ferry-disk verify DEVICE\n"
+                        "       ferry-disk randwrite|randread|seqwrite DEVICE [seconds=N]\n");
         return 2;
     }
     struct sigaction sa = {0};
@@ -278,6 +347,9 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     if (strcmp(argv[1], "write") == 0) return do_write(argv[2], argc - 3, argv + 3);
     if (strcmp(argv[1], "verify") == 0) return do_verify(argv[2]);
-    say("error unknown mode: mode=%s (expected write or verify)", argv[1]);
+    if (strcmp(argv[1], "randwrite") == 0) return do_bench(BENCH_RANDWRITE, argv[1], argv[2], argc - 3, argv + 3);
+    if (strcmp(argv[1], "randread") == 0) return do_bench(BENCH_RANDREAD, argv[1], argv[2], argc - 3, argv + 3);
+    if (strcmp(argv[1], "seqwrite") == 0) return do_bench(BENCH_SEQWRITE, argv[1], argv[2], argc - 3, argv + 3);
+    say("error unknown mode: mode=%s (expected write, verify, randwrite, randread or seqwrite)", argv[1]);
     return 2;
 }
