@@ -9,9 +9,8 @@ import java.util.List;
  *
  * <p>{@code -nodefaults} drops QEMU's default NIC, VGA, monitor, serial and parallel ports: the guest
  * gets exactly the devices listed here, so that source and destination of a migration agree. Disks
- * served over NBD use {@code discard=unmap} so that the guest's discards reach Ferry's images as
- * TRIM; {@code cache.direct} is left alone because it means nothing for the NBD driver (no host page
- * cache sits between QEMU and the socket).
+ * are the user's {@code -drive}s as written (QEMU opens the images itself), each with a stable
+ * format node name ({@link QemuConfig.Disk.Drive}).
  */
 public final class QemuCommandLine {
     public static final String DEFAULT_BINARY = "qemu-system-x86_64";
@@ -52,18 +51,6 @@ public final class QemuCommandLine {
         });
         for (QemuConfig.Disk disk : config.disks()) {
             switch (disk) {
-                case QemuConfig.Disk.Nbd nbd -> {
-                    args.add("-blockdev");
-                    args.add("driver=nbd,node-name=" + nbd.id() + ",server.type=unix,server.path=" + escape(nbd.socket())
-                            + ",export=" + escape(nbd.export()) + ",discard=unmap");
-                    addVirtioBlk(args, nbd.id());
-                }
-                case QemuConfig.Disk.File file -> {
-                    args.add("-blockdev");
-                    args.add("driver=" + escape(file.format()) + ",node-name=" + file.id()
-                            + ",discard=unmap,file.driver=file,file.filename=" + escape(file.path()));
-                    addVirtioBlk(args, file.id());
-                }
                 case QemuConfig.Disk.Drive drive -> {
                     args.add("-drive");                      // if= makes the guest device: no -device here
                     args.add(drive.commandLineValue());
@@ -90,11 +77,6 @@ public final class QemuCommandLine {
         }
         args.addAll(config.extraArgs());
         return List.copyOf(args);
-    }
-
-    private static void addVirtioBlk(List<String> args, String node) {
-        args.add("-device");
-        args.add("virtio-blk-pci,drive=" + node + ",id=" + node + "-dev");
     }
 
     /** QEMU option values escape a comma by doubling it. */

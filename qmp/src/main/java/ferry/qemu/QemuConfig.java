@@ -69,8 +69,6 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
                 throw new IllegalArgumentException("invalid VM config: name=" + name + " duplicate disk id=" + disk.id());
             }
             List<String> names = switch (disk) {
-                case Disk.Nbd nbd -> List.of(nbd.id());
-                case Disk.File file -> List.of(file.id());
                 case Disk.Drive drive -> List.of(drive.id(), drive.nodeName());
             };
             for (String blockName : names) {
@@ -126,30 +124,6 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
     /** A guest disk. */
     public sealed interface Disk {
         String id();
-
-        /**
-         * Served over NBD on a unix socket by Ferry's disk server, on a virtio-blk-pci device named
-         * {@code ID-dev}.
-         */
-        record Nbd(String id, Path socket, String export) implements Disk {
-            public Nbd {
-                Objects.requireNonNull(id, "id");
-                Objects.requireNonNull(socket, "socket");
-                Objects.requireNonNull(export, "export");
-            }
-        }
-
-        /**
-         * An image file opened by QEMU itself, {@code format} raw or qcow2, on a virtio-blk-pci device
-         * named {@code ID-dev} (tests and the demo).
-         */
-        record File(String id, Path path, String format) implements Disk {
-            public File {
-                Objects.requireNonNull(id, "id");
-                Objects.requireNonNull(path, "path");
-                Objects.requireNonNull(format, "format");
-            }
-        }
 
         /**
          * A {@code -drive} that QEMU opens itself, passed through with the user's properties in their

@@ -21,20 +21,16 @@ class QemuCommandLineTest {
     }
 
     @Test
-    void shouldServeEachDiskOverNbdOnAVirtioBlkDevice() {
+    void shouldPlaceKernelDrivesSerialAndIncomingInOrder() {
         QemuConfig config = base.withSmp(2)
                 .withKernel(Path.of("/g/vmlinuz"), Optional.of(Path.of("/g/initramfs.cpio.gz")), Optional.of("console=ttyS0 quiet"))
-                .withDisks(List.of(new QemuConfig.Disk.Nbd("disk0", Path.of("/run/ferry/vm1/nbd.sock"), "disk0"),
-                        new QemuConfig.Disk.File("scratch", Path.of("/tmp/a,b.raw"), "raw")))
+                .withDisks(List.of(drive("file", "/tmp/a,b.raw", "format", "raw", "if", "virtio", "id", "scratch")))
                 .withSerial(QemuConfig.Serial.parse("unix:/run/ferry/vm1/serial.sock,server,nowait"))
                 .withPaused(true).withIncomingDefer(true).withExtraArgs(List.of("-no-reboot"));
         List<String> args = QemuCommandLine.of(config);
         String line = String.join(" ", args);
         assertTrue(line.contains("-kernel /g/vmlinuz -initrd /g/initramfs.cpio.gz -append console=ttyS0 quiet"), line);
-        assertTrue(line.contains("-blockdev driver=nbd,node-name=disk0,server.type=unix,server.path=/run/ferry/vm1/nbd.sock,export=disk0,discard=unmap"
-                + " -device virtio-blk-pci,drive=disk0,id=disk0-dev"), line);
-        assertTrue(line.contains("-blockdev driver=raw,node-name=scratch,discard=unmap,file.driver=file,file.filename=/tmp/a,,b.raw"
-                + " -device virtio-blk-pci,drive=scratch,id=scratch-dev"), line);
+        assertTrue(line.contains("-drive file=/tmp/a,,b.raw,format=raw,if=virtio,id=scratch,node-name=scratch-fmt -serial"), line);
         assertTrue(line.contains("-serial unix:/run/ferry/vm1/serial.sock,server=on,wait=off"), line);
         assertTrue(line.endsWith("-S -incoming defer -no-reboot"), line);
         assertEquals("-smp", args.get(9));
@@ -99,10 +95,10 @@ class QemuCommandLineTest {
     @Test
     void shouldRejectBadConfigsWithAClearMessage() {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                () -> base.withDisks(List.of(new QemuConfig.Disk.Nbd("0disk", Path.of("/s"), "x"))));
+                () -> base.withDisks(List.of(drive("file", "/s", "id", "0disk", "node-name", "n0"))));
         assertEquals("invalid VM config: name=vm1 disk id=0disk (a letter, then letters, digits, '-', '.', '_')", e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> base.withDisks(List.of(
-                new QemuConfig.Disk.Nbd("d", Path.of("/s"), "x"), new QemuConfig.Disk.Nbd("d", Path.of("/t"), "y"))));
+                drive("file", "/s", "id", "d"), drive("file", "/t", "id", "d"))));
         assertThrows(IllegalArgumentException.class, () -> base.withSmp(0));
         assertEquals("invalid serial: serial=tcp:1.2.3.4:5 (expected stdio, file:PATH, unix:PATH,server,nowait or none)",
                 assertThrows(IllegalArgumentException.class, () -> QemuConfig.Serial.parse("tcp:1.2.3.4:5")).getMessage());

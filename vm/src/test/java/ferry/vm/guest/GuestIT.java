@@ -80,7 +80,9 @@ class GuestIT {
                         tmp.resolve(label + "-qmp.sock"))
                 .withKernel(guest.resolve("vmlinuz"), Optional.of(guest.resolve("initramfs.cpio.gz")),
                         Optional.of("console=ttyS0 quiet panic=-1 ferry.workload=" + workload))
-                .withDisks(List.of(new QemuConfig.Disk.File("disk0", disk, "raw")))
+                .withDisks(List.of(new QemuConfig.Disk.Drive(List.of(new QemuConfig.DriveProperty("file", disk.toString()),
+                        new QemuConfig.DriveProperty("format", "raw"), new QemuConfig.DriveProperty("if", "virtio"),
+                        new QemuConfig.DriveProperty("id", "disk0")))))
                 .withSerial(new QemuConfig.Serial.File(serial))
                 .withExtraArgs(List.of("-no-reboot"));
         BlockingQueue<QmpEvent> events = new LinkedBlockingQueue<>();
