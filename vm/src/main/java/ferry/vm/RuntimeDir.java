@@ -9,9 +9,10 @@ import java.util.Comparator;
 import java.util.stream.Stream;
 
 /**
- * The private directory (mode 0700) that holds one {@code ferry run}'s sockets: the disk server's
- * NBD socket, QEMU's QMP socket, the RAM tunnel sockets, QEMU's log. Removed on exit. Directories
- * left by a Ferry that was killed with {@code -9} are removed at the next start (their pid is gone).
+ * The private directory (mode 0700) that holds one {@code ferry run}'s sockets: QEMU's QMP socket,
+ * the socket of QEMU's own NBD server while a migration runs, the RAM tunnel sockets, QEMU's log.
+ * Removed on exit. Directories left by a Ferry that was killed with {@code -9} are removed at the
+ * next start once their QEMU is gone too (while it runs, its QMP socket here is the way back to it).
  */
 public final class RuntimeDir implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(RuntimeDir.class.getName());
