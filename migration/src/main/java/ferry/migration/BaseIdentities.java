@@ -24,12 +24,25 @@ public final class BaseIdentities {
     private BaseIdentities() {}
 
     public static Frame.BaseIdentity of(BlockImage base, String fileName) throws ImageException {
+        return of(base, fileName, () -> false);
+    }
+
+    /**
+     * As {@link #of(BlockImage, String)}, but gives up between two chunks once {@code stop} says so
+     * (a cancelled migration must not wait for a whole large base to be read).
+     */
+    public static Frame.BaseIdentity of(BlockImage base, String fileName, java.util.function.BooleanSupplier stop)
+            throws ImageException {
         MessageDigest total = sha256();
         MessageDigest chunkDigest = sha256();
         ByteBuffer buffer = ByteBuffer.allocateDirect(CHUNK);
         byte[] zeroChunkDigest = null;
         long size = base.size();
         for (long offset = 0; offset < size; offset += CHUNK) {
+            if (stop.getAsBoolean()) {
+                throw new ImageException(ImageException.Kind.IO, "hashing stopped: image=" + base.describe() + " offset=" + offset
+                        + " (the migration was cancelled or failed)");
+            }
             int length = (int) Math.min(CHUNK, size - offset);
             if (readsAsZero(base, offset, length)) {
                 if (zeroChunkDigest == null || length != CHUNK) {

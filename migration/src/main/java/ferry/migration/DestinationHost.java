@@ -44,6 +44,12 @@ public interface DestinationHost {
          */
         void startVm() throws MigrationException;
 
+        /**
+         * Asks a {@link #startVm()} that still runs to give up at its next check (a long base digest);
+         * {@link #abort} follows. Called from the session's thread.
+         */
+        void stopStarting();
+
         /** Where the waiting QEMU listens for its RAM stream (valid once {@link #startVm()} returned). */
         Path ramSocket();
 

@@ -426,6 +426,9 @@ final class DestinationSession {
         }
         if (vmStart != null) {
             try {
+                if (prepared != null) {
+                    prepared.stopStarting();      // a base digest in progress stops at its next chunk
+                }
                 vmStart.join();                   // never abort a VM that is still starting
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();

@@ -201,6 +201,7 @@ final class FakeQemu {
         }
         @Override public List<Boolean> fresh() { return images.stream().map(i -> true).toList(); }
         @Override public void startVm() { }
+        @Override public void stopStarting() { }
         @Override public Path ramSocket() { return socket; }
         @Override public void ramListener(SourceVm.RamListener listener) { this.listener = listener; }
         volatile boolean failResume;

@@ -167,11 +167,11 @@ final class IncomingVm implements DestinationHost {
 
     /** A base whose content digest must match the source's before the disks may be verified. */
     private record BaseCheck(VmConfig.Drive drive, Path basePath, String baseFormat, Frame.BaseIdentity expected) {
-        void run() throws MigrationException {
+        void run(java.util.function.BooleanSupplier stop) throws MigrationException {
             long startNs = System.nanoTime();
             Frame.BaseIdentity ours;
             try (BlockImage local = Images.open(basePath, baseFormat, true)) {
-                ours = ferry.migration.BaseIdentities.of(local, expected.fileName());
+                ours = ferry.migration.BaseIdentities.of(local, expected.fileName(), stop);
             } catch (IOException e) {
                 throw new MigrationException(Phase.BULK_COPY, "reading the base image " + basePath + " failed: " + e.getMessage(), e);
             }
@@ -243,6 +243,12 @@ final class IncomingVm implements DestinationHost {
         private volatile QemuProcess qemu;
 
         private final List<BaseCheck> baseChecks;
+        private volatile boolean stopping;
+
+        @Override
+        public void stopStarting() {
+            stopping = true;
+        }
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created, List<BaseCheck> baseChecks) {
             this.baseChecks = baseChecks;
@@ -267,7 +273,7 @@ final class IncomingVm implements DestinationHost {
                 throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed: " + e.getMessage(), e);
             }
             for (BaseCheck check : baseChecks) {
-                check.run();                   // on vm-start, while the bulk pass arrives
+                check.run(() -> stopping);     // on vm-start, while the bulk pass arrives
             }
         }
 

@@ -180,7 +180,7 @@ final class VmMonitor implements MonitorHandler {
         String name = java.nio.file.Path.of(backing.get()).getFileName().toString();
         return () -> {
             try (ferry.image.BlockImage image = ferry.image.Images.open(base, ferry.image.Images.probeFormat(base), true)) {
-                return ferry.migration.BaseIdentities.of(image, name);
+                return ferry.migration.BaseIdentities.of(image, name, Thread.currentThread()::isInterrupted);   // cancel interrupts
             } catch (java.io.IOException e) {
                 throw new MigrationException(ferry.migration.Phase.HANDSHAKE, "reading the base image " + base + " of "
                         + drive.id() + " failed: " + e.getMessage(), e);
