@@ -7,7 +7,6 @@ import static ferry.cli.VmHosts.awaitWritesBeyond;
 import static ferry.cli.VmHosts.heartbeat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
-import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.image.raw.RawImage;
@@ -84,10 +83,10 @@ class MigrationControlIT {
             int port = VmHosts.freePort();
             try (LocalHost destination = VmHosts.destination("destination", tmp.resolve("dst"), destinationArgs, port)) {
                 // 1. Cancelled while Ferry's bitmap, exports, NBD server and write throttle are all in QEMU.
-                String link = linkSlowerThanTheGuest(source);
+                String link = VmHosts.linkSlowerThanTheGuest(source);
                 source.monitor("migrate_set_speed " + link);
                 assertEquals("", source.monitor("migrate -d -b tcp:127.0.0.1:" + port));
-                awaitThrottled(source);
+                VmHosts.awaitThrottled(source);
                 QemuBlockLayer.Seen during = qemu.look(DRIVE_ID);
                 System.out.println("link " + link + ", QEMU while migrating: " + during);
                 assertTrue(!during.ferryBitmaps().isEmpty() && !during.ferryExports().isEmpty() && during.nbdServer()
@@ -249,32 +248,6 @@ class MigrationControlIT {
         String block = host.monitor("info block");
         return block.lines().filter(l -> l.strip().startsWith("I/O throttling:")).findFirst()
                 .orElseThrow(() -> new AssertionError("no I/O throttling line in info block: " + block)).strip();
-    }
-
-    /**
-     * A link an eighth as fast as the guest writes, measured now: the guest outruns it whatever the
-     * machine's speed, so Ferry must throttle. Between 1 KiB/s and 64 KiB/s.
-     */
-    private static String linkSlowerThanTheGuest(LocalHost source) throws Exception {
-        long before = heartbeat(source);
-        long startNs = System.nanoTime();
-        awaitWritesBeyond(source, before + 8, 60_000, "the guest hardly writes");
-        long bytesPerSec = (heartbeat(source) - before) * 4096 * 1_000_000_000L / (System.nanoTime() - startNs);
-        long link = Math.clamp(bytesPerSec / 8, 1024, 64 * 1024);
-        return (link / 1024) + "k";
-    }
-
-    /** Waits until {@code info migrate} reports Ferry's write throttle on. */
-    private static void awaitThrottled(LocalHost source) throws Exception {
-        long deadline = System.currentTimeMillis() + 90_000;
-        InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
-        while (info.field("ferry write throttle").equals("off") && System.currentTimeMillis() < deadline) {
-            assertTrue(List.of("setup", "active").contains(info.status()), info.fields().toString());
-            Thread.sleep(250);
-            info = InfoMigrateText.parse(source.monitor("info migrate"));
-        }
-        assertNotEquals("off", info.field("ferry write throttle"), "a guest 8x faster than the link was never throttled: "
-                + info.fields());
     }
 
     /** Types {@code line} into two monitor clients at the same moment; both replies. */

@@ -2,6 +2,7 @@ package ferry.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.testkit.Tools;
@@ -117,5 +118,34 @@ final class VmHosts {
             Thread.sleep(100);
         }
         assertFalse(Files.exists(file), "the destination kept " + file + " after a failed migration");
+    }
+
+    /**
+     * A link an eighth as fast as the guest writes, measured over a few seconds now, so the guest
+     * outruns it by construction rather than by an assumption about the machine's speed. Between
+     * 8 KiB/s (where Ferry's throttle floor, a sixteenth of the link, still lets a record through
+     * every 8 s) and 64 KiB/s; the guest outruns even the floor while it writes 4 records a second.
+     */
+    static String linkSlowerThanTheGuest(LocalHost source) throws Exception {
+        long before = heartbeat(source);
+        long startNs = System.nanoTime();
+        Thread.sleep(3000);                                // heartbeats come once a second
+        awaitWritesBeyond(source, before + 8, 60_000, "the guest hardly writes");
+        long bytesPerSec = (heartbeat(source) - before) * 4096 * 1_000_000_000L / (System.nanoTime() - startNs);
+        long link = Math.clamp(bytesPerSec / 8, 8 * 1024, 64 * 1024);
+        return (link / 1024) + "k";
+    }
+
+    /** Waits until {@code info migrate} reports Ferry's write throttle on. */
+    static void awaitThrottled(LocalHost source) throws Exception {
+        long deadline = System.currentTimeMillis() + 90_000;
+        InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
+        while (info.field("ferry write throttle").equals("off") && System.currentTimeMillis() < deadline) {
+            assertTrue(List.of("setup", "active").contains(info.status()), info.fields().toString());
+            Thread.sleep(250);
+            info = InfoMigrateText.parse(source.monitor("info migrate"));
+        }
+        assertNotEquals("off", info.field("ferry write throttle"), "a guest that outruns the link was never throttled: "
+                + info.fields());
     }
 }
