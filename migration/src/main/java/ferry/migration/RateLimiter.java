@@ -10,12 +10,37 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class RateLimiter {
     private static final long BURST_NS = TimeUnit.MILLISECONDS.toNanos(50);
+
+    /** Where the limiter reads the time and waits: the system's, or a virtual one in the unit tests. */
+    interface Clock {
+        Clock SYSTEM = new Clock() {
+            @Override public long nanoTime() {
+                return System.nanoTime();
+            }
+
+            @Override public void sleepNs(long ns) throws InterruptedException {
+                TimeUnit.NANOSECONDS.sleep(ns);
+            }
+        };
+
+        long nanoTime();
+
+        void sleepNs(long ns) throws InterruptedException;
+    }
+
     private final ReentrantLock lock = new ReentrantLock(true);   // fair: senders take turns
+    private final Clock clock;
     private volatile long bytesPerSec;
     private double tokens;
-    private long lastNs = System.nanoTime();
+    private long lastNs;
 
     public RateLimiter(long bytesPerSec) {
+        this(bytesPerSec, Clock.SYSTEM);
+    }
+
+    RateLimiter(long bytesPerSec, Clock clock) {
+        this.clock = clock;
+        this.lastNs = clock.nanoTime();
         rate(bytesPerSec);
     }
 
@@ -38,7 +63,7 @@ public final class RateLimiter {
             tokens -= bytes;
             if (tokens < 0) {
                 long waitNs = (long) (-tokens * 1e9 / bytesPerSec);
-                TimeUnit.NANOSECONDS.sleep(waitNs);
+                clock.sleepNs(waitNs);
                 refill();
             }
         } finally {
@@ -47,7 +72,7 @@ public final class RateLimiter {
     }
 
     private void refill() {
-        long now = System.nanoTime();
+        long now = clock.nanoTime();
         long rate = bytesPerSec;
         tokens = Math.min(tokens + (now - lastNs) * rate / 1e9, rate * (BURST_NS / 1e9));
         lastNs = now;

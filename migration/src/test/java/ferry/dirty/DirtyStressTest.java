@@ -34,7 +34,12 @@ class DirtyStressTest {
     private static final int GRANULE = 4096;
     private static final long SIZE = 16L * 1024 * 1024 + 1000;   // a short last granule
     private static final int WRITERS = 4;
+    /** The writers run at least this long, and until the copier made a few passes while they wrote. */
     private static final long WRITE_PHASE_MS = 2_500;
+    private static final int MIN_PASSES_WHILE_WRITING = 3;
+    private static final long MIN_BYTES_WRITTEN = 4L << 20;
+    /** Only bounds the wait for the two minimums above, so that a broken copier cannot hang the build. */
+    private static final long WRITE_PHASE_LIMIT_MS = 60_000;
     private static final int MAX_WRITES_PER_WRITER = 200_000;
     private static final int MAX_RUN_GRANULES = 32;             // 128 KiB frames
 
@@ -58,18 +63,18 @@ class DirtyStressTest {
             DirtyTrackingImage tracked = new DirtyTrackingImage(source, bitmap);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             AtomicBoolean writersDone = new AtomicBoolean();
+            AtomicBoolean stopWriting = new AtomicBoolean();
             AtomicLong bytesWritten = new AtomicLong();
             AtomicLong passes = new AtomicLong();
             AtomicLong bytesCopied = new AtomicLong();
 
             ThreadFactory writerThreads = Threads.platform("stress-writer");
             List<Thread> writers = new ArrayList<>();
-            long deadlineNs = System.nanoTime() + WRITE_PHASE_MS * 1_000_000;
             for (int w = 0; w < WRITERS; w++) {
                 long seed = 1000 + w;
                 writers.add(writerThreads.newThread(() -> {
                     try {
-                        write(tracked, new Random(seed), deadlineNs, bytesWritten);
+                        write(tracked, new Random(seed), stopWriting, bytesWritten);
                     } catch (Throwable e) {
                         failure.compareAndSet(null, e);
                     }
@@ -94,8 +99,18 @@ class DirtyStressTest {
 
             copier.start();
             writers.forEach(Thread::start);
+            // Stop the writers once the stress did what it is for, however fast the machine: a minimum time,
+            // several copier passes while they wrote, and some megabytes written.
+            long startNs = System.nanoTime();
+            long limitNs = startNs + WRITE_PHASE_LIMIT_MS * 1_000_000;
+            while (failure.get() == null && System.nanoTime() < limitNs && writers.stream().allMatch(Thread::isAlive)
+                    && !(System.nanoTime() - startNs >= WRITE_PHASE_MS * 1_000_000
+                         && passes.get() >= MIN_PASSES_WHILE_WRITING && bytesWritten.get() >= MIN_BYTES_WRITTEN)) {
+                Thread.sleep(10);
+            }
+            stopWriting.set(true);
             for (Thread writer : writers) {
-                writer.join(WRITE_PHASE_MS + 10_000);
+                writer.join(10_000);
                 assertFalse(writer.isAlive(), writer.getName() + " stopped");
             }
             writersDone.set(true);
@@ -106,8 +121,10 @@ class DirtyStressTest {
             long finalBytes = copyPass(bitmap, tracked, destination, ByteBuffer.allocateDirect(MAX_RUN_GRANULES * GRANULE));
             assertEquals(0, bitmap.dirtyCount(), "nothing writes after the final pass");
 
-            assertTrue(bytesWritten.get() > 4L * 1024 * 1024, "writers wrote: " + bytesWritten.get());
-            assertTrue(passes.get() >= 3, "copier made several non-empty passes while writers ran: " + passes.get());
+            assertTrue(bytesWritten.get() >= MIN_BYTES_WRITTEN, "writers wrote " + bytesWritten.get() + " bytes before the"
+                    + " writes' count or the " + WRITE_PHASE_LIMIT_MS + " ms limit ran out");
+            assertTrue(passes.get() >= MIN_PASSES_WHILE_WRITING, "the copier made " + passes.get() + " non-empty passes"
+                    + " while the writers ran (within " + WRITE_PHASE_LIMIT_MS + " ms): is it stuck?");
             assertTrue(bytesCopied.get() > 0, "copier copied data while writers ran");
             System.out.printf("dirty stress: written=%d B passes=%d copiedDuringWrites=%d B finalPass=%d B%n",
                     bytesWritten.get(), passes.get(), bytesCopied.get(), finalBytes);
@@ -117,10 +134,10 @@ class DirtyStressTest {
         }
     }
 
-    /** Random 4 KiB..128 KiB writes at random (unaligned) offsets until the deadline; bounded in count too. */
-    private static void write(BlockImage image, Random random, long deadlineNs, AtomicLong bytesWritten) throws ImageException {
+    /** Random 4 KiB..128 KiB writes at random (unaligned) offsets until told to stop; bounded in count too. */
+    private static void write(BlockImage image, Random random, AtomicBoolean stop, AtomicLong bytesWritten) throws ImageException {
         byte[] data = new byte[128 * 1024];
-        for (int i = 0; i < MAX_WRITES_PER_WRITER && System.nanoTime() < deadlineNs; i++) {
+        for (int i = 0; i < MAX_WRITES_PER_WRITER && !stop.get(); i++) {
             int length = 4096 + random.nextInt(128 * 1024 - 4096 + 1);
             long offset = (long) (random.nextDouble() * (SIZE - length));
             random.nextBytes(data);

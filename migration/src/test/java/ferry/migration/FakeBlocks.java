@@ -20,6 +20,8 @@ final class FakeBlocks implements SourceBlocks {
     /** The highest write limit the migration set, 0 if it never throttled. */
     final AtomicLong highestLimit = new AtomicLong();
     volatile boolean stopped;
+    /** Counted down once every image is tracked: from here on a guest write is a write during the migration. */
+    final java.util.concurrent.CountDownLatch tracking = new java.util.concurrent.CountDownLatch(1);
 
     FakeBlocks(List<DirtyTrackingImage> images) {
         this.images = List.copyOf(images);
@@ -48,6 +50,7 @@ final class FakeBlocks implements SourceBlocks {
             image.track(bitmap);
             readers.add(image);
         }
+        tracking.countDown();
         return readers;
     }
 

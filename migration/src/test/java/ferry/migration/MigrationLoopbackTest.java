@@ -29,6 +29,8 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class MigrationLoopbackTest {
     private static final long DISK_SIZE = 32L << 20;
+    /** Records the guest writes while the migration tracks its writes, before the switchover may pause it. */
+    private static final long GUEST_WRITES = 100;
 
     @TempDir Path tmp;
     private Path srcDir;
@@ -62,11 +64,24 @@ class MigrationLoopbackTest {
     }
 
     private MigrationSource migrate(int port, FakeQemu.Source vm) {
-        FakeBlocks blocks = FakeBlocks.of(source);
+        return migrate(port, vm, FakeBlocks.of(source), 1L << 30);
+    }
+
+    private MigrationSource migrate(int port, FakeQemu.Source vm, FakeBlocks blocks, long bytesPerSec) {
         MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), vm, blocks,
-                new MigrationRequest("127.0.0.1", port, true, false), MigrationParameters.defaults().withMaxBandwidth(1L << 30), srcDir);
+                new MigrationRequest("127.0.0.1", port, true, false), MigrationParameters.defaults().withMaxBandwidth(bytesPerSec),
+                srcDir);
         migration.start();
         return migration;
+    }
+
+    /** Waits, at most {@code timeoutMs}, until {@code counter} reaches {@code target}. */
+    private static void awaitAtLeast(AtomicLong counter, long target, long timeoutMs, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + timeoutMs * 1_000_000;
+        while (counter.get() < target && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertTrue(counter.get() >= target, what + ": " + counter.get() + " of " + target + " within " + timeoutMs + " ms");
     }
 
     /** Where QEMU stops the vCPUs and drains I/O: the writer stops and its last write has returned. */
@@ -83,10 +98,14 @@ class MigrationLoopbackTest {
     void shouldCopyDiskAndRamWhileTheGuestWrites() throws Exception {
         AtomicBoolean paused = new AtomicBoolean();
         AtomicLong written = new AtomicLong();
+        FakeBlocks blocks = FakeBlocks.of(source);
+        // The guest writes only once the migration tracks writes, and QEMU's pause (switchover) waits for its
+        // first GUEST_WRITES: so they happen during the migration, whatever the machine's speed.
         Thread guest = Thread.ofVirtual().start(() -> {
             Random random = new Random(7);
             ByteBuffer record = ByteBuffer.allocateDirect(4096);
             try {
+                assertTrue(blocks.tracking.await(60, java.util.concurrent.TimeUnit.SECONDS), "the migration never started tracking");
                 for (int i = 0; i < 200_000 && !paused.get(); i++) {
                     record.clear();
                     while (record.hasRemaining()) {
@@ -103,15 +122,23 @@ class MigrationLoopbackTest {
                 throw new AssertionError(e);
             }
         });
-        Thread.sleep(50);
         FakeQemu.Source vm = new FakeQemu.Source();
-        vm.pauseGuest = () -> pause(paused, guest);
-        MigrationSource migration = migrate(destination.port(), vm);
+        AtomicLong writtenAtPause = new AtomicLong(-1);
+        vm.pauseGuest = () -> {
+            try {
+                awaitAtLeast(written, GUEST_WRITES, 30_000, "guest writes during the migration");
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            pause(paused, guest);
+            writtenAtPause.set(written.get());
+        };
+        MigrationSource migration = migrate(destination.port(), vm, blocks, 1L << 30);
         assertTrue(migration.await(60_000), "migration did not finish");
         MigrationReport report = migration.stats().report();
         assertEquals(MigrationStatus.COMPLETED, report.status(), () -> "source: " + report.error());
         assertTrue(destination.awaitCompleted(5_000));
-        assertTrue(written.get() > 100, "the guest hardly wrote: " + written.get());
+        assertTrue(writtenAtPause.get() >= GUEST_WRITES, "the guest wrote " + writtenAtPause.get() + " records before the pause");
         assertTrue(report.dirtyPass() > 0, "no dirty pass ran while the guest wrote");
         FakeQemu.Prepared prepared = host.last();
         assertTrue(prepared.resumed.get(), "destination VM was not resumed");
@@ -128,6 +155,7 @@ class MigrationLoopbackTest {
     void shouldConvergeByThrottlingAGuestThatOutrunsTheLink() throws Exception {
         AtomicBoolean paused = new AtomicBoolean();
         AtomicLong written = new AtomicLong();
+        long calibrationStartNs = System.nanoTime();
         Thread guest = Thread.ofVirtual().start(() -> {
             Random random = new Random(11);
             ByteBuffer block = ByteBuffer.allocateDirect(4096);
@@ -143,19 +171,22 @@ class MigrationLoopbackTest {
                 throw new AssertionError(e);
             }
         });
+        // The link: an eighth of the rate the guest just wrote at (at most 16 MiB/s), so that it outruns the
+        // link by construction, not by an assumption about the machine's speed.
+        Thread.sleep(200);
+        long guestBytesPerSec = written.get() * 4096 * 1_000_000_000L / (System.nanoTime() - calibrationStartNs);
+        long link = Math.clamp(guestBytesPerSec / 8, 256 << 10, 16L << 20);
         FakeQemu.Source vm = new FakeQemu.Source();
         vm.pauseGuest = () -> pause(paused, guest);
         FakeBlocks blocks = FakeBlocks.of(source);
-        MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), vm, blocks,
-                new MigrationRequest("127.0.0.1", destination.port(), true, false),
-                MigrationParameters.defaults().withMaxBandwidth(16L << 20), srcDir);
-        migration.start();
-        assertTrue(migration.await(120_000), "a guest outrunning a 16 MiB/s link must still converge");
+        MigrationSource migration = migrate(destination.port(), vm, blocks, link);
+        assertTrue(migration.await(120_000), "a guest writing " + guestBytesPerSec + " B/s on a " + link
+                + " B/s link must still converge");
         MigrationReport report = migration.stats().report();
         assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
-        assertTrue(blocks.highestLimit.get() > 0, "the guest was never throttled: " + report);
+        assertTrue(blocks.highestLimit.get() > 0, "a guest writing " + guestBytesPerSec + " B/s on a " + link
+                + " B/s link was never throttled: " + report);
         assertTrue(blocks.stopped, "the block layer's throttle and bitmaps were not removed");
-        assertTrue(report.dirtyPass() >= Convergence.PASSES_BEFORE_THROTTLE, "converged without dirty passes: " + report);
         FakeQemu.Prepared prepared = host.last();
         prepared.close();
         assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
@@ -313,9 +344,13 @@ class MigrationLoopbackTest {
     @Test
     void shouldCancelAndResume() throws Exception {
         FakeQemu.Source vm = new FakeQemu.Source();
-        MigrationSource migration = migrate(destination.port(), vm);
-        migration.maxBandwidth(2L << 20);           // slow enough to cancel mid-bulk
-        Thread.sleep(300);
+        MigrationSource migration = migrate(destination.port(), vm, FakeBlocks.of(source), 2L << 20);   // a bulk pass of 3 s
+        long deadline = System.currentTimeMillis() + 30_000;
+        while (!(migration.stats().report().phase() == Phase.BULK_COPY && migration.stats().report().diskTransferredBytes() > 0)
+                && System.currentTimeMillis() < deadline) {
+            Thread.sleep(5);
+        }
+        assertEquals(Phase.BULK_COPY, migration.stats().report().phase(), "cancel mid-bulk");
         migration.cancel("user asked");
         assertTrue(migration.await(30_000));
         assertEquals(MigrationStatus.CANCELLED, migration.stats().report().status());

@@ -13,16 +13,25 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>Threads: {@link #beforeWrite} from NBD connection threads; {@link #limit} from the copier.
  */
 public final class WriteThrottle implements DirtyTrackingImage.WriteGate {
+    private final RateLimiter.Clock clock;
     private volatile RateLimiter limiter;          // null: no throttle
     private final AtomicLong delayedNs = new AtomicLong();
     private final AtomicLong writes = new AtomicLong();
+
+    public WriteThrottle() {
+        this(RateLimiter.Clock.SYSTEM);
+    }
+
+    WriteThrottle(RateLimiter.Clock clock) {
+        this.clock = clock;
+    }
 
     /** Limits guest writes to {@code bytesPerSec}; 0 lifts the limit. */
     public void limit(long bytesPerSec) {
         if (bytesPerSec <= 0) {
             limiter = null;
         } else if (limiter == null) {
-            limiter = new RateLimiter(bytesPerSec);
+            limiter = new RateLimiter(bytesPerSec, clock);
         } else {
             limiter.rate(bytesPerSec);
         }
@@ -46,9 +55,9 @@ public final class WriteThrottle implements DirtyTrackingImage.WriteGate {
         if (current == null) {
             return;
         }
-        long start = System.nanoTime();
+        long start = clock.nanoTime();
         current.acquire(length);
-        delayedNs.addAndGet(System.nanoTime() - start);
+        delayedNs.addAndGet(clock.nanoTime() - start);
         writes.incrementAndGet();
     }
 }

@@ -1,50 +1,57 @@
 package ferry.migration;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import org.junit.jupiter.api.Test;
 
-/** The guest write gate: slows writes while a limit is set, lets them through once it is lifted. */
+/**
+ * The guest write gate: slows writes while a limit is set, lets them through once it is lifted. On
+ * a {@link VirtualClock}: the delays it imposes are exact, whatever the machine's load.
+ */
 class WriteThrottleTest {
     private static final long MIB = 1 << 20;
+    private static final long WRITE = 64 << 10;
 
-    private static long writeMs(WriteThrottle throttle, long bytes) throws InterruptedException {
-        long start = System.nanoTime();
-        for (long done = 0; done < bytes; done += 64 << 10) {
-            throttle.beforeWrite(64 << 10);
+    private static void write(WriteThrottle throttle, long bytes) throws InterruptedException {
+        for (long done = 0; done < bytes; done += WRITE) {
+            throttle.beforeWrite(WRITE);
         }
-        return (System.nanoTime() - start) / 1_000_000;
     }
 
     @Test
     void shouldBeOpenUntilALimitIsSet() throws Exception {
-        WriteThrottle throttle = new WriteThrottle();
+        VirtualClock clock = new VirtualClock();
+        WriteThrottle throttle = new WriteThrottle(clock);
         assertEquals(0, throttle.limitBytesPerSec());
-        long ms = writeMs(throttle, 64 * MIB);
-        assertTrue(ms < 300, "64 MiB through an open gate took " + ms + " ms");
+        write(throttle, 64 * MIB);
+        assertEquals(0, clock.sleptNs(), "an open gate delayed writes");
         assertEquals(0, throttle.averageDelayUs());
     }
 
     @Test
     void shouldSlowWritesToTheLimit() throws Exception {
-        WriteThrottle throttle = new WriteThrottle();
+        VirtualClock clock = new VirtualClock();
+        WriteThrottle throttle = new WriteThrottle(clock);
         throttle.limit(8 * MIB);
         assertEquals(8 * MIB, throttle.limitBytesPerSec());
-        long ms = writeMs(throttle, 4 * MIB);
-        assertTrue(ms >= 400 && ms < 5000, "4 MiB at 8 MiB/s took " + ms + " ms, expected about 500");
-        assertTrue(throttle.averageDelayUs() > 1000, "average delay " + throttle.averageDelayUs() + " us");
+        write(throttle, 4 * MIB);
+        assertEquals(500, clock.sleptNs() / 1e6, 0.01, "4 MiB at 8 MiB/s from an empty bucket");
+        assertEquals(500_000 / 64, throttle.averageDelayUs(), "each of the 64 writes waits its share");
     }
 
     @Test
     void shouldLiftTheLimitAtZero() throws Exception {
-        WriteThrottle throttle = new WriteThrottle();
+        VirtualClock clock = new VirtualClock();
+        WriteThrottle throttle = new WriteThrottle(clock);
         throttle.limit(1 * MIB);
         throttle.limit(4 * MIB);                               // a change keeps the gate, new rate
         assertEquals(4 * MIB, throttle.limitBytesPerSec());
+        write(throttle, 1 * MIB);
+        assertEquals(250, clock.sleptNs() / 1e6, 0.01, "1 MiB at the new rate of 4 MiB/s");
         throttle.limit(0);
         assertEquals(0, throttle.limitBytesPerSec());
-        long ms = writeMs(throttle, 64 * MIB);                 // 16 s if the limit were still there
-        assertTrue(ms < 300, "64 MiB after lifting the limit took " + ms + " ms");
+        long before = clock.sleptNs();
+        write(throttle, 64 * MIB);                             // 16 s if the limit were still there
+        assertEquals(before, clock.sleptNs(), "writes were delayed after the limit was lifted");
     }
 }

@@ -188,7 +188,9 @@ final class IncomingVm implements DestinationHost {
             throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": migrate without -b needs shared storage,"
                     + " but " + drive.file() + " does not exist on the destination (use migrate -b to copy the disks)");
         }
-        BlockImage image = Images.open(drive.file(), drive.format(), false);
+        // Read-only: the source's QEMU owns the shared image now. A writable open would write to it
+        // (a qcow2 writer clears the autoclear features it does not know, e.g. QEMU's bitmaps bit).
+        BlockImage image = Images.open(drive.file(), drive.format(), true);
         if (image.size() != offer.size()) {
             image.close();
             throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": shared image " + drive.file() + " has "
