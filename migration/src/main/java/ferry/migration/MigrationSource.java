@@ -185,6 +185,7 @@ public final class MigrationSource implements AutoCloseable {
             }
             switchover();
             moveTo(SourceState.COMPLETED);
+            stopTracking();                // QEMU holds nothing of Ferry's once `completed` is reported
             stats.phase(Phase.COMPLETE);
             stats.status(MigrationStatus.COMPLETED);
             LOG.log(System.Logger.Level.INFO, "migration of " + vmName + " completed in " + stats.elapsedMs() + " ms");
