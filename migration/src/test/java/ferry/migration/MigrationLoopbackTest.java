@@ -9,6 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import ferry.dirty.DirtyTrackingImage;
 import ferry.image.raw.RawImage;
 import ferry.testkit.FaultProxy;
+import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -273,7 +274,8 @@ class MigrationLoopbackTest {
                 proxy.cutAfter(cut);
                 FakeQemu.Source vm = new FakeQemu.Source();
                 MigrationSource migration = migrate(proxy.port(), vm);
-                assertTrue(migration.await(60_000));
+                assertTrue(migration.await(60_000), () -> "no end 60 s after a cut at " + cut + " bytes, state "
+                        + migration.state() + "; threads:\n" + threadDump());
                 MigrationReport report = migration.stats().report();
                 assertEquals(MigrationStatus.FAILED, report.status(), "cut after " + cut + " bytes");
                 assertTrue(report.error().isPresent());
@@ -392,5 +394,17 @@ class MigrationLoopbackTest {
         assertTrue(blocks.stopped, "bitmaps and exports were left in QEMU's block layer");
         assertEquals(SourceState.COMPLETED, migration.state());
         assertTrue(Files.notExists(srcDir.resolve("ram-out.sock")), "the RAM tunnel's listener socket is still there");
+    }
+
+    /** Every thread's stack, virtual threads included, for a test that timed out (a hang shows where it waits). */
+    private String threadDump() {
+        try {
+            Path file = tmp.resolve("threads-" + System.nanoTime() + ".txt");
+            java.lang.management.ManagementFactory.getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class)
+                    .dumpThreads(file.toString(), com.sun.management.HotSpotDiagnosticMXBean.ThreadDumpFormat.TEXT_PLAIN);
+            return Files.readString(file);
+        } catch (IOException e) {
+            return "thread dump failed: " + e;
+        }
     }
 }
