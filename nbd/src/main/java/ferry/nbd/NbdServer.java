@@ -1,6 +1,7 @@
 package ferry.nbd;
 
 import ferry.linux.Threads;
+import ferry.nbd.tls.TlsCredentials;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.System.Logger.Level;
@@ -26,10 +27,11 @@ import java.util.Set;
  * Every connection gets its own virtual thread ({@code nbd-conn-N}) and serves requests concurrently;
  * all connections to an export share its image, so the server advertises CAN_MULTI_CONN.
  *
- * <p>Lifecycle: construct with {@link #unix} or {@link #tcp}, {@link #start()} binds and starts the
- * accept thread ({@code nbd-accept}), {@link #close()} stops accepting, closes every connection,
- * joins every thread and removes the socket file. Images are not flushed or closed here; their owner
- * does that. The supervisor's thread calls start and close; everything else runs on the server's threads.
+ * <p>Lifecycle: construct with {@link #unix} or {@link #tcp}, optionally require TLS with
+ * {@link #tls}, {@link #start()} binds and starts the accept thread ({@code nbd-accept}),
+ * {@link #close()} stops accepting, closes every connection, joins every thread and removes the
+ * socket file. Images are not flushed or closed here; their owner does that. The supervisor's thread
+ * calls tls, start and close; everything else runs on the server's threads.
  */
 public final class NbdServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(NbdServer.class.getName());
@@ -43,6 +45,7 @@ public final class NbdServer implements AutoCloseable {
     private final Set<String> exportNames = new HashSet<>();
     private ServerSocketChannel listener;
     private Thread acceptor;
+    private TlsCredentials tls;
     private boolean closed;
     private int nextConnection = 1;
 
@@ -70,6 +73,22 @@ public final class NbdServer implements AutoCloseable {
         return new NbdServer(new InetSocketAddress(host, port), null, exports);
     }
 
+    /**
+     * Requires TLS on every connection (the spec's FORCEDTLS mode, as {@code qemu-nbd --tls-creds}):
+     * before STARTTLS every option but STARTTLS and ABORT is refused with REP_ERR_TLS_REQD.
+     * Before {@link #start()} only.
+     */
+    public synchronized NbdServer tls(TlsCredentials credentials) {
+        if (listener != null || closed) {
+            throw new IllegalStateException("TLS must be set before start: address=" + bindAddress);
+        }
+        if (credentials.endpoint() != TlsCredentials.Endpoint.SERVER) {
+            throw new IllegalArgumentException("an NBD server needs endpoint=server credentials: " + credentials.describe());
+        }
+        this.tls = credentials;
+        return this;
+    }
+
     public synchronized NbdServer start() throws IOException {
         if (listener != null || closed) {
             throw new IllegalStateException("server already started: address=" + bindAddress);
@@ -90,7 +109,8 @@ public final class NbdServer implements AutoCloseable {
         }
         acceptor = Threads.unstartedVirtual("nbd-accept", this::accept);
         acceptor.start();
-        LOG.log(Level.INFO, () -> "nbd server listening: address=" + address() + " exports=" + exportNames);
+        LOG.log(Level.INFO, () -> "nbd server listening: address=" + address() + " exports=" + exportNames
+                + (tls == null ? "" : " tls: " + tls.describe()));
         return this;
     }
 
@@ -130,7 +150,7 @@ public final class NbdServer implements AutoCloseable {
                         channel.close();
                         return;
                     }
-                    Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, peer);
+                    Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, tls, peer);
                     Thread thread = Threads.unstartedVirtual(connection.name(), () -> {
                         try {
                             connection.run();
