@@ -4,11 +4,15 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 class ServeCommandTest {
+    @TempDir Path tmp;
+
     @Test
     void shouldParseSocketAndBuildTheUnixUri() throws Exception {
         ServeCommand.Options o = ServeCommand.parse(List.of("--image", "/d.raw", "--socket", "/run/s.sock", "--export", "vda", "--read-only"));
@@ -47,5 +51,22 @@ class ServeCommandTest {
                 new PrintStream(new ByteArrayOutputStream()), new PrintStream(err));
         assertEquals(1, code);
         assertTrue(err.toString().startsWith("ferry serve: cannot open image"), err.toString());
+    }
+
+    @Test
+    void shouldNeverReplaceAFileOrDirectoryGivenAsSocket() throws Exception {
+        Path disk = Files.write(tmp.resolve("d.raw"), new byte[1 << 20]);
+        Path file = Files.writeString(tmp.resolve("important.txt"), "keep me");
+        Path dir = Files.createDirectory(tmp.resolve("dir"));
+        for (Path socket : List.of(file, dir)) {
+            ByteArrayOutputStream err = new ByteArrayOutputStream();
+            int code = ServeCommand.run(List.of("--image", disk.toString(), "--socket", socket.toString()),
+                    new PrintStream(new ByteArrayOutputStream()), new PrintStream(err));
+            assertEquals(1, code, err.toString());
+            assertTrue(err.toString().startsWith("ferry serve: nbd listen failed: path=" + socket + " exists and is a "), err.toString());
+            assertEquals(1, err.toString().lines().count(), err.toString());
+        }
+        assertEquals("keep me", Files.readString(file));
+        assertTrue(Files.isDirectory(dir));
     }
 }

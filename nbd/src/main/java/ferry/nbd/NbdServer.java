@@ -5,6 +5,7 @@ import ferry.nbd.tls.TlsCredentials;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.System.Logger.Level;
+import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.StandardProtocolFamily;
@@ -14,7 +15,10 @@ import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -37,6 +41,8 @@ public final class NbdServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(NbdServer.class.getName());
 
     static final int SOCKET_BUFFER_LENGTH = 4 << 20;
+    private static final int S_IFMT = 0170000;
+    private static final int S_IFSOCK = 0140000;
 
     private final SocketAddress bindAddress;
     private final Path socketPath;
@@ -63,7 +69,11 @@ public final class NbdServer implements AutoCloseable {
         this.exports = List.copyOf(exports);
     }
 
-    /** A server on a unix socket at {@code socket} (an existing socket file there is replaced). */
+    /**
+     * A server on a unix socket at {@code socket}. A stale socket there (one nobody accepts on, left by
+     * an earlier run) is replaced; anything else there (a live socket, a regular file, a directory,
+     * a symbolic link) makes {@link #start()} fail and stays untouched.
+     */
     public static NbdServer unix(Path socket, List<NbdExport> exports) {
         return new NbdServer(UnixDomainSocketAddress.of(socket), socket, exports);
     }
@@ -94,9 +104,7 @@ public final class NbdServer implements AutoCloseable {
             throw new IllegalStateException("server already started: address=" + bindAddress);
         }
         if (socketPath != null) {
-            if (Files.exists(socketPath) && !Files.isDirectory(socketPath)) {
-                Files.delete(socketPath);   // a stale socket from an earlier run
-            }
+            removeStaleSocket(socketPath);
             listener = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         } else {
             listener = ServerSocketChannel.open();
@@ -105,6 +113,7 @@ public final class NbdServer implements AutoCloseable {
             listener.bind(bindAddress, 64);
         } catch (IOException e) {
             listener.close();
+            listener = null;   // so close() removes no socket file: the path is not ours
             throw new IOException("nbd listen failed: address=" + bindAddress + ": " + e.getMessage(), e);
         }
         acceptor = Threads.unstartedVirtual("nbd-accept", this::accept);
@@ -112,6 +121,36 @@ public final class NbdServer implements AutoCloseable {
         LOG.log(Level.INFO, () -> "nbd server listening: address=" + address() + " exports=" + exportNames
                 + (tls == null ? "" : " tls: " + tls.describe()));
         return this;
+    }
+
+    /**
+     * Deletes {@code path} only if it is a unix socket that nobody accepts on. Checked without
+     * following links. A server that binds between the probe and the delete loses its path: two
+     * servers started on one path at the same instant is not a case this guards.
+     */
+    static void removeStaleSocket(Path path) throws IOException {
+        BasicFileAttributes attributes;
+        try {
+            attributes = Files.readAttributes(path, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        } catch (NoSuchFileException e) {
+            return;
+        }
+        int mode = (Integer) Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        if ((mode & S_IFMT) != S_IFSOCK) {
+            String what = attributes.isSymbolicLink() ? "a symbolic link" : attributes.isDirectory() ? "a directory"
+                    : attributes.isRegularFile() ? "a regular file" : "not a socket";
+            throw new IOException("nbd listen failed: path=" + path + " exists and is " + what
+                    + "; refusing to replace it (remove it, or choose another --socket path)");
+        }
+        try (SocketChannel probe = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            probe.configureBlocking(false);   // a live server with a full backlog must not block us
+            probe.connect(UnixDomainSocketAddress.of(path));
+            throw new IOException("nbd listen failed: path=" + path + " is in use: another server accepts on it");
+        } catch (ConnectException e) {
+            // ECONNREFUSED: nobody listens, a socket left behind by a server that did not remove it
+        }
+        Files.delete(path);
+        LOG.log(Level.INFO, () -> "nbd replaced a stale socket: path=" + path);
     }
 
     /** The bound address (with the real port for TCP). */
