@@ -5,9 +5,15 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ferry.testkit.Tools;
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -47,5 +53,59 @@ class ServeIT {
         assertTrue(err.contains("image flushed and closed"), err);
         assertFalse(Files.exists(socket), "socket removed");
         Tools.run(60, "qemu-io", "-f", "raw", "-c", "read -P 0x6b 1M 1M", disk.toString()).orFail();
+    }
+
+    @Test
+    void goesOnAcceptingAfterRunningOutOfFileDescriptors() throws Exception {
+        Tools.require("qemu-io");
+        Tools.require("prlimit");
+        Path root = Path.of(System.getProperty("user.dir")).getParent();
+        assumeTrue(Files.exists(root.resolve("cli/target/ferry.jar")), "cli/target/ferry.jar not built");
+        Path disk = tmp.resolve("d.raw");
+        Path socket = tmp.resolve("s.sock");
+        Path errors = tmp.resolve("err.txt");
+        Tools.run(30, "qemu-img", "create", "-f", "raw", disk.toString(), "16M").orFail();
+        Process p = new ProcessBuilder(root.resolve("bin/ferry").toString(), "serve", "--image", disk.toString(),
+                "--socket", socket.toString(), "--export", "vda").redirectError(errors.toFile()).start();
+        List<SocketChannel> clients = new ArrayList<>();
+        try {
+            assertNotNull(new BufferedReader(new InputStreamReader(p.getInputStream())).readLine(), "no ready line");
+            // Leave the server a few descriptors more than it holds now, then connect more clients than that.
+            long open;
+            try (var fds = Files.list(Path.of("/proc/" + p.pid() + "/fd"))) {
+                open = fds.count();
+            }
+            Tools.run(10, "prlimit", "--pid", Long.toString(p.pid()), "--nofile=" + (open + 6) + ":" + (open + 6)).orFail();
+            for (int i = 0; i < 20; i++) {
+                SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX);
+                c.connect(UnixDomainSocketAddress.of(socket));
+                clients.add(c);
+            }
+            waitFor(errors, "Too many open files", 20);
+            for (SocketChannel c : clients) {
+                c.close();
+            }
+            // The server must serve again once descriptors are free: before, its accept thread had ended for good.
+            String uri = "nbd+unix:///vda?socket=" + socket;
+            Tools.run(30, "qemu-io", "-f", "raw", "-c", "write -P 0x3c 1M 1M", "-c", "read -P 0x3c 1M 1M", uri).orFail();
+            String log = Files.readString(errors);
+            assertTrue(log.contains("nbd accept failed, retrying") && log.contains("nbd accepting again after failures="), log);
+        } finally {
+            for (SocketChannel c : clients) {
+                c.close();
+            }
+            p.destroy();
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        }
+    }
+
+    private static void waitFor(Path log, String text, int seconds) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (!Files.readString(log).contains(text)) {
+            if (System.nanoTime() > deadline) {
+                fail("no '" + text + "' in the server's log within " + seconds + " s:\n" + Files.readString(log));
+            }
+            Thread.sleep(50);
+        }
     }
 }

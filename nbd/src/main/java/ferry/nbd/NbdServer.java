@@ -36,11 +36,22 @@ import java.util.Set;
  * {@link #close()} stops accepting, closes every connection, joins every thread and removes the
  * socket file. Images are not flushed or closed here; their owner does that. The supervisor's thread
  * calls tls, start and close; everything else runs on the server's threads.
+ *
+ * <p>The accept thread outlives failures: when accept fails (EMFILE when the process is out of file
+ * descriptors, ENOBUFS, ...) it waits {@link #ACCEPT_RETRY_MIN_MS}, doubling up to
+ * {@link #ACCEPT_RETRY_MAX_MS}, and accepts again; connections wait in the listen backlog meanwhile.
  */
 public final class NbdServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(NbdServer.class.getName());
 
     static final int SOCKET_BUFFER_LENGTH = 4 << 20;
+    /**
+     * Backoff after a failed accept. EMFILE lasts until some connection closes, which takes from
+     * milliseconds to minutes: start short so that a brief shortage costs little, and stop at 1 s so a
+     * long one neither spins nor delays the first client after it by more than that.
+     */
+    static final long ACCEPT_RETRY_MIN_MS = 10;
+    static final long ACCEPT_RETRY_MAX_MS = 1000;
     private static final int S_IFMT = 0170000;
     private static final int S_IFSOCK = 0140000;
 
@@ -178,33 +189,68 @@ public final class NbdServer implements AutoCloseable {
         return connections.size();
     }
 
+    /**
+     * The accept thread's loop: ends only when the listener is closed. Any other failure is logged
+     * (the first of a run of failures, then the 2nd, 4th, 8th, ...) and retried after a backoff.
+     */
     private void accept() {
-        try {
-            while (true) {
+        int failures = 0;
+        while (true) {
+            try {
                 SocketChannel channel = listener.accept();
-                sizeBuffers(channel);
-                String peer = peerOf(channel);
-                synchronized (this) {
-                    if (closed) {
-                        channel.close();
-                        return;
-                    }
-                    Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, tls, peer);
-                    Thread thread = Threads.unstartedVirtual(connection.name(), () -> {
-                        try {
-                            connection.run();
-                        } finally {
-                            forget(connection);
-                        }
-                    });
-                    connections.put(connection, thread);
-                    thread.start();
+                if (failures > 0) {
+                    int count = failures;
+                    LOG.log(Level.WARNING, () -> "nbd accepting again after failures=" + count + ": address=" + bindAddress);
+                    failures = 0;
+                }
+                if (!serve(channel)) {
+                    return;
+                }
+            } catch (ClosedChannelException e) {   // close(), or an interrupt from it
+                LOG.log(Level.DEBUG, "nbd server stopped accepting");
+                return;
+            } catch (Throwable t) {
+                failures++;
+                long delayMs = Math.min(ACCEPT_RETRY_MAX_MS, ACCEPT_RETRY_MIN_MS << Math.min(failures - 1, 20));
+                if (Integer.bitCount(failures) == 1) {   // 1, 2, 4, 8, ...: a long outage logs a few lines, not thousands
+                    int count = failures;
+                    LOG.log(Level.WARNING, () -> "nbd accept failed, retrying: address=" + bindAddress + " failures=" + count
+                            + " retryMs=" + delayMs + ": " + t, t instanceof IOException ? null : t);
+                }
+                try {
+                    Thread.sleep(delayMs);
+                } catch (InterruptedException e) {   // close() interrupts a sleeping acceptor
+                    return;
                 }
             }
-        } catch (ClosedChannelException e) {
-            LOG.log(Level.DEBUG, "nbd server stopped accepting");
-        } catch (IOException e) {
-            LOG.log(Level.ERROR, "nbd accept failed: address=" + bindAddress, e);
+        }
+    }
+
+    /** Starts the connection's thread; false when the server closed meanwhile. */
+    private boolean serve(SocketChannel channel) throws IOException {
+        try {
+            sizeBuffers(channel);
+            String peer = peerOf(channel);
+            synchronized (this) {
+                if (closed) {
+                    channel.close();
+                    return false;
+                }
+                Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, tls, peer);
+                Thread thread = Threads.unstartedVirtual(connection.name(), () -> {
+                    try {
+                        connection.run();
+                    } finally {
+                        forget(connection);
+                    }
+                });
+                connections.put(connection, thread);
+                thread.start();
+                return true;
+            }
+        } catch (Throwable t) {
+            channel.close();
+            throw t;
         }
     }
 
@@ -245,6 +291,9 @@ public final class NbdServer implements AutoCloseable {
             closed = true;
             if (listener != null) {
                 listener.close();
+            }
+            if (acceptor != null) {
+                acceptor.interrupt();   // ends a backoff sleep at once
             }
             connections.keySet().forEach(Connection::shutdown);
             threads = new ArrayList<>(connections.values());
