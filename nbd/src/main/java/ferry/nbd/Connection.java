@@ -44,7 +44,8 @@ final class Connection implements Runnable {
             try {
                 Optional<Handshake.Negotiated> negotiated = handshake.run();
                 if (negotiated.isEmpty()) {
-                    why = "client ended the handshake";
+                    why = "client ended the handshake" + (handshake.tlsRefusals() == 0 ? ""
+                            : " after options were refused for want of TLS: refused=" + handshake.tlsRefusals());
                 } else {
                     Handshake.Negotiated n = negotiated.get();
                     why = new Transmission(handshake.out(), handshake.in(), n, name, peer).run() + " export=" + n.export().name()

@@ -44,6 +44,7 @@ final class Handshake {
     private WireIn in;                 // the socket's, or the TLS channel's after STARTTLS
     private GatheringByteChannel out;
     private TlsChannel tlsChannel;     // set once STARTTLS succeeded
+    private int tlsRefusals;           // options answered REP_ERR_TLS_REQD
     private final ByteBuffer option;   // holds one option's payload (at most MAX_OPTION_LENGTH)
     private final ByteBuffer reply;
     private boolean structured;
@@ -97,7 +98,7 @@ final class Handshake {
                     throw exportNameBeforeTls();
                 }
                 if (tlsPending() && opt != OPT_STARTTLS && opt != OPT_ABORT) {
-                    error(opt, REP_ERR_TLS_REQD, TLS_REQUIRED);
+                    refuseBeforeTls(opt);
                 } else {
                     error(opt, REP_ERR_TOO_BIG, "option too long: length=" + header.length());
                 }
@@ -161,7 +162,7 @@ final class Handshake {
                 return Optional.of(n);
             }
             case OPT_ABORT -> {
-                ack(opt);
+                abort();
                 return Optional.empty();
             }
             case OPT_LIST -> list(opt);
@@ -200,13 +201,23 @@ final class Handshake {
                 }
             }
             case OPT_ABORT -> {
-                ack(opt);
+                abort();
                 return Optional.empty();
             }
             case OPT_EXPORT_NAME -> throw exportNameBeforeTls();
-            default -> error(opt, REP_ERR_TLS_REQD, TLS_REQUIRED);
+            default -> refuseBeforeTls(opt);
         }
         return null;
+    }
+
+    private void refuseBeforeTls(int opt) throws IOException {
+        tlsRefusals++;
+        error(opt, REP_ERR_TLS_REQD, TLS_REQUIRED);
+    }
+
+    /** How many options were refused for want of TLS (for the connection's log line). */
+    int tlsRefusals() {
+        return tlsRefusals;
     }
 
     /**
@@ -342,6 +353,15 @@ final class Handshake {
             }
         }
         return name.isEmpty() && !exports.isEmpty() ? exports.get(0) : null;
+    }
+
+    /** ACKs ABORT; the client may hang up without reading it (qemu and libnbd do), which is no failure. */
+    private void abort() {
+        try {
+            ack(OPT_ABORT);
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, () -> "ABORT not acknowledged: conn=" + conn + ": " + e.getMessage());
+        }
     }
 
     private void ack(int opt) throws IOException {

@@ -97,6 +97,10 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         } catch (SSLException e) {
             sendAlert();
             throw new TlsException(TlsException.Kind.HANDSHAKE, "tls handshake failed: " + reason(e), e);
+        } catch (TlsException e) {
+            throw e;
+        } catch (IOException e) {   // the peer hung up mid-handshake (it rejected our certificate, say)
+            throw new TlsException(TlsException.Kind.HANDSHAKE, "tls handshake failed: i/o: " + e.getMessage(), e);
         } finally {
             writing.unlock();
             reading.unlock();
