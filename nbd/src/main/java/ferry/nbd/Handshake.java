@@ -4,6 +4,7 @@ import static ferry.nbd.NbdWire.*;
 
 import ferry.nbd.tls.TlsChannel;
 import ferry.nbd.tls.TlsCredentials;
+import ferry.nbd.tls.TlsException;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
@@ -132,6 +133,15 @@ final class Handshake {
     }
 
     private static final String TLS_REQUIRED = "TLS required: send STARTTLS first";
+    /**
+     * Why a gnutls client (QEMU, libnbd) sends no certificate: it offers only one whose issuer is among
+     * the CAs the server names, and gnutls 3.7 (QEMU 7.2, libnbd 1.14 on Debian 12) offers an RSA one
+     * only when the CertificateRequest's signature_algorithms name rsa_pkcs1 schemes, which a TLS 1.3
+     * server such as JSSE does not (RFC 8446 allows only RSA-PSS there).
+     */
+    static final String NO_CLIENT_CERTIFICATE_HINT = " (the client sent no certificate: it has none from a CA in ca-cert.pem,"
+            + " or its key is RSA, which QEMU 7.2 and libnbd 1.14 do not offer to a TLS 1.3 server; use an ECDSA, Ed25519"
+            + " or RSA-PSS client key, see docs/nbd-protocol.md)";
 
     private boolean tlsPending() {
         return tls != null && tlsChannel == null;
@@ -230,7 +240,14 @@ final class Handshake {
         // Bytes behind STARTTLS that the client sent without waiting for the ACK can only be its ClientHello.
         TlsChannel channel = new TlsChannel(socket, tls.serverEngine(), in.takeBuffered());
         tlsChannel = channel;   // closed by closeTls() even if the handshake fails
-        channel.handshake();
+        try {
+            channel.handshake();
+        } catch (TlsException e) {
+            if (e.getMessage().contains("certificate_required")) {
+                throw new TlsException(e.kind(), e.getMessage() + NO_CLIENT_CERTIFICATE_HINT, e);
+            }
+            throw e;
+        }
         in = new WireIn(channel, in.capacity());
         out = channel;
         LOG.log(Level.INFO, () -> "nbd tls established: conn=" + conn + " " + channel.describe());

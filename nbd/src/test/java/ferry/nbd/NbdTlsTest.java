@@ -14,6 +14,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.HexFormat;
 import java.util.List;
+import javax.net.ssl.SSLEngine;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -209,6 +210,34 @@ class NbdTlsTest {
             peer.startTls(Fixtures.client("good").clientEngine("localhost"));
             peer.option(OPT_LIST, new byte[0]);
             assertEquals(REP_SERVER, peer.skipReply().replyType());
+        }
+    }
+
+    @Test
+    void shouldSayWhyWhenAClientSendsNoCertificate() throws Exception {
+        List<String> lines = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.logging.Logger log = java.util.logging.Logger.getLogger(Connection.class.getName());
+        java.util.logging.Handler handler = new java.util.logging.Handler() {
+            @Override public void publish(java.util.logging.LogRecord r) { lines.add(r.getMessage()); }
+            @Override public void flush() { }
+            @Override public void close() { }
+        };
+        log.addHandler(handler);
+        try {
+            Path noCert = java.nio.file.Files.createDirectories(tmp.resolve("no-cert"));
+            java.nio.file.Files.copy(Fixtures.dir("good").resolve("ca-cert.pem"), noCert.resolve("ca-cert.pem"));
+            try (RawPeer peer = peer(socket)) {
+                SSLEngine engine = TlsCredentials.load(noCert, TlsCredentials.Endpoint.CLIENT, true).clientEngine("localhost");
+                assertThrows(IOException.class, () -> peer.startTls(engine).read(ByteBuffer.allocate(1)));
+            }
+            long deadline = System.nanoTime() + 5_000_000_000L;
+            while (lines.stream().noneMatch(l -> l.contains("nbd connection closed")) && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            String closed = lines.stream().filter(l -> l.contains("nbd connection closed")).findFirst().orElse("none: " + lines);
+            assertTrue(closed.contains("certificate_required") && closed.contains(Handshake.NO_CLIENT_CERTIFICATE_HINT), closed);
+        } finally {
+            log.removeHandler(handler);
         }
     }
 

@@ -243,9 +243,7 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
                 try {
                     engine.closeOutbound();
                     netOut.clear();
-                    while (!engine.isOutboundDone() && engine.wrap(EMPTY, netOut).bytesProduced() > 0) {
-                        // close_notify fits one record; the loop only guards against a split
-                    }
+                    engine.wrap(EMPTY, netOut);   // close_notify: one small record
                     flush();
                 } catch (IOException e) {   // the peer may be gone already: close_notify is a courtesy
                     LOG.log(Level.DEBUG, () -> "tls close_notify not sent: " + e.getMessage());
