@@ -99,6 +99,62 @@ class ServeIT {
         }
     }
 
+    @Test
+    void servesThroughTlsWithQemuNbdsOptions() throws Exception {
+        Tools.require("qemu-io");
+        Tools.require("openssl");
+        Path root = Path.of(System.getProperty("user.dir")).getParent();
+        assumeTrue(Files.exists(root.resolve("cli/target/ferry.jar")), "cli/target/ferry.jar not built");
+        Path pki = certificates(tmp.resolve("pki"));
+        Path disk = tmp.resolve("d.raw");
+        Path socket = tmp.resolve("s.sock");
+        Tools.run(30, "qemu-img", "create", "-f", "raw", disk.toString(), "16M").orFail();
+        Process p = new ProcessBuilder(root.resolve("bin/ferry").toString(), "serve", "--image", disk.toString(),
+                "--socket", socket.toString(), "--export", "vda",
+                "--object", "tls-creds-x509,id=tls0,dir=" + pki + ",endpoint=server", "--tls-creds", "tls0")
+                .redirectError(tmp.resolve("err.txt").toFile()).start();
+        try {
+            String ready = new BufferedReader(new InputStreamReader(p.getInputStream())).readLine();
+            assertNotNull(ready, "no ready line");
+            assertTrue(ready.contains("nbds+unix:///vda?socket=" + socket) && ready.contains("verify-peer=on"), ready);
+            List<String> tls = List.of("qemu-io", "--object", "tls-creds-x509,id=tls0,dir=" + pki + ",endpoint=client", "--image-opts",
+                    "driver=nbd,server.type=unix,server.path=" + socket + ",export=vda,tls-creds=tls0,tls-hostname=localhost");
+            List<String> io = new ArrayList<>(tls);
+            io.addAll(List.of("-c", "write -P 0x6c 2M 1M", "-c", "read -P 0x6c 2M 1M"));
+            Tools.run(60, io).orFail();
+            Tools.Result plain = Tools.run(60, "qemu-io", "-f", "raw", "-c", "read 0 4k", "nbd+unix:///vda?socket=" + socket);
+            assertTrue(plain.stderr().contains("TLS negotiation required"), plain.stderr());
+        } finally {
+            p.destroy();
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        }
+        String err = Files.readString(tmp.resolve("err.txt"));
+        assertTrue(err.contains("nbd tls established") && err.contains("refused for want of TLS"), err);
+        Tools.run(60, "qemu-io", "-f", "raw", "-c", "read -P 0x6c 2M 1M", disk.toString()).orFail();
+    }
+
+    /** One directory for both ends, in QEMU's layout: a CA, an RSA server pair for localhost, an ECDSA client pair. */
+    private static Path certificates(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        Path work = Files.createDirectories(dir.resolveSibling("pki-work"));
+        String ca = work.resolve("ca-key.pem").toString();
+        String caCert = dir.resolve("ca-cert.pem").toString();
+        Tools.run(60, "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca, "-out", caCert, "-days", "2",
+                "-subj", "/CN=ServeIT CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign").orFail();
+        for (String role : List.of("server", "client")) {
+            String key = dir.resolve(role + "-key.pem").toString();
+            Path ext = Files.writeString(work.resolve(role + ".cnf"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                    + (role.equals("server") ? "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n" : "extendedKeyUsage=clientAuth\n"));
+            Tools.run(60, "openssl", "genpkey", "-algorithm", role.equals("server") ? "RSA" : "EC",
+                    "-pkeyopt", role.equals("server") ? "rsa_keygen_bits:2048" : "ec_paramgen_curve:prime256v1", "-out", key).orFail();
+            String csr = work.resolve(role + ".csr").toString();
+            Tools.run(60, "openssl", "req", "-new", "-key", key, "-out", csr, "-subj", "/CN=" + (role.equals("server") ? "localhost" : "ServeIT")).orFail();
+            Tools.run(60, "openssl", "x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", ca, "-set_serial", role.equals("server") ? "1" : "2",
+                    "-days", "2", "-extfile", ext.toString(), "-out", dir.resolve(role + "-cert.pem").toString()).orFail();
+        }
+        return dir;
+    }
+
     private static void waitFor(Path log, String text, int seconds) throws IOException, InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
         while (!Files.readString(log).contains(text)) {
