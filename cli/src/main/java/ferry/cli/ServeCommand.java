@@ -118,21 +118,30 @@ public final class ServeCommand {
         if (listen == null) {
             return new Options(image, format, socket, null, -1, export, readOnly, tls);
         }
-        int colon = listen.lastIndexOf(':');
-        String host = colon <= 0 ? "" : listen.substring(0, colon);
-        if (host.startsWith("[") && host.endsWith("]")) {
-            host = host.substring(1, host.length() - 1);
+        HostPort tcp = HostPort.parse(listen);
+        return new Options(image, format, null, tcp.host(), tcp.port(), export, readOnly, tls);
+    }
+
+    /** {@code --listen}'s value. */
+    private record HostPort(String host, int port) {
+        /** HOST:PORT, [V6]:PORT too. */
+        static HostPort parse(String listen) throws UsageException {
+            int colon = listen.lastIndexOf(':');
+            String host = colon <= 0 ? "" : listen.substring(0, colon);
+            if (host.startsWith("[") && host.endsWith("]")) {
+                host = host.substring(1, host.length() - 1);
+            }
+            int port;
+            try {
+                port = Integer.parseInt(listen.substring(colon + 1));
+            } catch (NumberFormatException e) {
+                port = -1;
+            }
+            if (host.isEmpty() || port < 0 || port > 65535) {
+                throw new UsageException("ferry serve: --listen needs HOST:PORT, got: " + listen);
+            }
+            return new HostPort(host, port);
         }
-        int port;
-        try {
-            port = Integer.parseInt(listen.substring(colon + 1));
-        } catch (NumberFormatException e) {
-            port = -1;
-        }
-        if (host.isEmpty() || port < 0 || port > 65535) {
-            throw new UsageException("ferry serve: --listen needs HOST:PORT, got: " + listen);
-        }
-        return new Options(image, format, null, host, port, export, readOnly, tls);
     }
 
     /**
@@ -250,18 +259,14 @@ public final class ServeCommand {
             err.println(USAGE);
             return 2;
         }
-        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
-            // One line per log record (connection open/close), not java.util.logging's two.
-            System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tF %1$tT %4$s %5$s%6$s%n");
-        }
-        TlsCredentials credentials = null;
-        if (options.tls() != null) {
-            try {
-                credentials = TlsCredentials.load(options.tls().dir(), TlsCredentials.Endpoint.SERVER, options.tls().verifyPeer());
-            } catch (TlsException e) {
-                err.println("ferry serve: " + e.getMessage());
-                return 1;
-            }
+        oneLineLogs();
+        TlsCredentials credentials;
+        try {
+            credentials = options.tls() == null ? null
+                    : TlsCredentials.load(options.tls().dir(), TlsCredentials.Endpoint.SERVER, options.tls().verifyPeer());
+        } catch (TlsException e) {
+            err.println("ferry serve: " + e.getMessage());
+            return 1;
         }
         BlockImage image;
         try {
@@ -300,6 +305,13 @@ public final class ServeCommand {
             Thread.currentThread().interrupt();
         }
         return 0;
+    }
+
+    private static void oneLineLogs() {
+        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            // One line per log record (connection open/close), not java.util.logging's two.
+            System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tF %1$tT %4$s %5$s%6$s%n");
+        }
     }
 
     private static void stop(NbdServer server, BlockImage image, PrintStream err) {
