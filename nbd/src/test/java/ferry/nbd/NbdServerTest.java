@@ -345,7 +345,7 @@ class NbdServerTest {
             gone.bind(UnixDomainSocketAddress.of(stale));   // closing leaves the file: a stale socket
         }
         try (NbdServer again = NbdServer.unix(stale, List.of(new NbdExport("disk", image, false))).start();
-             NbdClient c = NbdClient.unix(stale, "disk", false)) {
+             NbdClient c = NbdClient.unix(again.socketPath(), "disk", false)) {
             assertEquals(SIZE, c.size());
         }
 

@@ -233,7 +233,7 @@ class NbdTlsInteropIT {
                 .tls(TlsCredentials.load(serverDir, TlsCredentials.Endpoint.SERVER, false)).start()) {
             String info = Tools.run(60, "qemu-img", "info", "--output=json", "--object",
                     "tls-creds-x509,id=tls0,dir=" + noCertDir + ",endpoint=client", "--image-opts",
-                    "driver=nbd,path=" + open + ",export=disk,tls-creds=tls0,tls-hostname=localhost").orFail().stdout();
+                    "driver=nbd,path=" + lenient.socketPath() + ",export=disk,tls-creds=tls0,tls-hostname=localhost").orFail().stdout();
             assertTrue(info.contains("\"virtual-size\": " + SIZE), info);
         }
     }
