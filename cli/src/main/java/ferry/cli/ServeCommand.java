@@ -6,28 +6,49 @@ import ferry.image.Images;
 import ferry.linux.Threads;
 import ferry.nbd.NbdExport;
 import ferry.nbd.NbdServer;
+import ferry.nbd.tls.TlsCredentials;
+import ferry.nbd.tls.TlsException;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 
 /**
  * {@code ferry serve --image PATH [--format raw|qcow2] (--socket PATH | --listen HOST:PORT) [--export NAME]
- * [--read-only]}: serves one image over NBD in the foreground until SIGINT/SIGTERM, then flushes and
+ * [--read-only] [--tls-creds DIR | --object tls-creds-x509,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off]
+ * --tls-creds ID]}: serves one image over NBD in the foreground until SIGINT/SIGTERM, then flushes and
  * closes it. Prints one line when ready, with the NBD URI. Bad options: one line on stderr, exit 2.
+ * Value options also take the {@code --name=value} form.
+ *
+ * <p>TLS as qemu-nbd takes it: {@code --tls-creds ID} names an {@code --object tls-creds-x509} (QEMU's
+ * syntax, commas in values doubled), whose directory holds QEMU's file names (ca-cert.pem,
+ * server-cert.pem, server-key.pem); {@code --tls-creds DIR} without an object is the short form with
+ * verify-peer=on. Every client must then STARTTLS (the URIs become {@code nbds+unix://}, {@code nbds://}).
  * Runs on the main thread; the server's threads and the shutdown hook are its own.
  */
 public final class ServeCommand {
     static final String USAGE = "usage: ferry serve --image PATH [--format raw|qcow2] (--socket PATH | --listen HOST:PORT)"
-            + " [--export NAME] [--read-only]";
+            + " [--export NAME] [--read-only]\n"
+            + "         [--tls-creds DIR | --object tls-creds-x509,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off] --tls-creds ID]";
 
-    /** The parsed command line. Exactly one of {@code socket} and {@code host}/{@code port} is set. */
-    record Options(Path image, String format, Path socket, String host, int port, String export, boolean readOnly) {
+    /** TLS settings: QEMU's tls-creds-x509 directory and whether client certificates are required. */
+    record Tls(Path dir, boolean verifyPeer) {}
+
+    /** The parsed command line. Exactly one of {@code socket} and {@code host}/{@code port} is set; {@code tls} may be null. */
+    record Options(Path image, String format, Path socket, String host, int port, String export, boolean readOnly, Tls tls) {
         String uri() {
+            String s = tls == null ? "" : "s";
             return socket != null
-                    ? "nbd+unix:///" + export + "?socket=" + socket
-                    : "nbd://" + (host.contains(":") ? "[" + host + "]" : host) + ":" + port + "/" + export;
+                    ? "nbd" + s + "+unix:///" + export + "?socket=" + socket
+                    : "nbd" + s + "://" + (host.contains(":") ? "[" + host + "]" : host) + ":" + port + "/" + export;
+        }
+
+        Options withPort(int bound) {
+            return new Options(image, format, socket, host, bound, export, readOnly, tls);
         }
     }
 
@@ -47,26 +68,41 @@ public final class ServeCommand {
         String listen = null;
         String export = "";
         boolean readOnly = false;
+        String tlsCreds = null;
+        List<String> objects = new ArrayList<>();
         for (int i = 0; i < args.size(); i++) {
             String arg = args.get(i);
+            String inline = null;
+            if (arg.startsWith("--") && arg.indexOf('=') > 2) {   // --name=value
+                inline = arg.substring(arg.indexOf('=') + 1);
+                arg = arg.substring(0, arg.indexOf('='));
+            }
             switch (arg) {
-                case "--read-only" -> readOnly = true;
-                case "--image", "--format", "--socket", "--listen", "--export" -> {
-                    if (i + 1 >= args.size()) {
+                case "--read-only" -> {
+                    if (inline != null) {
+                        throw new UsageException("ferry serve: --read-only takes no value");
+                    }
+                    readOnly = true;
+                }
+                case "--image", "--format", "--socket", "--listen", "--export", "--tls-creds", "--object" -> {
+                    if (inline == null && i + 1 >= args.size()) {
                         throw new UsageException("ferry serve: " + arg + " needs a value");
                     }
-                    String value = args.get(++i);
+                    String value = inline != null ? inline : args.get(++i);
                     switch (arg) {
                         case "--image" -> image = Path.of(value);
                         case "--format" -> format = value;
                         case "--socket" -> socket = Path.of(value);
                         case "--listen" -> listen = value;
+                        case "--tls-creds" -> tlsCreds = value;
+                        case "--object" -> objects.add(value);
                         default -> export = value;
                     }
                 }
                 default -> throw new UsageException("ferry serve: unknown option: " + arg);
             }
         }
+        Tls tls = tls(tlsCreds, objects);
         if (image == null) {
             throw new UsageException("ferry serve: --image is required");
         }
@@ -80,27 +116,141 @@ public final class ServeCommand {
             throw new UsageException("ferry serve: bad --export name");
         }
         if (listen == null) {
-            return new Options(image, format, socket, null, -1, export, readOnly);
+            return new Options(image, format, socket, null, -1, export, readOnly, tls);
         }
-        int colon = listen.lastIndexOf(':');
-        String host = colon <= 0 ? "" : listen.substring(0, colon);
-        if (host.startsWith("[") && host.endsWith("]")) {
-            host = host.substring(1, host.length() - 1);
+        HostPort tcp = HostPort.parse(listen);
+        return new Options(image, format, null, tcp.host(), tcp.port(), export, readOnly, tls);
+    }
+
+    /** {@code --listen}'s value. */
+    private record HostPort(String host, int port) {
+        /** HOST:PORT, [V6]:PORT too. */
+        static HostPort parse(String listen) throws UsageException {
+            int colon = listen.lastIndexOf(':');
+            String host = colon <= 0 ? "" : listen.substring(0, colon);
+            if (host.startsWith("[") && host.endsWith("]")) {
+                host = host.substring(1, host.length() - 1);
+            }
+            int port;
+            try {
+                port = Integer.parseInt(listen.substring(colon + 1));
+            } catch (NumberFormatException e) {
+                port = -1;
+            }
+            if (host.isEmpty() || port < 0 || port > 65535) {
+                throw new UsageException("ferry serve: --listen needs HOST:PORT, got: " + listen);
+            }
+            return new HostPort(host, port);
         }
-        int port;
-        try {
-            port = Integer.parseInt(listen.substring(colon + 1));
-        } catch (NumberFormatException e) {
-            port = -1;
+    }
+
+    /**
+     * The TLS settings of {@code --tls-creds VALUE} and the {@code --object}s: VALUE is the id of a
+     * tls-creds-x509 object when objects are given, else a directory (verify-peer=on). Null without
+     * --tls-creds. An object that --tls-creds does not use is an error: it looks like TLS but is not.
+     */
+    static Tls tls(String tlsCreds, List<String> objects) throws UsageException {
+        Map<String, Tls> byId = new LinkedHashMap<>();
+        for (String spec : objects) {
+            Map<String, String> props = keyValues(spec);
+            String type = props.remove("qom-type");
+            if (!"tls-creds-x509".equals(type)) {
+                throw new UsageException("ferry serve: unsupported --object type: " + type + " (ferry serve knows tls-creds-x509)");
+            }
+            String id = props.remove("id");
+            String dir = props.remove("dir");
+            String endpoint = props.remove("endpoint");
+            String verify = props.remove("verify-peer");
+            if (id == null || id.isEmpty() || dir == null || dir.isEmpty()) {
+                throw new UsageException("ferry serve: --object tls-creds-x509 needs id=ID and dir=DIR: " + spec);
+            }
+            if (!props.isEmpty()) {
+                throw new UsageException("ferry serve: --object tls-creds-x509,id=" + id + ": unsupported properties: " + props.keySet()
+                        + " (known: id, dir, endpoint, verify-peer)");
+            }
+            if (!"server".equals(endpoint)) {
+                throw new UsageException("ferry serve: --object tls-creds-x509,id=" + id + " needs endpoint=server"
+                        + (endpoint == null ? " (QEMU's default is client)" : ", got endpoint=" + endpoint));
+            }
+            if (byId.put(id, new Tls(Path.of(dir), onOff(verify, "verify-peer", id))) != null) {
+                throw new UsageException("ferry serve: two --object with id=" + id);
+            }
         }
-        if (host.isEmpty() || port < 0 || port > 65535) {
-            throw new UsageException("ferry serve: --listen needs HOST:PORT, got: " + listen);
+        if (tlsCreds == null) {
+            if (!byId.isEmpty()) {
+                throw new UsageException("ferry serve: --object id=" + byId.keySet().iterator().next()
+                        + " is not used: add --tls-creds " + byId.keySet().iterator().next() + " to serve with TLS");
+            }
+            return null;
         }
-        return new Options(image, format, null, host, port, export, readOnly);
+        if (tlsCreds.isEmpty()) {
+            throw new UsageException("ferry serve: --tls-creds needs a directory or the id of an --object tls-creds-x509");
+        }
+        if (byId.isEmpty()) {
+            return new Tls(Path.of(tlsCreds), true);
+        }
+        Tls tls = byId.get(tlsCreds);
+        if (tls == null || byId.size() > 1) {
+            throw new UsageException("ferry serve: --tls-creds " + tlsCreds + (tls == null ? " names no --object: ids are " : " leaves unused objects: ids are ")
+                    + byId.keySet());
+        }
+        return tls;
+    }
+
+    /**
+     * QEMU's {@code -object} syntax: {@code TYPE,key=value,...} (or {@code qom-type=TYPE,...}); a
+     * comma inside a value is written twice. Keys are returned in order, the type as {@code qom-type}.
+     */
+    static Map<String, String> keyValues(String spec) throws UsageException {
+        List<String> parts = new ArrayList<>();
+        StringBuilder part = new StringBuilder();
+        for (int i = 0; i < spec.length(); i++) {
+            char c = spec.charAt(i);
+            if (c == ',' && i + 1 < spec.length() && spec.charAt(i + 1) == ',') {
+                part.append(',');
+                i++;
+            } else if (c == ',') {
+                parts.add(part.toString());
+                part.setLength(0);
+            } else {
+                part.append(c);
+            }
+        }
+        parts.add(part.toString());
+        Map<String, String> out = new LinkedHashMap<>();
+        for (int i = 0; i < parts.size(); i++) {
+            String p = parts.get(i);
+            int eq = p.indexOf('=');
+            String key = i == 0 && eq < 0 ? "qom-type" : eq < 0 ? p : p.substring(0, eq);
+            String value = i == 0 && eq < 0 ? p : eq < 0 ? null : p.substring(eq + 1);
+            if (value == null || key.isEmpty()) {
+                throw new UsageException("ferry serve: --object: expected key=value, got '" + p + "' in: " + spec);
+            }
+            if (out.put(key, value) != null) {
+                throw new UsageException("ferry serve: --object: " + key + " given twice in: " + spec);
+            }
+        }
+        return out;
+    }
+
+    /** QEMU's booleans: on/off, yes/no, true/false; absent means on (QEMU's verify-peer default). */
+    private static boolean onOff(String value, String key, String id) throws UsageException {
+        if (value == null) {
+            return true;
+        }
+        return switch (value) {
+            case "on", "yes", "true" -> true;
+            case "off", "no", "false" -> false;
+            default -> throw new UsageException("ferry serve: --object tls-creds-x509,id=" + id + ": " + key + " must be on or off, got " + value);
+        };
     }
 
     /** Runs the command; returns the exit code (after a signal, the JVM exits from the hook's side). */
     public static int run(List<String> args, PrintStream out, PrintStream err) {
+        if (args.contains("--help") || args.contains("-h")) {
+            out.println(USAGE);
+            return 0;
+        }
         Options options;
         try {
             options = parse(args);
@@ -109,9 +259,14 @@ public final class ServeCommand {
             err.println(USAGE);
             return 2;
         }
-        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
-            // One line per log record (connection open/close), not java.util.logging's two.
-            System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tF %1$tT %4$s %5$s%6$s%n");
+        oneLineLogs();
+        TlsCredentials credentials;
+        try {
+            credentials = options.tls() == null ? null
+                    : TlsCredentials.load(options.tls().dir(), TlsCredentials.Endpoint.SERVER, options.tls().verifyPeer());
+        } catch (TlsException e) {
+            err.println("ferry serve: " + e.getMessage());
+            return 1;
         }
         BlockImage image;
         try {
@@ -124,6 +279,9 @@ public final class ServeCommand {
         NbdServer server = options.socket() != null
                 ? NbdServer.unix(options.socket(), exports)
                 : NbdServer.tcp(options.host(), options.port(), exports);
+        if (credentials != null) {
+            server.tls(credentials);
+        }
         try {
             server.start();
         } catch (IOException e) {
@@ -131,15 +289,15 @@ public final class ServeCommand {
             closeQuietly(image, err);
             return 1;
         }
-        Options bound = options.socket() != null ? options
-                : new Options(options.image(), options.format(), null, options.host(), server.port(), options.export(), options.readOnly());
+        Options bound = options.socket() != null ? options : options.withPort(server.port());
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(Threads.platform("ferry-serve-stop").newThread(() -> {
             stop(server, image, err);
             stopped.countDown();
         }));
         out.println("ferry serve: serving " + image.describe() + " size=" + image.size()
-                + (options.readOnly() ? " read-only" : "") + " at " + bound.uri());
+                + (options.readOnly() ? " read-only" : "") + " at " + bound.uri()
+                + (credentials == null ? "" : " with TLS " + credentials.describe()));
         out.flush();
         try {
             stopped.await();
@@ -147,6 +305,13 @@ public final class ServeCommand {
             Thread.currentThread().interrupt();
         }
         return 0;
+    }
+
+    private static void oneLineLogs() {
+        if (System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            // One line per log record (connection open/close), not java.util.logging's two.
+            System.setProperty("java.util.logging.SimpleFormatter.format", "%1$tF %1$tT %4$s %5$s%6$s%n");
+        }
     }
 
     private static void stop(NbdServer server, BlockImage image, PrintStream err) {

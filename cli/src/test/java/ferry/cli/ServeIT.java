@@ -5,9 +5,15 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import ferry.testkit.Tools;
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -47,5 +53,115 @@ class ServeIT {
         assertTrue(err.contains("image flushed and closed"), err);
         assertFalse(Files.exists(socket), "socket removed");
         Tools.run(60, "qemu-io", "-f", "raw", "-c", "read -P 0x6b 1M 1M", disk.toString()).orFail();
+    }
+
+    @Test
+    void goesOnAcceptingAfterRunningOutOfFileDescriptors() throws Exception {
+        Tools.require("qemu-io");
+        Tools.require("prlimit");
+        Path root = Path.of(System.getProperty("user.dir")).getParent();
+        assumeTrue(Files.exists(root.resolve("cli/target/ferry.jar")), "cli/target/ferry.jar not built");
+        Path disk = tmp.resolve("d.raw");
+        Path socket = tmp.resolve("s.sock");
+        Path errors = tmp.resolve("err.txt");
+        Tools.run(30, "qemu-img", "create", "-f", "raw", disk.toString(), "16M").orFail();
+        Process p = new ProcessBuilder(root.resolve("bin/ferry").toString(), "serve", "--image", disk.toString(),
+                "--socket", socket.toString(), "--export", "vda").redirectError(errors.toFile()).start();
+        List<SocketChannel> clients = new ArrayList<>();
+        try {
+            assertNotNull(new BufferedReader(new InputStreamReader(p.getInputStream())).readLine(), "no ready line");
+            // Leave the server a few descriptors more than it holds now, then connect more clients than that.
+            long open;
+            try (var fds = Files.list(Path.of("/proc/" + p.pid() + "/fd"))) {
+                open = fds.count();
+            }
+            Tools.run(10, "prlimit", "--pid", Long.toString(p.pid()), "--nofile=" + (open + 6) + ":" + (open + 6)).orFail();
+            for (int i = 0; i < 20; i++) {
+                SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX);
+                c.connect(UnixDomainSocketAddress.of(socket));
+                clients.add(c);
+            }
+            waitFor(errors, "Too many open files", 20);
+            for (SocketChannel c : clients) {
+                c.close();
+            }
+            // The server must serve again once descriptors are free: before, its accept thread had ended for good.
+            String uri = "nbd+unix:///vda?socket=" + socket;
+            Tools.run(30, "qemu-io", "-f", "raw", "-c", "write -P 0x3c 1M 1M", "-c", "read -P 0x3c 1M 1M", uri).orFail();
+            String log = Files.readString(errors);
+            assertTrue(log.contains("nbd accept failed, retrying") && log.contains("nbd accepting again after failures="), log);
+        } finally {
+            for (SocketChannel c : clients) {
+                c.close();
+            }
+            p.destroy();
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        }
+    }
+
+    @Test
+    void servesThroughTlsWithQemuNbdsOptions() throws Exception {
+        Tools.require("qemu-io");
+        Tools.require("openssl");
+        Path root = Path.of(System.getProperty("user.dir")).getParent();
+        assumeTrue(Files.exists(root.resolve("cli/target/ferry.jar")), "cli/target/ferry.jar not built");
+        Path pki = certificates(tmp.resolve("pki"));
+        Path disk = tmp.resolve("d.raw");
+        Path socket = tmp.resolve("s.sock");
+        Tools.run(30, "qemu-img", "create", "-f", "raw", disk.toString(), "16M").orFail();
+        Process p = new ProcessBuilder(root.resolve("bin/ferry").toString(), "serve", "--image", disk.toString(),
+                "--socket", socket.toString(), "--export", "vda",
+                "--object", "tls-creds-x509,id=tls0,dir=" + pki + ",endpoint=server", "--tls-creds", "tls0")
+                .redirectError(tmp.resolve("err.txt").toFile()).start();
+        try {
+            String ready = new BufferedReader(new InputStreamReader(p.getInputStream())).readLine();
+            assertNotNull(ready, "no ready line");
+            assertTrue(ready.contains("nbds+unix:///vda?socket=" + socket) && ready.contains("verify-peer=on"), ready);
+            List<String> tls = List.of("qemu-io", "--object", "tls-creds-x509,id=tls0,dir=" + pki + ",endpoint=client", "--image-opts",
+                    "driver=nbd,server.type=unix,server.path=" + socket + ",export=vda,tls-creds=tls0,tls-hostname=localhost");
+            List<String> io = new ArrayList<>(tls);
+            io.addAll(List.of("-c", "write -P 0x6c 2M 1M", "-c", "read -P 0x6c 2M 1M"));
+            Tools.run(60, io).orFail();
+            Tools.Result plain = Tools.run(60, "qemu-io", "-f", "raw", "-c", "read 0 4k", "nbd+unix:///vda?socket=" + socket);
+            assertTrue(plain.stderr().contains("TLS negotiation required"), plain.stderr());
+        } finally {
+            p.destroy();
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        }
+        String err = Files.readString(tmp.resolve("err.txt"));
+        assertTrue(err.contains("nbd tls established") && err.contains("refused for want of TLS"), err);
+        Tools.run(60, "qemu-io", "-f", "raw", "-c", "read -P 0x6c 2M 1M", disk.toString()).orFail();
+    }
+
+    /** One directory for both ends, in QEMU's layout: a CA, an RSA server pair for localhost, an ECDSA client pair. */
+    private static Path certificates(Path dir) throws IOException {
+        Files.createDirectories(dir);
+        Path work = Files.createDirectories(dir.resolveSibling("pki-work"));
+        String ca = work.resolve("ca-key.pem").toString();
+        String caCert = dir.resolve("ca-cert.pem").toString();
+        Tools.run(60, "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca, "-out", caCert, "-days", "2",
+                "-subj", "/CN=ServeIT CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign").orFail();
+        for (String role : List.of("server", "client")) {
+            String key = dir.resolve(role + "-key.pem").toString();
+            Path ext = Files.writeString(work.resolve(role + ".cnf"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                    + (role.equals("server") ? "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n" : "extendedKeyUsage=clientAuth\n"));
+            Tools.run(60, "openssl", "genpkey", "-algorithm", role.equals("server") ? "RSA" : "EC",
+                    "-pkeyopt", role.equals("server") ? "rsa_keygen_bits:2048" : "ec_paramgen_curve:prime256v1", "-out", key).orFail();
+            String csr = work.resolve(role + ".csr").toString();
+            Tools.run(60, "openssl", "req", "-new", "-key", key, "-out", csr, "-subj", "/CN=" + (role.equals("server") ? "localhost" : "ServeIT")).orFail();
+            Tools.run(60, "openssl", "x509", "-req", "-in", csr, "-CA", caCert, "-CAkey", ca, "-set_serial", role.equals("server") ? "1" : "2",
+                    "-days", "2", "-extfile", ext.toString(), "-out", dir.resolve(role + "-cert.pem").toString()).orFail();
+        }
+        return dir;
+    }
+
+    private static void waitFor(Path log, String text, int seconds) throws IOException, InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (!Files.readString(log).contains(text)) {
+            if (System.nanoTime() > deadline) {
+                fail("no '" + text + "' in the server's log within " + seconds + " s:\n" + Files.readString(log));
+            }
+            Thread.sleep(50);
+        }
     }
 }

@@ -1,5 +1,7 @@
 package ferry.nbd;
 
+import ferry.nbd.tls.TlsCredentials;
+import ferry.nbd.tls.TlsException;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.channels.SocketChannel;
@@ -18,12 +20,14 @@ final class Connection implements Runnable {
     private final String name;
     private final SocketChannel channel;
     private final List<NbdExport> exports;
+    private final TlsCredentials tls;   // null: plaintext
     private final String peer;
 
-    Connection(String name, SocketChannel channel, List<NbdExport> exports, String peer) {
+    Connection(String name, SocketChannel channel, List<NbdExport> exports, TlsCredentials tls, String peer) {
         this.name = name;
         this.channel = channel;
         this.exports = exports;
+        this.tls = tls;
         this.peer = peer;
     }
 
@@ -36,19 +40,24 @@ final class Connection implements Runnable {
         LOG.log(Level.INFO, () -> "nbd connection opened: conn=" + name + " peer=" + peer);
         String why;
         try (channel) {
-            WireIn in = new WireIn(channel, READ_AHEAD);
-            Optional<Handshake.Negotiated> negotiated = new Handshake(in, channel, exports).run();
-            if (negotiated.isEmpty()) {
-                why = "client ended the handshake";
-            } else {
-                Handshake.Negotiated n = negotiated.get();
-                why = new Transmission(channel, in, n, name, peer).run() + " export=" + n.export().name()
-                        + " structured=" + n.structured();
+            Handshake handshake = new Handshake(new WireIn(channel, READ_AHEAD), channel, exports, tls, name);
+            try {
+                Optional<Handshake.Negotiated> negotiated = handshake.run();
+                if (negotiated.isEmpty()) {
+                    why = "client ended the handshake" + (handshake.tlsRefusals() == 0 ? ""
+                            : " after options were refused for want of TLS: refused=" + handshake.tlsRefusals());
+                } else {
+                    Handshake.Negotiated n = negotiated.get();
+                    why = new Transmission(handshake.out(), handshake.in(), n, name, peer).run() + " export=" + n.export().name()
+                            + " structured=" + n.structured() + (tls == null ? "" : " tls=on");
+                }
+            } finally {
+                handshake.closeTls();   // close_notify before the socket closes, as the spec asks
             }
-        } catch (NbdException e) {
+        } catch (NbdException | TlsException e) {
             why = e.getMessage();
         } catch (IOException e) {
-            why = "i/o failed: " + e.getMessage();
+            why = "i/o failed: " + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage());
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             why = "interrupted";

@@ -2,9 +2,14 @@ package ferry.nbd;
 
 import static ferry.nbd.NbdWire.*;
 
+import ferry.nbd.tls.TlsChannel;
+import ferry.nbd.tls.TlsCredentials;
+import ferry.nbd.tls.TlsException;
 import java.io.IOException;
+import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
-import java.nio.channels.WritableByteChannel;
+import java.nio.channels.GatheringByteChannel;
+import java.nio.channels.SocketChannel;
 import java.util.List;
 import java.util.Optional;
 
@@ -17,27 +22,43 @@ import java.util.Optional;
  *  S: NBDMAGIC, IHAVEOPT, FIXED_NEWSTYLE|NO_ZEROES     C: client flags
  *  C: option ... S: replies ...   (repeat)              C: GO -> S: INFO..., ACK -> transmission
  * </pre>
- * Runs on the connection's thread; owns no threads.
+ * With TLS credentials the server is in the spec's FORCEDTLS mode (as qemu-nbd with --tls-creds):
+ * <pre>
+ *  C: any option but STARTTLS/ABORT -> S: REP_ERR_TLS_REQD    C: EXPORT_NAME -> S: closes (no error reply exists)
+ *  C: STARTTLS (no data) -> S: ACK, then the TLS handshake; every later byte is TLS, options start afresh
+ * </pre>
+ * so nothing about the exports, and no export, is given out before the client has a certificate the
+ * CA signed (verify-peer=on) and the session is encrypted. Runs on the connection's thread; owns no threads.
  */
 final class Handshake {
+    private static final System.Logger LOG = System.getLogger(Handshake.class.getName());
+
     /** What the options settled, for the transmission phase. */
     record Negotiated(NbdExport export, boolean structured, boolean blockStatus, int transmissionFlags) {}
 
     private static final int BASE_ALLOCATION_ID = 1;
 
-    private final WireIn in;
-    private final WritableByteChannel out;
+    private final SocketChannel socket;
     private final List<NbdExport> exports;
+    private final TlsCredentials tls;  // null: plaintext only, STARTTLS is unsupported
+    private final String conn;
+    private WireIn in;                 // the socket's, or the TLS channel's after STARTTLS
+    private GatheringByteChannel out;
+    private TlsChannel tlsChannel;     // set once STARTTLS succeeded
+    private int tlsRefusals;           // options answered REP_ERR_TLS_REQD
     private final ByteBuffer option;   // holds one option's payload (at most MAX_OPTION_LENGTH)
     private final ByteBuffer reply;
     private boolean structured;
     private boolean noZeroes;
     private String metaExport;         // export named in the last SET_META_CONTEXT that selected base:allocation
 
-    Handshake(WireIn in, WritableByteChannel out, List<NbdExport> exports) {
+    Handshake(WireIn in, SocketChannel socket, List<NbdExport> exports, TlsCredentials tls, String conn) {
         this.in = in;
-        this.out = out;
+        this.socket = socket;
+        this.out = socket;
         this.exports = exports;
+        this.tls = tls;
+        this.conn = conn;
         this.option = ByteBuffer.allocateDirect(MAX_OPTION_LENGTH);
         this.reply = ByteBuffer.allocateDirect(MAX_OPTION_LENGTH + 64);
     }
@@ -73,7 +94,15 @@ final class Handshake {
             }
             if (header.length() > MAX_OPTION_LENGTH) {
                 in.skip(header.length());
-                error(header.option(), REP_ERR_TOO_BIG, "option too long: length=" + header.length());
+                int opt = header.option();
+                if (tlsPending() && opt == OPT_EXPORT_NAME) {
+                    throw exportNameBeforeTls();
+                }
+                if (tlsPending() && opt != OPT_STARTTLS && opt != OPT_ABORT) {
+                    refuseBeforeTls(opt);
+                } else {
+                    error(opt, REP_ERR_TOO_BIG, "option too long: length=" + header.length());
+                }
                 continue;
             }
             option.clear().limit((int) header.length());
@@ -86,8 +115,47 @@ final class Handshake {
         }
     }
 
+    /** The reader of the connection from here on: the TLS channel's after STARTTLS. */
+    WireIn in() {
+        return in;
+    }
+
+    /** The writer of the connection from here on: the TLS channel after STARTTLS, else the socket. */
+    GatheringByteChannel out() {
+        return out;
+    }
+
+    /** Ends the TLS session, if one was started (close_notify); the caller closes the socket. */
+    void closeTls() throws IOException {
+        if (tlsChannel != null) {
+            tlsChannel.close();
+        }
+    }
+
+    private static final String TLS_REQUIRED = "TLS required: send STARTTLS first";
+    /**
+     * Why a gnutls client (QEMU, libnbd) sends no certificate: it offers only one whose issuer is among
+     * the CAs the server names, and gnutls 3.7 (QEMU 7.2, libnbd 1.14 on Debian 12) offers an RSA one
+     * only when the CertificateRequest's signature_algorithms name rsa_pkcs1 schemes, which a TLS 1.3
+     * server such as JSSE does not (RFC 8446 allows only RSA-PSS there).
+     */
+    static final String NO_CLIENT_CERTIFICATE_HINT = " (the client sent no certificate: it has none from a CA in ca-cert.pem,"
+            + " or its key is RSA, which QEMU 7.2 and libnbd 1.14 do not offer to a TLS 1.3 server; use an ECDSA, Ed25519"
+            + " or RSA-PSS client key, see docs/nbd-protocol.md)";
+
+    private boolean tlsPending() {
+        return tls != null && tlsChannel == null;
+    }
+
+    private static NbdException exportNameBeforeTls() {
+        return new NbdException(NbdException.Kind.PROTOCOL, "EXPORT_NAME before STARTTLS: TLS is required, and the option has no error reply");
+    }
+
     /** Null to go on with the next option, else the end of the handshake. */
     private Optional<Negotiated> handle(int opt) throws IOException {
+        if (tlsPending()) {
+            return beforeTls(opt);
+        }
         switch (opt) {
             case OPT_EXPORT_NAME -> {
                 NbdExport export = find(getBytes(option, option.remaining()));
@@ -104,7 +172,7 @@ final class Handshake {
                 return Optional.of(n);
             }
             case OPT_ABORT -> {
-                ack(opt);
+                abort();
                 return Optional.empty();
             }
             case OPT_LIST -> list(opt);
@@ -120,9 +188,69 @@ final class Handshake {
                 return info(opt);
             }
             case OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT -> metaContext(opt);
+            case OPT_STARTTLS -> {
+                if (tls == null) {
+                    error(opt, REP_ERR_UNSUP, "TLS is not configured on this server");
+                } else {
+                    error(opt, REP_ERR_INVALID, "TLS already negotiated");
+                }
+            }
             default -> error(opt, REP_ERR_UNSUP, "unsupported option: " + nameOfOption(opt));
         }
         return null;
+    }
+
+    /** FORCEDTLS: before TLS, only STARTTLS and ABORT are served. */
+    private Optional<Negotiated> beforeTls(int opt) throws IOException {
+        switch (opt) {
+            case OPT_STARTTLS -> {
+                if (option.hasRemaining()) {
+                    error(opt, REP_ERR_INVALID, "STARTTLS with data");
+                } else {
+                    startTls();
+                }
+            }
+            case OPT_ABORT -> {
+                abort();
+                return Optional.empty();
+            }
+            case OPT_EXPORT_NAME -> throw exportNameBeforeTls();
+            default -> refuseBeforeTls(opt);
+        }
+        return null;
+    }
+
+    private void refuseBeforeTls(int opt) throws IOException {
+        tlsRefusals++;
+        error(opt, REP_ERR_TLS_REQD, TLS_REQUIRED);
+    }
+
+    /** How many options were refused for want of TLS (for the connection's log line). */
+    int tlsRefusals() {
+        return tlsRefusals;
+    }
+
+    /**
+     * ACK, then the TLS handshake on the same socket; from then on every option and all of the
+     * transmission phase go through the TLS channel. A failed handshake ends the connection
+     * (TlsException): after the ACK there is no going back to plaintext.
+     */
+    private void startTls() throws IOException {
+        ack(OPT_STARTTLS);
+        // Bytes behind STARTTLS that the client sent without waiting for the ACK can only be its ClientHello.
+        TlsChannel channel = new TlsChannel(socket, tls.serverEngine(), in.takeBuffered());
+        tlsChannel = channel;   // closed by closeTls() even if the handshake fails
+        try {
+            channel.handshake();
+        } catch (TlsException e) {
+            if (e.getMessage().contains("certificate_required")) {
+                throw new TlsException(e.kind(), e.getMessage() + NO_CLIENT_CERTIFICATE_HINT, e);
+            }
+            throw e;
+        }
+        in = new WireIn(channel, in.capacity());
+        out = channel;
+        LOG.log(Level.INFO, () -> "nbd tls established: conn=" + conn + " " + channel.describe());
     }
 
     private void list(int opt) throws IOException {
@@ -242,6 +370,15 @@ final class Handshake {
             }
         }
         return name.isEmpty() && !exports.isEmpty() ? exports.get(0) : null;
+    }
+
+    /** ACKs ABORT; the client may hang up without reading it (qemu and libnbd do), which is no failure. */
+    private void abort() {
+        try {
+            ack(OPT_ABORT);
+        } catch (IOException e) {
+            LOG.log(Level.DEBUG, () -> "ABORT not acknowledged: conn=" + conn + ": " + e.getMessage());
+        }
     }
 
     private void ack(int opt) throws IOException {

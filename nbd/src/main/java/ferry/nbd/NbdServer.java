@@ -1,9 +1,11 @@
 package ferry.nbd;
 
 import ferry.linux.Threads;
+import ferry.nbd.tls.TlsCredentials;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.System.Logger.Level;
+import java.net.ConnectException;
 import java.net.InetSocketAddress;
 import java.net.SocketAddress;
 import java.net.StandardProtocolFamily;
@@ -13,7 +15,10 @@ import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -26,15 +31,29 @@ import java.util.Set;
  * Every connection gets its own virtual thread ({@code nbd-conn-N}) and serves requests concurrently;
  * all connections to an export share its image, so the server advertises CAN_MULTI_CONN.
  *
- * <p>Lifecycle: construct with {@link #unix} or {@link #tcp}, {@link #start()} binds and starts the
- * accept thread ({@code nbd-accept}), {@link #close()} stops accepting, closes every connection,
- * joins every thread and removes the socket file. Images are not flushed or closed here; their owner
- * does that. The supervisor's thread calls start and close; everything else runs on the server's threads.
+ * <p>Lifecycle: construct with {@link #unix} or {@link #tcp}, optionally require TLS with
+ * {@link #tls}, {@link #start()} binds and starts the accept thread ({@code nbd-accept}),
+ * {@link #close()} stops accepting, closes every connection, joins every thread and removes the
+ * socket file. Images are not flushed or closed here; their owner does that. The supervisor's thread
+ * calls tls, start and close; everything else runs on the server's threads.
+ *
+ * <p>The accept thread outlives failures: when accept fails (EMFILE when the process is out of file
+ * descriptors, ENOBUFS, ...) it waits {@link #ACCEPT_RETRY_MIN_MS}, doubling up to
+ * {@link #ACCEPT_RETRY_MAX_MS}, and accepts again; connections wait in the listen backlog meanwhile.
  */
 public final class NbdServer implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(NbdServer.class.getName());
 
     static final int SOCKET_BUFFER_LENGTH = 4 << 20;
+    /**
+     * Backoff after a failed accept. EMFILE lasts until some connection closes, which takes from
+     * milliseconds to minutes: start short so that a brief shortage costs little, and stop at 1 s so a
+     * long one neither spins nor delays the first client after it by more than that.
+     */
+    static final long ACCEPT_RETRY_MIN_MS = 10;
+    static final long ACCEPT_RETRY_MAX_MS = 1000;
+    private static final int S_IFMT = 0170000;
+    private static final int S_IFSOCK = 0140000;
 
     private final SocketAddress bindAddress;
     private final Path socketPath;
@@ -43,6 +62,7 @@ public final class NbdServer implements AutoCloseable {
     private final Set<String> exportNames = new HashSet<>();
     private ServerSocketChannel listener;
     private Thread acceptor;
+    private TlsCredentials tls;
     private boolean closed;
     private int nextConnection = 1;
 
@@ -60,7 +80,11 @@ public final class NbdServer implements AutoCloseable {
         this.exports = List.copyOf(exports);
     }
 
-    /** A server on a unix socket at {@code socket} (an existing socket file there is replaced). */
+    /**
+     * A server on a unix socket at {@code socket}. A stale socket there (one nobody accepts on, left by
+     * an earlier run) is replaced; anything else there (a live socket, a regular file, a directory,
+     * a symbolic link) makes {@link #start()} fail and stays untouched.
+     */
     public static NbdServer unix(Path socket, List<NbdExport> exports) {
         return new NbdServer(UnixDomainSocketAddress.of(socket), socket, exports);
     }
@@ -70,14 +94,28 @@ public final class NbdServer implements AutoCloseable {
         return new NbdServer(new InetSocketAddress(host, port), null, exports);
     }
 
+    /**
+     * Requires TLS on every connection (the spec's FORCEDTLS mode, as {@code qemu-nbd --tls-creds}):
+     * before STARTTLS every option but STARTTLS and ABORT is refused with REP_ERR_TLS_REQD.
+     * Before {@link #start()} only.
+     */
+    public synchronized NbdServer tls(TlsCredentials credentials) {
+        if (listener != null || closed) {
+            throw new IllegalStateException("TLS must be set before start: address=" + bindAddress);
+        }
+        if (credentials.endpoint() != TlsCredentials.Endpoint.SERVER) {
+            throw new IllegalArgumentException("an NBD server needs endpoint=server credentials: " + credentials.describe());
+        }
+        this.tls = credentials;
+        return this;
+    }
+
     public synchronized NbdServer start() throws IOException {
         if (listener != null || closed) {
             throw new IllegalStateException("server already started: address=" + bindAddress);
         }
         if (socketPath != null) {
-            if (Files.exists(socketPath) && !Files.isDirectory(socketPath)) {
-                Files.delete(socketPath);   // a stale socket from an earlier run
-            }
+            removeStaleSocket(socketPath);
             listener = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
         } else {
             listener = ServerSocketChannel.open();
@@ -86,12 +124,44 @@ public final class NbdServer implements AutoCloseable {
             listener.bind(bindAddress, 64);
         } catch (IOException e) {
             listener.close();
+            listener = null;   // so close() removes no socket file: the path is not ours
             throw new IOException("nbd listen failed: address=" + bindAddress + ": " + e.getMessage(), e);
         }
         acceptor = Threads.unstartedVirtual("nbd-accept", this::accept);
         acceptor.start();
-        LOG.log(Level.INFO, () -> "nbd server listening: address=" + address() + " exports=" + exportNames);
+        LOG.log(Level.INFO, () -> "nbd server listening: address=" + address() + " exports=" + exportNames
+                + (tls == null ? "" : " tls: " + tls.describe()));
         return this;
+    }
+
+    /**
+     * Deletes {@code path} only if it is a unix socket that nobody accepts on. Checked without
+     * following links. A server that binds between the probe and the delete loses its path: two
+     * servers started on one path at the same instant is not a case this guards.
+     */
+    static void removeStaleSocket(Path path) throws IOException {
+        BasicFileAttributes attributes;
+        try {
+            attributes = Files.readAttributes(path, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        } catch (NoSuchFileException e) {
+            return;
+        }
+        int mode = (Integer) Files.getAttribute(path, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        if ((mode & S_IFMT) != S_IFSOCK) {
+            String what = attributes.isSymbolicLink() ? "a symbolic link" : attributes.isDirectory() ? "a directory"
+                    : attributes.isRegularFile() ? "a regular file" : "not a socket";
+            throw new IOException("nbd listen failed: path=" + path + " exists and is " + what
+                    + "; refusing to replace it (remove it, or choose another --socket path)");
+        }
+        try (SocketChannel probe = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            probe.configureBlocking(false);   // a live server with a full backlog must not block us
+            probe.connect(UnixDomainSocketAddress.of(path));
+            throw new IOException("nbd listen failed: path=" + path + " is in use: another server accepts on it");
+        } catch (ConnectException e) {
+            // ECONNREFUSED: nobody listens, a socket left behind by a server that did not remove it
+        }
+        Files.delete(path);
+        LOG.log(Level.INFO, () -> "nbd replaced a stale socket: path=" + path);
     }
 
     /** The bound address (with the real port for TCP). */
@@ -119,33 +189,68 @@ public final class NbdServer implements AutoCloseable {
         return connections.size();
     }
 
+    /**
+     * The accept thread's loop: ends only when the listener is closed. Any other failure is logged
+     * (the first of a run of failures, then the 2nd, 4th, 8th, ...) and retried after a backoff.
+     */
     private void accept() {
-        try {
-            while (true) {
+        int failures = 0;
+        while (true) {
+            try {
                 SocketChannel channel = listener.accept();
-                sizeBuffers(channel);
-                String peer = peerOf(channel);
-                synchronized (this) {
-                    if (closed) {
-                        channel.close();
-                        return;
-                    }
-                    Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, peer);
-                    Thread thread = Threads.unstartedVirtual(connection.name(), () -> {
-                        try {
-                            connection.run();
-                        } finally {
-                            forget(connection);
-                        }
-                    });
-                    connections.put(connection, thread);
-                    thread.start();
+                if (failures > 0) {
+                    int count = failures;
+                    LOG.log(Level.WARNING, () -> "nbd accepting again after failures=" + count + ": address=" + bindAddress);
+                    failures = 0;
+                }
+                if (!serve(channel)) {
+                    return;
+                }
+            } catch (ClosedChannelException e) {   // close(), or an interrupt from it
+                LOG.log(Level.DEBUG, "nbd server stopped accepting");
+                return;
+            } catch (Throwable t) {
+                failures++;
+                long delayMs = Math.min(ACCEPT_RETRY_MAX_MS, ACCEPT_RETRY_MIN_MS << Math.min(failures - 1, 20));
+                if (Integer.bitCount(failures) == 1) {   // 1, 2, 4, 8, ...: a long outage logs a few lines, not thousands
+                    int count = failures;
+                    LOG.log(Level.WARNING, () -> "nbd accept failed, retrying: address=" + bindAddress + " failures=" + count
+                            + " retryMs=" + delayMs + ": " + t, t instanceof IOException ? null : t);
+                }
+                try {
+                    Thread.sleep(delayMs);
+                } catch (InterruptedException e) {   // close() interrupts a sleeping acceptor
+                    return;
                 }
             }
-        } catch (ClosedChannelException e) {
-            LOG.log(Level.DEBUG, "nbd server stopped accepting");
-        } catch (IOException e) {
-            LOG.log(Level.ERROR, "nbd accept failed: address=" + bindAddress, e);
+        }
+    }
+
+    /** Starts the connection's thread; false when the server closed meanwhile. */
+    private boolean serve(SocketChannel channel) throws IOException {
+        try {
+            sizeBuffers(channel);
+            String peer = peerOf(channel);
+            synchronized (this) {
+                if (closed) {
+                    channel.close();
+                    return false;
+                }
+                Connection connection = new Connection("nbd-conn-" + nextConnection++, channel, exports, tls, peer);
+                Thread thread = Threads.unstartedVirtual(connection.name(), () -> {
+                    try {
+                        connection.run();
+                    } finally {
+                        forget(connection);
+                    }
+                });
+                connections.put(connection, thread);
+                thread.start();
+                return true;
+            }
+        } catch (Throwable t) {
+            channel.close();
+            throw t;
         }
     }
 
@@ -186,6 +291,9 @@ public final class NbdServer implements AutoCloseable {
             closed = true;
             if (listener != null) {
                 listener.close();
+            }
+            if (acceptor != null) {
+                acceptor.interrupt();   // ends a backoff sleep at once
             }
             connections.keySet().forEach(Connection::shutdown);
             threads = new ArrayList<>(connections.values());

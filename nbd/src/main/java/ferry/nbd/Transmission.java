@@ -6,7 +6,7 @@ import ferry.linux.Threads;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
-import java.nio.channels.SocketChannel;
+import java.nio.channels.GatheringByteChannel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
@@ -35,7 +35,7 @@ final class Transmission {
 
     private static final Job STOP = new Job(null, null, 0);
 
-    private final SocketChannel channel;
+    private final GatheringByteChannel channel;   // the socket, or the TLS channel over it
     private final WireIn in;
     private final Handshake.Negotiated negotiated;
     private final String name;
@@ -47,7 +47,7 @@ final class Transmission {
     private final Semaphore bytes = new Semaphore(MAX_BYTES_IN_FLIGHT);
     private final ByteBuffer scratch = ByteBuffer.allocateDirect(64);
 
-    Transmission(SocketChannel channel, WireIn in, Handshake.Negotiated negotiated, String name, String peer) {
+    Transmission(GatheringByteChannel channel, WireIn in, Handshake.Negotiated negotiated, String name, String peer) {
         this.channel = channel;
         this.in = in;
         this.negotiated = negotiated;

@@ -77,6 +77,20 @@ final class WireIn {
         }
     }
 
+    /**
+     * Hands over the bytes read ahead but not consumed (a copy) and forgets them: when the stream
+     * changes hands (STARTTLS), what the client sent behind the last message belongs to the next reader.
+     */
+    ByteBuffer takeBuffered() {
+        ByteBuffer copy = ByteBuffer.allocate(buffer.remaining()).put(buffer).flip();
+        buffer.clear().flip();
+        return copy;
+    }
+
+    int capacity() {
+        return buffer.capacity();
+    }
+
     /** True when a later {@link #need} can be answered without reading the channel. */
     boolean buffered(int n) {
         return buffer.remaining() >= n;

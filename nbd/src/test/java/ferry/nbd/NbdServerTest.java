@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -335,6 +336,36 @@ class NbdServerTest {
         assertFalse(Files.exists(socket));
         assertThrows(NbdException.class, c::flush);
         assertEquals(0, server.connectionCount());
+    }
+
+    @Test
+    void shouldReplaceAStaleSocketButNothingElse() throws IOException {
+        Path stale = tmp.resolve("stale.sock");
+        try (ServerSocketChannel gone = ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            gone.bind(UnixDomainSocketAddress.of(stale));   // closing leaves the file: a stale socket
+        }
+        try (NbdServer again = NbdServer.unix(stale, List.of(new NbdExport("disk", image, false))).start();
+             NbdClient c = NbdClient.unix(again.socketPath(), "disk", false)) {
+            assertEquals(SIZE, c.size());
+        }
+
+        Path file = Files.writeString(tmp.resolve("notes.txt"), "precious");
+        Path dir = Files.createDirectory(tmp.resolve("dir"));
+        Path link = Files.createSymbolicLink(tmp.resolve("link.sock"), socket);
+        for (Path p : List.of(socket, file, dir, link)) {
+            NbdServer other = NbdServer.unix(p, List.of(new NbdExport("disk", image, false)));
+            IOException e = assertThrows(IOException.class, other::start, p.toString());
+            assertTrue(e.getMessage().startsWith("nbd listen failed: path=" + p), e.getMessage());
+            assertTrue(e.getMessage().contains(p == socket ? "is in use" : p == file ? "a regular file"
+                    : p == dir ? "a directory" : "a symbolic link"), e.getMessage());
+            other.close();
+        }
+        assertEquals("precious", Files.readString(file));
+        assertTrue(Files.isDirectory(dir));
+        assertTrue(Files.isSymbolicLink(link));
+        try (NbdClient c = NbdClient.unix(socket, "disk", false)) {   // the live server still serves
+            c.flush();
+        }
     }
 
     static byte[] goData(String name) {

@@ -2,19 +2,41 @@ package ferry.nbd;
 
 import static ferry.nbd.NbdWire.*;
 
+import ferry.nbd.tls.TlsChannel;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
+import java.nio.channels.ByteChannel;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
+import javax.net.ssl.SSLEngine;
 
 /** A test peer that speaks NBD byte by byte, for what NbdClient would never send. */
 final class RawPeer implements AutoCloseable {
-    private final SocketChannel channel;
+    private final SocketChannel socket;
+    private ByteChannel channel;   // the socket, or TLS over it after startTls
 
     RawPeer(SocketChannel channel) throws IOException {
+        this.socket = channel;
         this.channel = channel;
+    }
+
+    /** STARTTLS, its ACK, then the TLS handshake: every later byte goes through TLS. */
+    TlsChannel startTls(SSLEngine engine) throws IOException {
+        option(OPT_STARTTLS, new byte[0]);
+        OptionReplyHeader r = skipReply();
+        if (r.replyType() != REP_ACK) {
+            throw new IOException("STARTTLS refused: reply=0x" + Integer.toHexString(r.replyType()));
+        }
+        return useTls(new TlsChannel(socket, engine, ByteBuffer.allocate(0)));
+    }
+
+    /** Goes on over {@code tls} (a TlsChannel over this peer's socket) after its handshake. */
+    TlsChannel useTls(TlsChannel tls) throws IOException {
+        tls.handshake();
+        channel = tls;
+        return tls;
     }
 
     static SocketChannel open(Path socket) throws IOException {
@@ -84,7 +106,7 @@ final class RawPeer implements AutoCloseable {
                 }
                 b.clear();
             } catch (IOException e) {
-                return true;   // reset by the server
+                return true;   // reset by the server, or a TLS alert
             }
         }
         return false;
