@@ -34,7 +34,7 @@ import org.junit.jupiter.api.io.TempDir;
  */
 class MigrationTlsTest {
     private static final long DISK_SIZE = 8L << 20;
-    private static final String SOURCE_DN = "CN=source.test,O=Ferry Tests";
+    private static final String SOURCE_DN = "O=Ferry Tests,CN=source.test";
     /** A refusal must not wait for any of the protocol's timeouts (the shortest is the 10 s handshake). */
     private static final long AT_ONCE_MS = 8_000;
 
@@ -57,7 +57,7 @@ class MigrationTlsTest {
         good = make("good", List.of("localhost", "127.0.0.1"), SOURCE_DN, 2, Optional.empty());
         otherCa = make("other-ca", List.of("localhost", "127.0.0.1"), SOURCE_DN, 2, Optional.empty());
         expired = make("expired", List.of("localhost", "127.0.0.1"), SOURCE_DN, -1, Optional.of(good));
-        otherHost = make("other-host", List.of("elsewhere.test"), "CN=intruder.test,O=Ferry Tests", 2, Optional.of(good));
+        otherHost = make("other-host", List.of("elsewhere.test"), "O=Ferry Tests,CN=intruder.test", 2, Optional.of(good));
     }
 
     private static Path make(String name, List<String> hosts, String clientDn, int days, Optional<Path> ca) throws Exception {
@@ -161,7 +161,7 @@ class MigrationTlsTest {
 
     @Test
     void shouldMigrateInsideTls13WithMutualCertificates() throws Exception {
-        listenTls(good, Optional.of(new AuthzSimple("auth0", "cn=SOURCE.test, o=Ferry Tests")));
+        listenTls(good, Optional.of(new AuthzSimple("auth0", "o=Ferry Tests, cn=SOURCE.test")));
         assertCompletes(tlsSource(good));
         assertTrue(destination.lastRefusal().isEmpty());
     }
@@ -190,7 +190,7 @@ class MigrationTlsTest {
     void shouldRefuseAClientCertificateFromAnotherCa() throws Exception {
         listenTls(good, Optional.empty());
         assertRefused(tlsSource(mixed("foreign-client", otherCa)), "the destination refused this source's client certificate",
-                "TLS handshake failed: the client certificate 'CN=source.test,O=Ferry Tests' is not signed by a CA in", tlsSource(good));
+                "TLS handshake failed: the client certificate 'O=Ferry Tests,CN=source.test' is not signed by a CA in", tlsSource(good));
     }
 
     @Test
@@ -207,7 +207,7 @@ class MigrationTlsTest {
     void shouldRefuseAnExpiredClientCertificate() throws Exception {
         listenTls(good, Optional.empty());
         assertRefused(tlsSource(expired), "the destination refused this source's client certificate (TLS alert certificate_unknown)",
-                "the client certificate 'CN=source.test,O=Ferry Tests' expired on", tlsSource(good));
+                "the client certificate 'O=Ferry Tests,CN=source.test' expired on", tlsSource(good));
     }
 
     @Test
@@ -228,7 +228,7 @@ class MigrationTlsTest {
     @Test
     void shouldRefuseADnThatTlsAuthzDoesNotAllow() throws Exception {
         AuthzList rules = new AuthzList(AuthzList.Policy.DENY, List.of(
-                new AuthzList.Rule("CN=*,O=Ferry Tests", AuthzList.Policy.ALLOW, AuthzList.Format.GLOB)));
+                new AuthzList.Rule("O=Ferry Tests,CN=*", AuthzList.Policy.ALLOW, AuthzList.Format.GLOB)));
         Authorizer list = new Authorizer() {
             @Override public String id() {
                 return "list0";
@@ -238,9 +238,9 @@ class MigrationTlsTest {
                 return rules.allows(subject);
             }
         };
-        listenTls(good, Optional.of(new AuthzSimple("auth0", SOURCE_DN)));
-        assertRefused(tlsSource(otherHost), "destination failed in handshake: the client certificate 'CN=intruder.test,O=Ferry Tests'"
-                + " is not allowed by tls-authz auth0", "the client certificate 'CN=intruder.test,O=Ferry Tests' is not allowed by"
+        listenTls(good, Optional.of(new AuthzSimple("auth0", "O=Ferry Tests,CN=source.test")));
+        assertRefused(tlsSource(otherHost), "destination failed in handshake: the client certificate 'O=Ferry Tests,CN=intruder.test'"
+                + " is not allowed by tls-authz auth0", "the client certificate 'O=Ferry Tests,CN=intruder.test' is not allowed by"
                 + " tls-authz auth0", tlsSource(good));
         destination.close();
         host = new FakeQemu.Destination(Files.createDirectories(tmp.resolve("dst2")));

@@ -10,8 +10,8 @@ import javax.security.auth.x500.X500Principal;
  * decodes to:
  * <pre>
  * { "policy": "deny",
- *   "rules": [ { "match": "CN=src.example,O=Example", "policy": "allow" },
- *              { "match": "CN=*.lab.example,O=Example", "policy": "allow", "format": "glob" } ] }
+ *   "rules": [ { "match": "O=Example,CN=src.example", "policy": "allow" },
+ *              { "match": "O=Example,CN=*.lab.example", "policy": "allow", "format": "glob" } ] }
  * </pre>
  */
 public record AuthzList(Policy policy, List<Rule> rules) {

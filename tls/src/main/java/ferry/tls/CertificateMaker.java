@@ -46,7 +46,8 @@ public final class CertificateMaker {
 
     /**
      * @param hosts the destination's names, as the source will connect (its URI host or tls-hostname); DNS names or IP addresses
-     * @param clientDn the client certificate's subject in RFC 4514 form, e.g. {@code CN=src.example,O=Example}
+     * @param clientDn the client certificate's subject as QEMU prints it, most significant first, e.g.
+     *     {@code O=Example,CN=src.example}: the string {@code authz-simple,identity=} then takes
      * @param caDir a directory holding {@code ca-cert.pem} and {@code ca-key.pem} to sign with; empty: make a new CA
      */
     public record Request(List<String> hosts, String clientDn, int days, Optional<Path> caDir) {
@@ -175,19 +176,24 @@ public final class CertificateMaker {
         return false;
     }
 
-    /** An RFC 4514 DN ({@code CN=a,O=b}) as openssl's {@code -subj} ({@code /O=b/CN=a}: most significant first). */
+    /**
+     * A DN written as QEMU prints it, most significant RDN first ({@code O=b,CN=a}; see {@link DistinguishedName}),
+     * as openssl's {@code -subj} ({@code /O=b/CN=a}), so that the subject made prints back as the same string.
+     */
     static String opensslSubject(String dn) {
         LdapName name;
         try {
             name = new LdapName(dn);
         } catch (InvalidNameException e) {
-            throw new IllegalArgumentException("not a distinguished name: '" + dn + "' (e.g. CN=src.example,O=Example)");
+            throw new IllegalArgumentException("not a distinguished name: '" + dn + "' (e.g. O=Example,CN=src.example)");
         }
         if (name.isEmpty()) {
             throw new IllegalArgumentException("empty distinguished name");
         }
         StringBuilder subject = new StringBuilder();
-        for (Rdn rdn : name.getRdns()) {                    // index 0 is the rightmost, most significant RDN
+        List<Rdn> rdns = new ArrayList<>(name.getRdns());   // index 0 is the rightmost RDN: here the least significant
+        java.util.Collections.reverse(rdns);
+        for (Rdn rdn : rdns) {
             if (rdn.size() != 1) {
                 throw new IllegalArgumentException("multi-valued RDN " + rdn + " in '" + dn + "' is not supported");
             }

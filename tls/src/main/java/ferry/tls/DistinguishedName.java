@@ -1,24 +1,34 @@
 package ferry.tls;
 
 import java.security.cert.X509Certificate;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
+import javax.naming.InvalidNameException;
+import javax.naming.ldap.LdapName;
+import javax.naming.ldap.Rdn;
 import javax.security.auth.x500.X500Principal;
 
 /**
- * How Ferry prints and compares certificate subjects for {@code tls-authz}.
+ * How Ferry prints and compares certificate subjects for {@code tls-authz}: the way QEMU does.
  *
- * <p>Printing: RFC 4514, most specific attribute first ({@code CN=a.example,O=Example,C=GB}), which is
- * what GnuTLS (since 3.5.7) returns to QEMU and what QEMU compares identities with; emailAddress is
- * printed {@code EMAIL=} as GnuTLS does. The log and every refusal show this form, so it can be pasted
- * into {@code authz-simple,identity=} or an {@code authz-list-file} rule.
+ * <p>Printing: the RDNs most significant first, {@code C=GB,O=Example\, Inc.,CN=src.example}, with
+ * RFC 4514's escapes, and emailAddress as {@code EMAIL=}. This is what QEMU's authorization sees:
+ * QEMU takes the peer's name from GnuTLS's {@code gnutls_x509_crt_get_dn}, which prints the RDNs in
+ * certificate (DER) order, not in RFC 4514's reversed order. Checked with QEMU 7.2
+ * and GnuTLS 3.7 (Debian 12): {@code qemu-nbd --tls-authz} logs "TLS x509 authz check for
+ * C=GB,L=London,O=Example\, Inc.,CN=src.example is denied", and refuses an identity written CN first
+ * (the order of QEMU's documentation example, which this GnuTLS does not print). The log, every
+ * refusal and {@code ferry certs} show this form, so it can be pasted into {@code authz-simple,identity=}
+ * or an {@code authz-list-file} rule, for Ferry and QEMU alike.
  *
- * <p>Comparing: an identity is parsed as a DN and compared as X.500 names (RFC 4517/5280 matching, as
- * {@link X500Principal#equals}: attribute types by OID, values case-insensitive with runs of blanks
- * folded), so {@code cn=A.Example, o=Example,c=GB} names the same subject as the printed form. QEMU
- * compares the strings byte for byte; every identity that matches in QEMU matches in Ferry. An identity
- * that does not parse as a DN is compared as a string with the printed form. Globs ({@code authz-list-file}
- * rules with {@code "format": "glob"}) match the printed form, case-sensitive, with {@code *} and {@code ?}
- * as GLib's {@code g_pattern_match_simple} (what QEMU uses).
+ * <p>Comparing: an identity is parsed as a DN in that order and compared as an X.500 name
+ * ({@link X500Principal#equals}: attribute types by OID, values case-insensitive with runs of blanks
+ * folded), so {@code c=gb, o=Example\,  Inc., cn=SRC.example} names the same subject. QEMU compares the
+ * strings byte for byte: every identity that matches in QEMU matches in Ferry, and a reordered DN
+ * matches in neither. An identity that does not parse as a DN is compared as a string with the printed
+ * form. Globs ({@code "format": "glob"} rules) match the printed form, case-sensitive, with {@code *}
+ * and {@code ?} as GLib's {@code g_pattern_match_simple} (what QEMU uses).
  */
 public final class DistinguishedName {
     private static final String EMAIL_OID = "1.2.840.113549.1.9.1";
@@ -28,7 +38,12 @@ public final class DistinguishedName {
     private DistinguishedName() {}
 
     public static String text(X500Principal subject) {
-        return subject.getName(X500Principal.RFC2253, PRINT_NAMES);
+        String rfc2253 = subject.getName(X500Principal.RFC2253, PRINT_NAMES);
+        try {
+            return reversed(rfc2253);
+        } catch (InvalidNameException e) {
+            return rfc2253;                              // the JDK printed it; it parses
+        }
     }
 
     /** The certificate's subject, printed. */
@@ -36,13 +51,22 @@ public final class DistinguishedName {
         return text(certificate.getSubjectX500Principal());
     }
 
-    /** Whether {@code identity} names {@code subject} (see the class comment). */
+    /** Whether {@code identity}, written most significant RDN first, names {@code subject} (see the class comment). */
     public static boolean sameAs(String identity, X500Principal subject) {
         try {
-            return new X500Principal(identity, PARSE_NAMES).equals(subject);
-        } catch (IllegalArgumentException notADn) {
+            return new X500Principal(reversed(identity), PARSE_NAMES).equals(subject);
+        } catch (InvalidNameException | IllegalArgumentException notADn) {
             return identity.equals(text(subject));
         }
+    }
+
+    /** The same RDNs, escaped as RFC 4514 escapes them, in the other order. */
+    private static String reversed(String dn) throws InvalidNameException {
+        List<String> rdns = new ArrayList<>();
+        for (Rdn rdn : new LdapName(dn).getRdns()) {      // index 0 is the rightmost RDN
+            rdns.add(rdn.toString());
+        }
+        return String.join(",", rdns);
     }
 
     /** {@code g_pattern_match_simple}: {@code *} any run (also empty), {@code ?} one character, no escapes, whole string. */

@@ -10,7 +10,7 @@ import java.util.Optional;
  * for host {@code localhost}/{@code 127.0.0.1}, and the bad ones each refusal needs.
  */
 public final class TestPki {
-    public static final String CLIENT_DN = "CN=source.test,O=Ferry Tests";
+    public static final String CLIENT_DN = "O=Ferry Tests,CN=source.test";
     /** Server and client credentials of one CA, for localhost and 127.0.0.1. */
     public final Path good;
     /** The same names, another CA. */
@@ -29,7 +29,7 @@ public final class TestPki {
         expired = root.resolve("expired");
         CertificateMaker.make(expired, new CertificateMaker.Request(List.of("localhost", "127.0.0.1"), CLIENT_DN, -1, Optional.of(good)));
         otherHost = root.resolve("other-host");
-        CertificateMaker.make(otherHost, new CertificateMaker.Request(List.of("elsewhere.test"), "CN=intruder.test,O=Ferry Tests", 2,
+        CertificateMaker.make(otherHost, new CertificateMaker.Request(List.of("elsewhere.test"), "O=Ferry Tests,CN=intruder.test", 2,
                 Optional.of(good)));
     }
 

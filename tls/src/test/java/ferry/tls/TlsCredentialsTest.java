@@ -116,7 +116,7 @@ class TlsCredentialsTest {
     @Test
     void shouldRefuseAClientFromAnotherCa() throws Exception {
         Outcome outcome = handshake(TestPki.server(pki.good), TestPki.client(mixed("foreign-client", pki.otherCa)), "localhost");
-        assertTrue(refusal(outcome.server()).startsWith("the client certificate 'CN=source.test,O=Ferry Tests' is not signed by a CA in"),
+        assertTrue(refusal(outcome.server()).startsWith("the client certificate 'O=Ferry Tests,CN=source.test' is not signed by a CA in"),
                 refusal(outcome.server()));
         assertTrue(String.valueOf(outcome.client()).contains("certificate_unknown"), String.valueOf(outcome.client()));
     }
@@ -127,7 +127,7 @@ class TlsCredentialsTest {
         assertTrue(refusal(server.client()).startsWith("the server certificate 'CN=localhost' expired on "), refusal(server.client()));
         assertTrue(String.valueOf(server.server()).contains("certificate_expired"), String.valueOf(server.server()));
         Outcome client = handshake(TestPki.server(pki.good), TestPki.client(pki.expired), "localhost");
-        assertTrue(refusal(client.server()).startsWith("the client certificate 'CN=source.test,O=Ferry Tests' expired on "),
+        assertTrue(refusal(client.server()).startsWith("the client certificate 'O=Ferry Tests,CN=source.test' expired on "),
                 refusal(client.server()) + " / client: " + client.client());
         // JSSE's server sends certificate_unknown for every refused client certificate: the source cannot tell why
         assertTrue(String.valueOf(client.client()).contains("certificate_unknown"), String.valueOf(client.client()));
@@ -161,7 +161,7 @@ class TlsCredentialsTest {
         TlsCredentials server = TlsCredentials.load("tls0", pki.good, TlsEndpoint.SERVER, true, true);
         assertEquals("CN=localhost", DistinguishedName.text(server.certificate().orElseThrow()));
         TlsCredentials client = TlsCredentials.load("tls0", pki.good, TlsEndpoint.CLIENT, true, true);
-        assertEquals(TestPki.CLIENT_DN, DistinguishedName.text(client.certificate().orElseThrow()));
+        assertEquals("O=Ferry Tests,CN=source.test", DistinguishedName.text(client.certificate().orElseThrow()));
 
         TlsException expired = assertThrows(TlsException.class,
                 () -> TlsCredentials.load("tls0", pki.expired, TlsEndpoint.SERVER, true, true));
@@ -211,17 +211,17 @@ class TlsCredentialsTest {
     void shouldMakeCertificatesWithTheRequestedSubjectAndNeverOverwrite() throws Exception {
         Path dir = tmp.resolve("made");
         List<Path> made = CertificateMaker.make(dir, new CertificateMaker.Request(List.of("dst.example", "10.0.0.2"),
-                "CN=src.example,O=Example\\, Inc.,C=GB", 30, Optional.empty()));
+                "C=GB,O=Example\\, Inc.,CN=src.example", 30, Optional.empty()));
         assertEquals(6, made.size());
         assertEquals("rw-------", java.nio.file.attribute.PosixFilePermissions.toString(
                 Files.getPosixFilePermissions(dir.resolve("server-key.pem"))));
         TlsCredentials client = TlsCredentials.load("c", dir, TlsEndpoint.CLIENT, true, true);
-        assertEquals("CN=src.example,O=Example\\, Inc.,C=GB", DistinguishedName.text(client.certificate().orElseThrow()));
+        assertEquals("C=GB,O=Example\\, Inc.,CN=src.example", DistinguishedName.text(client.certificate().orElseThrow()));
         TlsCredentials server = TlsCredentials.load("s", dir, TlsEndpoint.SERVER, true, true);
         assertEquals("DNS:dst.example, IP:10.0.0.2", PeerTrust.names(server.certificate().orElseThrow()));
         assertThrows(java.nio.file.FileAlreadyExistsException.class, () -> CertificateMaker.make(dir,
                 new CertificateMaker.Request(List.of("x"), "CN=x", 1, Optional.empty())));
-        assertEquals("/C=GB/O=Example\\, Inc./CN=src.example", CertificateMaker.opensslSubject("CN=src.example,O=Example\\, Inc.,C=GB"));
+        assertEquals("/C=GB/O=Example\\, Inc./CN=src.example", CertificateMaker.opensslSubject("C=GB,O=Example\\, Inc.,CN=src.example"));
         assertThrows(IllegalArgumentException.class, () -> CertificateMaker.opensslSubject("CN=a+UID=b"));
     }
 }

@@ -21,8 +21,8 @@ import javax.security.auth.x500.X500Principal;
  * {@link AuthzList} in a JSON file of QEMU's {@code AuthZListProperties} shape (qapi/authz.json):
  * <pre>
  * { "policy": "deny",
- *   "rules": [ { "match": "CN=src.example,O=Example", "policy": "allow" },
- *              { "match": "CN=*,O=Example", "policy": "allow", "format": "glob" } ] }
+ *   "rules": [ { "match": "O=Example,CN=src.example", "policy": "allow" },
+ *              { "match": "O=Example,CN=*.lab.example", "policy": "allow", "format": "glob" } ] }
  * </pre>
  * {@code policy} defaults to deny, a rule's {@code format} to exact; an unknown member is an error, as
  * in QEMU. With refresh (QEMU's default on Linux, where it watches the file with inotify) the file is

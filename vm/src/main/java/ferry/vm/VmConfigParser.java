@@ -169,7 +169,7 @@ public final class VmConfigParser {
                 String identity = props.remove("identity");
                 if (identity == null || identity.isEmpty()) {
                     throw new BadOptionException(context + ": identity= is required (the client certificate's DN,"
-                            + " e.g. identity=CN=src.example,,O=Example: a comma in a value is written ,,)");
+                            + " most significant part first, e.g. identity=O=Example,,CN=src.example: a comma in a value is written ,,)");
                 }
                 noMore(props, context);
                 yield new VmObject.AuthzSimple(id, identity);

@@ -25,8 +25,8 @@ class AuthzListFileTest {
     void shouldReadQemusRuleFileFirstMatchDecidingAndDenyByDefault() throws Exception {
         Path file = tmp.resolve("acl.json");
         Files.writeString(file, """
-                { "rules": [ { "match": "CN=other.example,O=Example", "policy": "deny" },
-                             { "match": "CN=*,O=Example", "policy": "allow", "format": "glob" } ] }
+                { "rules": [ { "match": "O=Example,CN=other.example", "policy": "deny" },
+                             { "match": "O=Example,CN=*", "policy": "allow", "format": "glob" } ] }
                 """);
         AuthzListFile authz = new AuthzListFile("auth0", file, false);
         assertEquals("auth0", authz.id());
@@ -41,7 +41,7 @@ class AuthzListFileTest {
         Files.writeString(file, "{ \"policy\": \"allow\" }");
         AuthzListFile authz = new AuthzListFile("auth0", file, true);
         assertTrue(authz.allows(SOURCE));
-        Files.writeString(file, "{ \"policy\": \"deny\", \"rules\": [ { \"match\": \"CN=src.example,O=Example\", \"policy\": \"allow\" } ] }");
+        Files.writeString(file, "{ \"policy\": \"deny\", \"rules\": [ { \"match\": \"O=Example,CN=src.example\", \"policy\": \"allow\" } ] }");
         Files.setLastModifiedTime(file, FileTime.from(Instant.now().plusSeconds(5)));
         assertTrue(authz.allows(SOURCE));
         assertFalse(authz.allows(OTHER), "the new rules apply");

@@ -382,10 +382,10 @@ class VmConfigParserTest {
 
     @Test
     void shouldReadAuthzObjectsWithQemusCommaEscape() throws Exception {
-        VmConfig config = withDrive("-object", "authz-simple,id=auth0,identity=CN=src.example,,O=Example\\,, Inc.,,C=GB",
+        VmConfig config = withDrive("-object", "authz-simple,id=auth0,identity=C=GB,,O=Example\\,, Inc.,,CN=src.example",
                 "-object", "authz-list-file,id=auth1,filename=/etc/ferry/acl.json,refresh=off",
                 "-object", "authz-list-file,id=auth2,filename=acl.json");
-        assertEquals(new VmObject.AuthzSimple("auth0", "CN=src.example,O=Example\\, Inc.,C=GB"), config.objects().get(0));
+        assertEquals(new VmObject.AuthzSimple("auth0", "C=GB,O=Example\\, Inc.,CN=src.example"), config.objects().get(0));
         assertEquals(new VmObject.AuthzListFile("auth1", Path.of("/etc/ferry/acl.json"), false), config.objects().get(1));
         assertEquals(new VmObject.AuthzListFile("auth2", Path.of("acl.json").toAbsolutePath(), true), config.objects().get(2));
     }
@@ -411,8 +411,8 @@ class VmConfigParserTest {
             "tls-creds-psk,id=t,dir=/d#-object tls-creds-psk,id=t: Ferry's migration stream authenticates with certificates only: use"
                     + " tls-creds-x509",
             "authz-pam,id=a,service=x#-object authz-pam,id=a: not supported; use authz-simple or authz-list-file",
-            "authz-simple,id=a#-object authz-simple,id=a: identity= is required (the client certificate's DN, e.g."
-                    + " identity=CN=src.example,,O=Example: a comma in a value is written ,,)",
+            "authz-simple,id=a#-object authz-simple,id=a: identity= is required (the client certificate's DN,"
+                    + " most significant part first, e.g. identity=O=Example,,CN=src.example: a comma in a value is written ,,)",
             "authz-list-file,id=a#-object authz-list-file,id=a: filename= is required (QEMU's JSON rule file)",
             "tls-creds-x509,dir=/d#-object tls-creds-x509,dir=/d: id= is required and must start with a letter (letters, digits, - . _)",
     })
