@@ -66,7 +66,8 @@ public final class StreamAcceptor {
                 if (first == TLS_HANDSHAKE_RECORD) {
                     refuse(channel, channel, "this destination listens without TLS (no tls-creds)");
                     throw new StreamRefused("it speaks TLS, but this destination has no tls-creds (give it -object"
-                            + " tls-creds-x509,...,endpoint=server and migrate_set_parameter tls-creds ID before migrate_incoming)");
+                            + " tls-creds-x509,...,endpoint=server and migrate_set_parameter tls-creds ID before migrate_incoming,"
+                            + " or -global migration.tls-creds=ID)");
                 }
                 yield new PlainStream(channel, new SequenceInputStream(new ByteArrayInputStream(consumed), in), peer);
             }

@@ -39,7 +39,7 @@ final class TlsText {
         if (message.contains("Unsupported or unrecognized SSL message") || message.contains("plaintext connection")) {
             return side == TlsEndpoint.CLIENT
                     ? "the destination does not speak TLS: it listens without tls-creds (give it -object tls-creds-x509,...,endpoint=server"
-                      + " and migrate_set_parameter tls-creds ID before migrate_incoming)"
+                      + " and migrate_set_parameter tls-creds ID before migrate_incoming, or -global migration.tls-creds=ID)"
                     : "the source does not speak TLS";
         }
         if (message.contains("Empty client certificate chain")) {
