@@ -61,15 +61,19 @@ public final class TlsCredentials {
     private final List<X509Certificate> authorities;
     private final Optional<X509Certificate> certificate;
     private final SSLContext context;
+    private final List<X509Certificate> chain;
+    private final PrivateKey key;
 
     private TlsCredentials(String id, Path dir, TlsEndpoint endpoint, boolean verifyPeer, List<X509Certificate> authorities,
-                           Optional<X509Certificate> certificate, SSLContext context) {
+                           List<X509Certificate> chain, PrivateKey key, SSLContext context) {
         this.id = id;
         this.dir = dir;
         this.endpoint = endpoint;
         this.verifyPeer = verifyPeer;
         this.authorities = List.copyOf(authorities);
-        this.certificate = certificate;
+        this.chain = List.copyOf(chain);
+        this.key = key;
+        this.certificate = chain.isEmpty() ? Optional.empty() : Optional.of(chain.getFirst());
         this.context = context;
     }
 
@@ -87,12 +91,10 @@ public final class TlsCredentials {
         Path certFile = dir.resolve(endpoint == TlsEndpoint.SERVER ? SERVER_CERT : CLIENT_CERT);
         Path keyFile = dir.resolve(endpoint == TlsEndpoint.SERVER ? SERVER_KEY : CLIENT_KEY);
         boolean own = endpoint == TlsEndpoint.SERVER || Files.exists(certFile) || Files.exists(keyFile);
-        Optional<X509Certificate> certificate = Optional.empty();
         PrivateKey key = null;
         List<X509Certificate> chain = List.of();
         if (own) {
             chain = PemFiles.certificates(certFile);      // leaf first; intermediates may follow
-            certificate = Optional.of(chain.getFirst());
             key = PemFiles.privateKey(keyFile);
         }
         if (sanityCheck) {
@@ -102,7 +104,7 @@ public final class TlsCredentials {
             SSLContext context = SSLContext.getInstance(PROTOCOL);
             context.init(own ? keyManagers(chain, key) : null, trustManagers(endpoint, verifyPeer, authorities, dir),
                     new SecureRandom());
-            return new TlsCredentials(id, dir, endpoint, verifyPeer, authorities, certificate, context);
+            return new TlsCredentials(id, dir, endpoint, verifyPeer, authorities, chain, key, context);
         } catch (GeneralSecurityException | IOException e) {
             throw new TlsException(TlsException.Kind.FORMAT, "tls-creds-x509 " + id + ": JSSE refused the credentials in " + dir
                     + ": " + e.getMessage(), e);
@@ -155,6 +157,22 @@ public final class TlsCredentials {
 
     public boolean verifyPeer() {
         return verifyPeer;
+    }
+
+    /**
+     * Compiles JSSE's handshake and record path ahead of the first migration ({@link TlsWarmUp}): one
+     * in-memory handshake and {@code bytes} of data. Credentials without a key of their own (a client
+     * without client-cert.pem) have nothing to warm up with and return at once.
+     */
+    public void warmUp(long bytes) throws TlsException {
+        if (key == null) {
+            return;
+        }
+        try {
+            TlsWarmUp.run(chain, key, bytes);
+        } catch (GeneralSecurityException | IOException e) {
+            throw new TlsException(TlsException.Kind.UNSUPPORTED, "tls-creds-x509 " + id + ": the TLS warm-up failed: " + e.getMessage(), e);
+        }
     }
 
     /** This side's own certificate (always for a server; a client may have none). */

@@ -157,6 +157,15 @@ class TlsCredentialsTest {
     }
 
     @Test
+    void shouldWarmUpInMemoryWithTheHostsOwnKey() throws Exception {
+        TestPki.server(pki.good).warmUp(1 << 20);
+        TestPki.client(pki.good).warmUp(1 << 20);
+        Path anonymous = Files.createDirectories(tmp.resolve("anonymous-warm"));
+        Files.copy(pki.good.resolve("ca-cert.pem"), anonymous.resolve("ca-cert.pem"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        TestPki.client(anonymous).warmUp(1 << 20);                 // no key of its own: nothing to do
+    }
+
+    @Test
     void shouldLoadWhatQemuLoadsAndSanityCheckLikeQemu() throws Exception {
         TlsCredentials server = TlsCredentials.load("tls0", pki.good, TlsEndpoint.SERVER, true, true);
         assertEquals("CN=localhost", DistinguishedName.text(server.certificate().orElseThrow()));

@@ -40,6 +40,7 @@ public final class Supervisor implements AutoCloseable {
     private QemuLauncher launcher;
     private MonitorServer monitor;
     private TlsObjects tls;
+    private Thread tlsWarmUp;
     private volatile MigrationDestination destination;
     private volatile Thread adopter;
     private volatile QemuProcess qemu;
@@ -60,6 +61,11 @@ public final class Supervisor implements AutoCloseable {
 
     public void start() throws IOException, QemuException {
         tls = TlsObjects.load(config.objects());           // unreadable credentials fail the start, as in QEMU
+        if (config.objects().stream().anyMatch(o -> o instanceof VmObject.TlsCredsX509)) {
+            // a platform thread: seconds of CPU on a virtual thread would hold a carrier the monitor may need
+            tlsWarmUp = ferry.linux.Threads.platform("tls-warmup").newThread(tls::warmUp);
+            tlsWarmUp.start();
+        }
         runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), config.name());
         launcher = new QemuLauncher(config, runtime);
         monitor = new MonitorServer(new VmMonitor(this), config.monitors());
@@ -214,6 +220,10 @@ public final class Supervisor implements AutoCloseable {
 
     private void closeOnce() throws IOException, InterruptedException {
         List<Exception> failures = new ArrayList<>();
+        if (tlsWarmUp != null) {
+            tlsWarmUp.interrupt();
+            tlsWarmUp.join(5_000);
+        }
         MigrationSource source = migration;
         if (source != null) {
             source.close();
