@@ -248,6 +248,38 @@ class MigrationTlsTest {
         assertCompletes(tlsSource(otherHost));                   // the glob rule allows any CN of O=Ferry Tests
     }
 
+    @Test
+    void shouldWarnOnceWhenAPlainListenerListensBeyondLoopback() throws Exception {
+        java.util.logging.Logger jul = java.util.logging.Logger.getLogger(MigrationDestination.class.getName());
+        List<String> warnings = new java.util.concurrent.CopyOnWriteArrayList<>();
+        java.util.logging.Handler capture = new java.util.logging.Handler() {
+            @Override public void publish(java.util.logging.LogRecord record) {
+                if (record.getLevel().intValue() >= java.util.logging.Level.WARNING.intValue()) {
+                    warnings.add(record.getMessage());
+                }
+            }
+
+            @Override public void flush() { }
+
+            @Override public void close() { }
+        };
+        jul.addHandler(capture);
+        try {
+            for (StreamSecurity security : List.of(new StreamSecurity.Plain(), StreamSecurity.Tls.destination(server(good), Optional.empty()))) {
+                for (String address : List.of("127.0.0.1", "0.0.0.0")) {
+                    try (MigrationDestination listener = new MigrationDestination(address, 0, host, security)) {
+                        listener.start();
+                    }
+                }
+            }
+        } finally {
+            jul.removeHandler(capture);
+        }
+        assertEquals(1, warnings.size(), warnings.toString());
+        assertTrue(warnings.getFirst().matches("the incoming migration port 0\\.0\\.0\\.0:\\d+ has no TLS: whoever reaches it can send"
+                + " this host a VM and write its disks .*"), warnings.getFirst());
+    }
+
     /** A source whose ca-cert.pem is {@code caOf}'s and whose client pair is {@code pairOf}'s. */
     private StreamSecurity tlsSourceTrusting(Path caOf, Path pairOf) throws Exception {
         Path dir = Files.createDirectories(tmp.resolve("trusting"));
