@@ -7,6 +7,8 @@ Every cell runs the same demo guest, disk and workload; every method is measured
   total     = from the first migration command on the source to the destination QEMU's RESUME event
   downtime  = source QEMU's QMP STOP event to destination QEMU's RESUME event (QMP timestamps)
   wire      = bytes on the link (veth tx+rx at the source end, or lo tx in the source namespace)
+  ferry cpu = CPU seconds of the two Ferry JVMs (utime+stime, not their QEMUs) from the first command to RESUME;
+              "ferry-tls" is Ferry with TLS 1.3 on the stream (--tls), made with bin/ferry certs
   converged = migration completed within the cap (else cancelled)
   verified  = idle: destination disk == source disk after switchover (cmp) and the guest heartbeats on
               the destination; write: guest prints write-done on the destination and every block of the
@@ -157,6 +159,13 @@ class Proc:
         self.logf.close()
 
 
+def cpu_seconds(pid):
+    """utime+stime of one process, not of its children: a Ferry JVM without its QEMU."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serial_line(path, text):
     if not os.path.exists(path):
         return None
@@ -297,6 +306,7 @@ class Run:
             getattr(self, "setup_" + self.method.replace("-", "_"))()
             self.wait_workload()
             self.seq0 = last_seq(self.p("src-serial.log"))
+            self.cpu0 = self.ferry_cpu()
             self.t0 = time.time()
             self.b0 = link_bytes(self.link)
             ok = getattr(self, "migrate_" + self.method.replace("-", "_"))()
@@ -307,6 +317,15 @@ class Run:
         finally:
             self.teardown()
         return self.r
+
+    def ferry_cpu(self):
+        """CPU seconds of both Ferry JVMs so far (their pids are the launchers': ip netns exec and bin/ferry exec)."""
+        if not self.method.startswith("ferry"):
+            return None
+        try:
+            return sum(cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst"))
+        except (OSError, ValueError, IndexError):
+            return None
 
     def wait_workload(self):
         ser = self.p("src-serial.log")
@@ -334,11 +353,12 @@ class Run:
                 "--runtime-dir", self.p(side + "-run"),
                 "--qemu-arg", "-qmp", "--qemu-arg", "unix:%s,server=on,wait=off" % self.p(side + "-qmp.sock"), *extra]
 
-    def setup_ferry(self):
+    def setup_ferry(self, src_extra=(), dst_extra=()):
         self.src_disk, self.dst_disk = self.p("src.raw"), self.p("dst.raw")
         copy_sparse(self.base, self.src_disk)
-        self.start("dst", self.dst_ns, self.ferry_argv("dst", self.dst_disk, ["-incoming", "tcp:%s:%d" % (self.dst_addr, MIG_PORT)]))
-        self.start("src", self.src_ns, self.ferry_argv("src", self.src_disk))
+        self.start("dst", self.dst_ns, self.ferry_argv("dst", self.dst_disk,
+                                                        ["-incoming", "tcp:%s:%d" % (self.dst_addr, MIG_PORT), *dst_extra]))
+        self.start("src", self.src_ns, self.ferry_argv("src", self.src_disk, src_extra))
         # Ferry starts the destination's QEMU only once the migration's handshake arrived: connect from
         # the moment migrate is issued, in the background, so that no event is missed
         self.src = self.qmp("src")
@@ -376,6 +396,15 @@ class Run:
                                % (cap, info.get("ferry phase"), info.get("ferry write throttle")))
         self.mon.command("migrate_cancel")
         return False
+
+    def setup_ferry_tls(self):
+        """Ferry with TLS 1.3 on the stream, in the one-line form on both sides (-global migration.tls-creds)."""
+        tls = lambda endpoint: ["-object", "tls-creds-x509,id=tls0,dir=%s,endpoint=%s" % (self.cfg.pki, endpoint),
+                                "-global", "migration.tls-creds=tls0"]
+        self.setup_ferry(tls("client"), tls("server"))
+
+    def migrate_ferry_tls(self):
+        return self.migrate_ferry()
 
     def _connect_dst(self):
         try:
@@ -535,6 +564,9 @@ class Run:
         if getattr(self, "dst_connect", None):
             self.dst_connect.join(30)
         resume = self.dst.wait_event("RESUME", 30, self.t0)
+        cpu = self.ferry_cpu()
+        if cpu is not None and self.cpu0 is not None:
+            r["ferry_cpu_s"] = round(cpu - self.cpu0, 2)
         stop = self.src.event("STOP", self.t0)
         time.sleep(0.5)  # the last acknowledgements
         r["wire_bytes"] = link_bytes(self.link) - self.b0
@@ -687,6 +719,8 @@ def summarize(results):
                 "total_s": [r.get("total_s") for r in conv],
                 "downtime_ms": [r.get("downtime_ms") for r in conv],
                 "wire_bytes": [r.get("wire_bytes") for r in conv] or [r.get("wire_bytes") for r in rs],
+                "cpu_s_per_gib": [r["ferry_cpu_s"] / (r["wire_bytes"] / 2 ** 30) for r in conv
+                                  if r.get("ferry_cpu_s") is not None and r.get("wire_bytes")],
             })
     return cells, rows
 
@@ -713,6 +747,11 @@ def markdown(rows):
             med_range(row["downtime_ms"], lambda v: "%.0f" % v),
             med_range(row["wire_bytes"], lambda v: "%.0f" % (v / 2 ** 20)),
             row["converged"], row["runs"], row["verified"], row["runs"], " | ".join(ratio)))
+    cpu = [row for row in rows if row.get("cpu_s_per_gib")]
+    if cpu:
+        out += ["", "| link | load | disk | method | Ferry CPU s per GiB on the wire (both JVMs) |", "| --- | --- | --- | --- | --- |"]
+        out += ["| %s | %s | %s | %s | %s |" % (row["link"], row["load"], row["disk"], row["method"],
+                                                med_range(row["cpu_s_per_gib"], lambda v: "%.2f" % v)) for row in cpu]
     return "\n".join(out)
 
 
@@ -729,6 +768,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/out"))
     ap.add_argument("--ferry-home", default=ROOT, help="the Ferry checkout whose bin/ferry and jar to run (default: this one)")
     ap.add_argument("--keep", action="store_true", help="keep every run's directory (default: only failed ones)")
+    ap.add_argument("--tls", action="store_true", help="Ferry with TLS 1.3 beside plain Ferry (methods ferry,ferry-tls"
+                    " unless --methods is given)")
     ap.add_argument("--report", metavar="JSONL", help="only print the table (and Ferry's timelines) of an earlier run")
     cfg = ap.parse_args()
     if cfg.report:
@@ -736,9 +777,9 @@ def main():
             results = [json.loads(line) for line in f if line.strip()]
         print(markdown(summarize(results)[1]))
         for r in results:
-            if r["method"] == "ferry":
-                print("\nferry %s %s %s run %s: converged=%s %s" % (r["link"], r["load"], r["disk"], r.get("run"),
-                                                                    r["converged"], "; ".join(r["notes"])[:160]))
+            if r["method"].startswith("ferry"):
+                print("\n%s %s %s %s run %s: converged=%s %s" % (r["method"], r["link"], r["load"], r["disk"], r.get("run"),
+                                                                 r["converged"], "; ".join(r["notes"])[:160]))
                 print("  " + "  ".join("%.2f %s" % (t, what) for t, what in r.get("timeline", [])
                                        if not what.startswith(("src MIGRATION_PASS", "ferry dirty pass"))))
         return
@@ -747,10 +788,17 @@ def main():
     disks = (cfg.disks or ("1g,8g" if cfg.full else "1g")).split(",")
     cfg.cap = cfg.cap or (300 if cfg.full else 40)
     cfg.seconds = cfg.seconds or (cfg.cap + 30 if cfg.full else 45)
+    if cfg.tls and "--methods" not in sys.argv:
+        cfg.methods = "ferry,ferry-tls"
     methods = cfg.methods.split(",")
     os.makedirs(cfg.out, exist_ok=True)
     work = os.path.join(cfg.out, "work")
     os.makedirs(work, exist_ok=True)
+    cfg.pki = os.path.join(work, "pki")
+    if "ferry-tls" in methods and not os.path.exists(os.path.join(cfg.pki, "server-cert.pem")):
+        shutil.rmtree(cfg.pki, ignore_errors=True)
+        subprocess.run([os.path.join(cfg.ferry_home, "bin/ferry"), "certs", cfg.pki, "--host", ADDR_DST, "--host", "127.0.0.1",
+                        "--host", "localhost"], check=True, stdout=subprocess.DEVNULL)
     bases = {"1g": (1 << 30, 256 << 20), "8g": (8 << 30, 256 << 20)}
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results_path = os.path.join(cfg.out, "results-%s.jsonl" % stamp)

@@ -8,6 +8,7 @@ packages=(
   linux-image-amd64 busybox-static cpio gzip kmod
   gcc libc6-dev
   socat iproute2
+  openssl
 )
 missing=()
 for p in "${packages[@]}"; do

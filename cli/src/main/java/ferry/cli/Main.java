@@ -5,7 +5,7 @@ import java.util.List;
 
 /**
  * Entry point of {@code bin/ferry}: {@code run} (supervise a VM), {@code serve} (a standalone NBD
- * server), {@code demo} (the seed's workflow on two local hosts).
+ * server), {@code demo} (the seed's workflow on two local hosts), {@code certs} (TLS certificates).
  */
 public final class Main {
     private Main() {}
@@ -14,6 +14,7 @@ public final class Main {
             usage: ferry run [QEMU-style options]   start a VM whose disks Ferry serves (see ferry run --help)
                    ferry serve --image PATH ...      serve a disk image over NBD (see ferry serve --help)
                    ferry demo [--keep]               migrate a writing guest with its disk between two local hosts
+                   ferry certs DIR --host NAME ...   make TLS certificates in QEMU's layout (see ferry certs --help)
             """;
 
     public static void main(String[] args) {
@@ -27,6 +28,7 @@ public final class Main {
             case "run" -> RunCommand.run(rest);
             case "serve" -> ServeCommand.run(rest, System.out, System.err);
             case "demo" -> DemoCommand.run(rest);
+            case "certs" -> CertsCommand.run(rest, System.out, System.err);
             case "-h", "--help", "help" -> {
                 System.out.print(USAGE);
                 yield 0;

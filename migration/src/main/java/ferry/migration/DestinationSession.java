@@ -2,6 +2,7 @@ package ferry.migration;
 
 import ferry.image.BlockImage;
 import ferry.image.ImageException;
+import ferry.migration.stream.MigrationStream;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.FrameReader;
 import ferry.migration.wire.FrameWriter;
@@ -9,7 +10,6 @@ import ferry.migration.wire.MigrationWire;
 import java.io.EOFException;
 import java.io.IOException;
 import java.net.SocketTimeoutException;
-import java.nio.channels.SocketChannel;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
@@ -37,7 +37,7 @@ final class DestinationSession {
 
     private enum State { AWAIT_HELLO, RECEIVING, VERIFIED, RUNNING }
 
-    private final SocketChannel channel;
+    private final MigrationStream channel;
     private final String peer;
     private final FrameReader reader;
     private final FrameWriter writer;
@@ -62,7 +62,7 @@ final class DestinationSession {
     /** COMMIT arrived: from here on the VM is this host's, whatever fails next (never stopped, never removed). */
     private volatile boolean committed;
 
-    DestinationSession(SocketChannel channel, String peer, FrameReader reader, FrameWriter writer,
+    DestinationSession(MigrationStream channel, String peer, FrameReader reader, FrameWriter writer,
                        DestinationHost host, MigrationStats stats) {
         this.channel = channel;
         this.peer = peer;

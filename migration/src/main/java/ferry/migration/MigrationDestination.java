@@ -1,10 +1,14 @@
 package ferry.migration;
 
 import ferry.linux.Threads;
-import ferry.migration.wire.Frame;
+import ferry.migration.stream.MigrationStream;
+import ferry.migration.stream.StreamAcceptor;
+import ferry.migration.stream.StreamRefused;
+import ferry.migration.stream.StreamSecurity;
 import ferry.migration.wire.FrameReader;
 import ferry.migration.wire.FrameWriter;
 import java.io.IOException;
+import java.net.InetAddress;
 import java.net.InetSocketAddress;
 import java.net.StandardSocketOptions;
 import java.nio.channels.ServerSocketChannel;
@@ -14,8 +18,10 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The destination's listener ({@code -incoming tcp:HOST:PORT}): accepts one source at a time and
- * runs a {@link DestinationSession} for it. A failed or cancelled session leaves nothing behind
+ * The destination's listener ({@code -incoming tcp:HOST:PORT}, or {@code migrate_incoming}): accepts
+ * one source at a time, lets {@link StreamAcceptor} decide before any frame is read whether it may
+ * migrate here (TLS handshake and tls-authz when {@link StreamSecurity.Tls}; a refused peer is logged
+ * in one line and the listener waits for the next), and runs a {@link DestinationSession} for it. A failed or cancelled session leaves nothing behind
  * (the session aborts what it prepared) and the listener waits for the next attempt; a completed
  * one ends the listener, since the VM now runs here.
  *
@@ -28,6 +34,8 @@ public final class MigrationDestination implements AutoCloseable {
     private final String host;
     private final int port;
     private final DestinationHost destinationHost;
+    private final StreamSecurity security;
+    private volatile String lastRefusal;
     private final CountDownLatch completed = new CountDownLatch(1);
     private volatile MigrationStats stats = new MigrationStats();
     private volatile DestinationSession current;
@@ -36,10 +44,16 @@ public final class MigrationDestination implements AutoCloseable {
     private Thread listenThread;
     private volatile boolean closing;
 
-    public MigrationDestination(String host, int port, DestinationHost destinationHost) {
+    public MigrationDestination(String host, int port, DestinationHost destinationHost, StreamSecurity security) {
         this.host = host;
         this.port = port;
         this.destinationHost = destinationHost;
+        this.security = security;
+    }
+
+    /** Without TLS. */
+    public MigrationDestination(String host, int port, DestinationHost destinationHost) {
+        this(host, port, destinationHost, new StreamSecurity.Plain());
     }
 
     /** Binds now (so a port clash fails the command), then accepts on {@code migration-listen}. */
@@ -49,7 +63,18 @@ public final class MigrationDestination implements AutoCloseable {
         server.bind(new InetSocketAddress(host, port));
         listenThread = Threads.unstartedVirtual("migration-listen", this::listen);
         listenThread.start();
-        LOG.log(System.Logger.Level.INFO, "waiting for an incoming migration on " + host + ":" + port());
+        LOG.log(System.Logger.Level.INFO, "waiting for an incoming migration on " + host + ":" + port() + " ("
+                + (security instanceof StreamSecurity.Tls tls ? "TLS 1.3, " + tls.credentials() + tls.authz().map(a -> ", tls-authz "
+                + a.id()).orElse("") : "plain TCP") + ")");
+        if (security instanceof StreamSecurity.Plain && !InetAddress.getByName(host).isLoopbackAddress()) {
+            LOG.log(System.Logger.Level.WARNING, "the incoming migration port " + host + ":" + port() + " has no TLS: whoever"
+                    + " reaches it can send this host a VM and write its disks (see docs/migration-protocol.md \"TLS\")");
+        }
+    }
+
+    /** Why the last connection refused before its session began (TLS, tls-authz), if one was. */
+    public Optional<String> lastRefusal() {
+        return Optional.ofNullable(lastRefusal);
     }
 
     public int port() {
@@ -90,18 +115,25 @@ public final class MigrationDestination implements AutoCloseable {
                 }
                 return;
             }
+            MigrationStream stream = null;
             try {
                 channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
                 channel.setOption(StandardSocketOptions.SO_KEEPALIVE, true);
                 channel.setOption(StandardSocketOptions.SO_RCVBUF, MigrationSource.SOCKET_BUFFER);
-                channel.socket().setSoTimeout((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
+                String peer = String.valueOf(channel.getRemoteAddress());
+                try {
+                    stream = StreamAcceptor.accept(channel, security);
+                } catch (StreamRefused refused) {
+                    lastRefusal = refused.getMessage();
+                    LOG.log(System.Logger.Level.WARNING, "refused an incoming migration from " + peer + ": " + refused.getMessage());
+                    continue;
+                }
+                stream.readTimeoutMs((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
                 MigrationStats sessionStats = new MigrationStats();
                 stats = sessionStats;
-                String peer = String.valueOf(channel.getRemoteAddress());
-                LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer);
-                DestinationSession session = new DestinationSession(channel, peer,
-                        new FrameReader(java.nio.channels.Channels.newChannel(channel.socket().getInputStream())),
-                        new FrameWriter(channel, new RateLimiter(Long.MAX_VALUE / 4)), destinationHost, sessionStats);
+                LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer + " over " + stream.description());
+                DestinationSession session = new DestinationSession(stream, peer, new FrameReader(stream.input()),
+                        new FrameWriter(stream.output(), new RateLimiter(Long.MAX_VALUE / 4)), destinationHost, sessionStats);
                 current = session;
                 Optional<DestinationHost.PreparedVm> vm = session.run();
                 current = null;
@@ -113,13 +145,16 @@ public final class MigrationDestination implements AutoCloseable {
             } catch (IOException e) {
                 LOG.log(System.Logger.Level.ERROR, "incoming migration connection failed: " + e.getMessage(), e);
             } finally {
-                closeQuietly(channel);
+                closeQuietly(stream, channel);
             }
         }
     }
 
-    private static void closeQuietly(SocketChannel channel) {
+    private static void closeQuietly(MigrationStream stream, SocketChannel channel) {
         try {
+            if (stream != null) {
+                stream.close();
+            }
             channel.close();
         } catch (IOException e) {
             LOG.log(System.Logger.Level.DEBUG, "closing a migration connection: " + e.getMessage());

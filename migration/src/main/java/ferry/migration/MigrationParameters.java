@@ -1,5 +1,8 @@
 package ferry.migration;
 
+import java.util.Objects;
+import java.util.regex.Pattern;
+
 /**
  * The tunables {@code migrate_set_parameter} and friends change, with QEMU's names and defaults
  * where QEMU has them. {@code maxBandwidthBytesPerSec} caps the one TCP stream (disks and RAM together).
@@ -7,11 +10,19 @@ package ferry.migration;
  * @param maxBandwidthBytesPerSec QEMU's {@code max-bandwidth}; default 128 MiB/s as in QEMU
  * @param downtimeLimitMs QEMU's {@code downtime-limit}; default 300 ms as in QEMU
  * @param granuleSize bytes per dirty-tracking granule (Ferry's {@code granule-size})
+ * @param tlsCreds QEMU's {@code tls-creds}: the id of a {@code tls-creds-x509} object; empty: no TLS
+ * @param tlsHostname QEMU's {@code tls-hostname}: the name the destination's certificate must carry;
+ *     empty: the host of the {@code migrate} URI
+ * @param tlsAuthz QEMU's {@code tls-authz}: the id of an {@code authz-simple} or {@code authz-list-file}
+ *     object that decides which client certificates a destination accepts; empty: any the CA signed
  */
-public record MigrationParameters(long maxBandwidthBytesPerSec, long downtimeLimitMs, int granuleSize) {
+public record MigrationParameters(long maxBandwidthBytesPerSec, long downtimeLimitMs, int granuleSize,
+                                  String tlsCreds, String tlsHostname, String tlsAuthz) {
     public static final long DEFAULT_MAX_BANDWIDTH = 128L << 20;
     public static final long DEFAULT_DOWNTIME_LIMIT_MS = 300;
     public static final int DEFAULT_GRANULE_SIZE = 4 << 10;   // the guest's write size: no amplification (DESIGN.md)
+    /** QEMU's {@code id_wellformed}: the ids of {@code -object}s. */
+    public static final Pattern OBJECT_ID = Pattern.compile("[A-Za-z][A-Za-z0-9_.-]*");
 
     public static MigrationParameters defaults() {
         return new MigrationParameters(DEFAULT_MAX_BANDWIDTH, DEFAULT_DOWNTIME_LIMIT_MS, DEFAULT_GRANULE_SIZE);
@@ -27,17 +38,43 @@ public record MigrationParameters(long maxBandwidthBytesPerSec, long downtimeLim
         if (granuleSize < 4096 || granuleSize > (16 << 20) || Integer.bitCount(granuleSize) != 1) {
             throw new IllegalArgumentException("granule-size must be a power of two from 4 KiB to 16 MiB: " + granuleSize);
         }
+        Objects.requireNonNull(tlsCreds, "tlsCreds");
+        Objects.requireNonNull(tlsHostname, "tlsHostname");
+        Objects.requireNonNull(tlsAuthz, "tlsAuthz");
+        if (!tlsCreds.isEmpty() && !OBJECT_ID.matcher(tlsCreds).matches()) {
+            throw new IllegalArgumentException("tls-creds must be an object id: '" + tlsCreds + "'");
+        }
+        if (!tlsAuthz.isEmpty() && !OBJECT_ID.matcher(tlsAuthz).matches()) {
+            throw new IllegalArgumentException("tls-authz must be an object id: '" + tlsAuthz + "'");
+        }
+    }
+
+    /** Without TLS. */
+    public MigrationParameters(long maxBandwidthBytesPerSec, long downtimeLimitMs, int granuleSize) {
+        this(maxBandwidthBytesPerSec, downtimeLimitMs, granuleSize, "", "", "");
     }
 
     public MigrationParameters withMaxBandwidth(long bytesPerSec) {
-        return new MigrationParameters(bytesPerSec, downtimeLimitMs, granuleSize);
+        return new MigrationParameters(bytesPerSec, downtimeLimitMs, granuleSize, tlsCreds, tlsHostname, tlsAuthz);
     }
 
     public MigrationParameters withDowntimeLimitMs(long ms) {
-        return new MigrationParameters(maxBandwidthBytesPerSec, ms, granuleSize);
+        return new MigrationParameters(maxBandwidthBytesPerSec, ms, granuleSize, tlsCreds, tlsHostname, tlsAuthz);
     }
 
     public MigrationParameters withGranuleSize(int bytes) {
-        return new MigrationParameters(maxBandwidthBytesPerSec, downtimeLimitMs, bytes);
+        return new MigrationParameters(maxBandwidthBytesPerSec, downtimeLimitMs, bytes, tlsCreds, tlsHostname, tlsAuthz);
+    }
+
+    public MigrationParameters withTlsCreds(String id) {
+        return new MigrationParameters(maxBandwidthBytesPerSec, downtimeLimitMs, granuleSize, id, tlsHostname, tlsAuthz);
+    }
+
+    public MigrationParameters withTlsHostname(String name) {
+        return new MigrationParameters(maxBandwidthBytesPerSec, downtimeLimitMs, granuleSize, tlsCreds, name, tlsAuthz);
+    }
+
+    public MigrationParameters withTlsAuthz(String id) {
+        return new MigrationParameters(maxBandwidthBytesPerSec, downtimeLimitMs, granuleSize, tlsCreds, tlsHostname, id);
     }
 }

@@ -3,15 +3,14 @@ package ferry.migration;
 import ferry.dirty.DirtySnapshot;
 import ferry.image.BlockImage;
 import ferry.linux.Threads;
+import ferry.migration.stream.MigrationStream;
+import ferry.migration.stream.StreamConnector;
+import ferry.migration.stream.StreamRefused;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.FrameReader;
 import ferry.migration.wire.FrameWriter;
 import ferry.migration.wire.MigrationWire;
 import java.io.IOException;
-import java.net.InetSocketAddress;
-import java.net.StandardSocketOptions;
-import java.nio.channels.Channels;
-import java.nio.channels.SocketChannel;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -71,7 +70,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private Thread sendThread;
     private volatile Thread recvThread;
-    private volatile SocketChannel channel;
+    private volatile MigrationStream channel;
     private volatile FrameWriter writer;
     private volatile RamTunnel tunnel;
     private final List<GranuleDigests> digests = new ArrayList<>();
@@ -252,33 +251,23 @@ public final class MigrationSource implements AutoCloseable {
 
     // ---- setup --------------------------------------------------------------------------------
 
+    /** TCP connect and, with tls-creds, the TLS handshake: the stream is authenticated before HELLO is sent. */
     private void connect() throws MigrationException {
         stats.phase(Phase.HANDSHAKE);
         moveTo(SourceState.HANDSHAKE);
         try {
-            SocketChannel ch = SocketChannel.open();
-            ch.setOption(StandardSocketOptions.TCP_NODELAY, true);
-            ch.setOption(StandardSocketOptions.SO_KEEPALIVE, true);
-            ch.setOption(StandardSocketOptions.SO_SNDBUF, SOCKET_BUFFER);
-            ch.socket().connect(new InetSocketAddress(request.host(), request.port()), CONNECT_TIMEOUT_MS);
-            channel = ch;
+            channel = StreamConnector.connect(request.host(), request.port(), CONNECT_TIMEOUT_MS, SOCKET_BUFFER, request.security());
+        } catch (StreamRefused e) {
+            throw new MigrationException(Phase.HANDSHAKE, e.getMessage(), e);
         } catch (IOException e) {
             throw new MigrationException(Phase.HANDSHAKE, "cannot connect to " + request.host() + ":" + request.port()
                     + ": " + e.getMessage() + " (is the destination started with -incoming tcp:0:" + request.port() + "?)", e);
         }
-        writer = new FrameWriter(channel, limiter);
-        FrameReader reader = new FrameReader(Channels.newChannel(channelInput()));
+        writer = new FrameWriter(channel.output(), limiter);
+        FrameReader reader = new FrameReader(channel.input());
         stats.sources(() -> remainingBytes, writer::bytesWritten, () -> writeLimitBytesPerSec, vm::ramStats);
         recvThread = Threads.unstartedVirtual("migration-recv", () -> receive(reader));
         recvThread.start();
-    }
-
-    private java.io.InputStream channelInput() throws MigrationException {
-        try {
-            return channel.socket().getInputStream();
-        } catch (IOException e) {
-            throw new MigrationException(Phase.HANDSHAKE, "cannot read from " + request.host() + ":" + request.port(), e);
-        }
     }
 
     private void handshake() throws MigrationException, InterruptedException, Cancelled {
@@ -639,11 +628,10 @@ public final class MigrationSource implements AutoCloseable {
     /** Tells the destination why (when the stream still works), then closes everything. */
     private void closeStream(Frame farewell) {
         FrameWriter w = writer;
-        SocketChannel ch = channel;
+        MigrationStream ch = channel;
         if (farewell != null && w != null && ch != null && ch.isOpen()) {
             try {
-                ch.configureBlocking(true);
-                ch.socket().setSoLinger(true, 2);
+                ch.lingerSeconds(2);
                 w.send(farewell);
             } catch (IOException | InterruptedException e) {
                 LOG.log(System.Logger.Level.DEBUG, "could not tell the destination why: " + e.getMessage());

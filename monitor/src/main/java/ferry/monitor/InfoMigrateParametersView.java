@@ -11,9 +11,13 @@ import ferry.migration.MigrationParameters;
 public final class InfoMigrateParametersView {
     private InfoMigrateParametersView() {}
 
+    /** In QEMU 7.2's order (tls-creds and tls-hostname first, tls-authz last), quotes and all. */
     public static String render(MigrationParameters parameters) {
-        return MigrationParameter.MAX_BANDWIDTH.qemuName() + ": " + parameters.maxBandwidthBytesPerSec() + " bytes/second\n"
+        return MigrationParameter.TLS_CREDS.qemuName() + ": '" + parameters.tlsCreds() + "'\n"
+                + MigrationParameter.TLS_HOSTNAME.qemuName() + ": '" + parameters.tlsHostname() + "'\n"
+                + MigrationParameter.MAX_BANDWIDTH.qemuName() + ": " + parameters.maxBandwidthBytesPerSec() + " bytes/second\n"
                 + MigrationParameter.DOWNTIME_LIMIT.qemuName() + ": " + parameters.downtimeLimitMs() + " ms\n"
-                + MigrationParameter.GRANULE_SIZE.qemuName() + ": " + parameters.granuleSize() + " bytes\n";
+                + MigrationParameter.GRANULE_SIZE.qemuName() + ": " + parameters.granuleSize() + " bytes\n"
+                + MigrationParameter.TLS_AUTHZ.qemuName() + ": '" + parameters.tlsAuthz() + "'\n";
     }
 }

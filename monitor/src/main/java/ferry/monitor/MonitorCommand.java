@@ -101,6 +101,34 @@ public sealed interface MonitorCommand {
     }
 
     /**
+     * {@code migrate_set_parameter tls-creds|tls-hostname|tls-authz VALUE}: an object id or a host name,
+     * empty ({@code ""}) to unset, as in QEMU.
+     */
+    record MigrateSetTextParameter(MigrationParameter parameter, String value) implements MonitorCommand {
+        public MigrateSetTextParameter {
+            Objects.requireNonNull(parameter);
+            Objects.requireNonNull(value);
+            if (!parameter.text()) {
+                throw new IllegalArgumentException(parameter.qemuName() + " is not a text parameter");
+            }
+        }
+
+        public MigrationParameters applyTo(MigrationParameters parameters) {
+            return parameter.applyTo(parameters, value);
+        }
+    }
+
+    /**
+     * {@code migrate_incoming URI}: start listening for the incoming migration of a VM started with
+     * {@code -incoming defer}, after {@code migrate_set_parameter tls-creds} if TLS is wanted (QEMU's order).
+     */
+    record MigrateIncoming(MigrationUri uri) implements MonitorCommand {
+        public MigrateIncoming {
+            Objects.requireNonNull(uri);
+        }
+    }
+
+    /**
      * Any other command, for QEMU's own monitor (QMP {@code human-monitor-command}), e.g.
      * {@code info registers}, {@code info cpus}.
      *

@@ -43,6 +43,7 @@ public final class MonitorHelp {
             new Entry("migrate", "[-d] [-b] [-i] uri",
                     "migrate to URI (using -d to not wait for completion)" + MIGRATE_DETAIL),
             new Entry("migrate_cancel", "", "cancel the current VM migration"),
+            new Entry("migrate_incoming", "uri", "Continue an incoming migration from an -incoming defer"),
             new Entry("migrate_set_speed", "value", "set maximum speed (in bytes) for migrations. "
                     + "Defaults to MB if no size suffix is specified, ie. B/K/M/G/T"),
             new Entry("migrate_set_downtime", "value",

@@ -9,9 +9,11 @@ import ferry.monitor.MonitorCommand.InfoStatus;
 import ferry.monitor.MonitorCommand.InfoVersion;
 import ferry.monitor.MonitorCommand.Migrate;
 import ferry.monitor.MonitorCommand.MigrateCancel;
+import ferry.monitor.MonitorCommand.MigrateIncoming;
 import ferry.monitor.MonitorCommand.MigrateSetDowntime;
 import ferry.monitor.MonitorCommand.MigrateSetParameter;
 import ferry.monitor.MonitorCommand.MigrateSetSpeed;
+import ferry.monitor.MonitorCommand.MigrateSetTextParameter;
 import ferry.monitor.MonitorCommand.Passthrough;
 import ferry.monitor.MonitorCommand.Quit;
 import ferry.monitor.MonitorCommand.Stop;
@@ -36,7 +38,7 @@ import java.util.regex.Pattern;
  */
 public final class MonitorParser {
     /** QEMU commands that drive QEMU's migration behind Ferry's back: Ferry refuses them. */
-    private static final Set<String> RESERVED = Set.of("migrate_set_capability", "migrate_incoming",
+    private static final Set<String> RESERVED = Set.of("migrate_set_capability",
             "migrate_continue", "migrate_recover", "migrate_pause", "migrate_start_postcopy",
             "migrate_set_cache_size");
 
@@ -73,6 +75,7 @@ public final class MonitorParser {
             case "migrate_set_speed" -> new MigrateSetSpeed(bandwidth(name, oneArgument(name, args, "value")));
             case "migrate_set_downtime" -> new MigrateSetDowntime(downtimeSeconds(oneArgument(name, args, "value")));
             case "migrate_set_parameter" -> setParameter(args);
+            case "migrate_incoming" -> migrateIncoming(args);
             default -> {
                 if (RESERVED.contains(name)) {
                     throw new MonitorException(MonitorException.Kind.REFUSED, name
@@ -137,7 +140,22 @@ public final class MonitorParser {
         return new Migrate(detach, blocks || incremental, incremental, uri);
     }
 
-    private static MigrateSetParameter setParameter(List<String> args) throws MonitorException {
+    /** {@code migrate_incoming URI}: the URI as {@code -incoming} takes it ({@code tcp:0:4444}: every interface). */
+    private static MigrateIncoming migrateIncoming(List<String> args) throws MonitorException {
+        String text = oneArgument("migrate_incoming", args, "uri");
+        try {
+            return new MigrateIncoming(MigrationUri.parse(text));
+        } catch (IllegalArgumentException e) {
+            throw usage("migrate_incoming", e.getMessage());
+        }
+    }
+
+    /**
+     * {@code migrate_set_parameter NAME VALUE}. A TLS parameter's value is an object id
+     * ({@code tls-creds}, {@code tls-authz}) or a host name ({@code tls-hostname}); {@code ""} unsets it
+     * (QEMU's HMP reads {@code ""} as the empty string; it is the only quoting Ferry reads).
+     */
+    private static MonitorCommand setParameter(List<String> args) throws MonitorException {
         String command = "migrate_set_parameter";
         if (args.isEmpty()) {
             throw usage(command, "missing parameter name");
@@ -153,12 +171,31 @@ public final class MonitorParser {
                 .filter(p -> p.qemuName().equals(args.getFirst())).findFirst()
                 .orElseThrow(() -> usage(command, "unknown parameter '" + args.getFirst()
                         + "': known parameters are " + MigrationParameter.names()));
+        if (parameter.text()) {
+            return new MigrateSetTextParameter(parameter, textParameter(parameter, value));
+        }
         long parsed = switch (parameter) {
             case MAX_BANDWIDTH -> bandwidth(command, value);
             case DOWNTIME_LIMIT -> downtimeMs(value);
             case GRANULE_SIZE -> granuleSize(value);
+            case TLS_CREDS, TLS_HOSTNAME, TLS_AUTHZ -> throw new IllegalStateException("text parameter " + parameter);
         };
         return new MigrateSetParameter(parameter, parsed);
+    }
+
+    private static final Pattern HOST_NAME = Pattern.compile("[A-Za-z0-9.:_*-]+");
+
+    private static String textParameter(MigrationParameter parameter, String value) throws MonitorException {
+        String text = value.equals("\"\"") ? "" : value;
+        boolean ok = text.isEmpty() || switch (parameter) {
+            case TLS_CREDS, TLS_AUTHZ -> MigrationParameters.OBJECT_ID.matcher(text).matches();
+            default -> HOST_NAME.matcher(text).matches();
+        };
+        if (!ok) {
+            throw usage("migrate_set_parameter", "invalid " + parameter.qemuName() + " '" + value + "': expected "
+                    + (parameter == MigrationParameter.TLS_HOSTNAME ? "a host name" : "the id of an -object") + ", or \"\" to unset it");
+        }
+        return text;
     }
 
     /** max-bandwidth and migrate_set_speed: a size, MiB when bare (as QEMU), at least one byte per second. */

@@ -144,15 +144,22 @@ class InfoMigrateViewTest {
 
     @Test
     void shouldRenderParametersInQemuShape() {
+        // QEMU 7.2's shapes and order: tls-creds, tls-hostname ... tls-authz, string values in single quotes
         assertEquals("""
+                tls-creds: ''
+                tls-hostname: ''
                 max-bandwidth: 134217728 bytes/second
                 downtime-limit: 300 ms
                 granule-size: 4096 bytes
+                tls-authz: ''
                 """, InfoMigrateParametersView.render(MigrationParameters.defaults()));
         assertEquals("""
+                tls-creds: 'tls0'
+                tls-hostname: 'dst.example'
                 max-bandwidth: 104857600 bytes/second
                 downtime-limit: 500 ms
                 granule-size: 65536 bytes
-                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 65536)));
+                tls-authz: 'auth0'
+                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 65536, "tls0", "dst.example", "auth0")));
     }
 }

@@ -14,9 +14,11 @@ import ferry.monitor.MonitorCommand.InfoStatus;
 import ferry.monitor.MonitorCommand.InfoVersion;
 import ferry.monitor.MonitorCommand.Migrate;
 import ferry.monitor.MonitorCommand.MigrateCancel;
+import ferry.monitor.MonitorCommand.MigrateIncoming;
 import ferry.monitor.MonitorCommand.MigrateSetDowntime;
 import ferry.monitor.MonitorCommand.MigrateSetParameter;
 import ferry.monitor.MonitorCommand.MigrateSetSpeed;
+import ferry.monitor.MonitorCommand.MigrateSetTextParameter;
 import ferry.monitor.MonitorCommand.Passthrough;
 import ferry.monitor.MonitorCommand.Quit;
 import ferry.monitor.MonitorCommand.Stop;
@@ -80,7 +82,7 @@ class MonitorParserTest {
         MonitorException e = fails("migrate_set_capability block on");
         assertEquals(MonitorException.Kind.REFUSED, e.kind());
         assertTrue(e.getMessage().startsWith("Error: migrate_set_capability is not available"), e.getMessage());
-        assertEquals(MonitorException.Kind.REFUSED, fails("migrate_incoming tcp:0:4444").kind());
+        assertEquals(MonitorException.Kind.REFUSED, fails("migrate_continue pre-switchover").kind());
         assertEquals(MonitorException.Kind.REFUSED, fails("   ").kind());
     }
 
@@ -196,9 +198,9 @@ class MonitorParserTest {
     void shouldListKnownParametersForAnUnknownOne() {
         MonitorException e = fails("migrate_set_parameter xbzrle-cache-size 64M");
         assertEquals("migrate_set_parameter: unknown parameter 'xbzrle-cache-size': known parameters are "
-                + "max-bandwidth, downtime-limit, granule-size", e.error());
+                + "max-bandwidth, downtime-limit, granule-size, tls-creds, tls-hostname, tls-authz", e.error());
         assertEquals("Error: " + e.error() + "\nmigrate_set_parameter parameter value -- Set the parameter for migration"
-                + " (max-bandwidth, downtime-limit, granule-size)", e.getMessage());
+                + " (max-bandwidth, downtime-limit, granule-size, tls-creds, tls-hostname, tls-authz)", e.getMessage());
         assertEquals("migrate_set_parameter: missing parameter name", fails("migrate_set_parameter").error());
         assertEquals("migrate_set_parameter: missing value for max-bandwidth", fails("migrate_set_parameter max-bandwidth").error());
         assertEquals("migrate_set_parameter: extraneous characters at the end of line: 'M'",
@@ -212,6 +214,36 @@ class MonitorParserTest {
         assertEquals(500, ((MigrateSetDowntime) parse("migrate_set_downtime 0.5")).applyTo(defaults).downtimeLimitMs());
         assertEquals(1 << 20, ((MigrateSetParameter) parse("migrate_set_parameter granule-size 1M")).applyTo(defaults).granuleSize());
         assertEquals(7, ((MigrateSetParameter) parse("migrate_set_parameter downtime-limit 7")).applyTo(defaults).downtimeLimitMs());
+    }
+
+    @Test
+    void shouldParseTheTlsParametersAsQemuTakesThem() throws Exception {
+        assertEquals(new MigrateSetTextParameter(MigrationParameter.TLS_CREDS, "tls0"), parse("migrate_set_parameter tls-creds tls0"));
+        assertEquals(new MigrateSetTextParameter(MigrationParameter.TLS_HOSTNAME, "dst.example"),
+                parse("migrate_set_parameter tls-hostname dst.example"));
+        assertEquals(new MigrateSetTextParameter(MigrationParameter.TLS_HOSTNAME, "10.0.0.2"),
+                parse("migrate_set_parameter tls-hostname 10.0.0.2"));
+        assertEquals(new MigrateSetTextParameter(MigrationParameter.TLS_AUTHZ, "auth.src-1"),
+                parse("migrate_set_parameter tls-authz auth.src-1"));
+        assertEquals(new MigrateSetTextParameter(MigrationParameter.TLS_CREDS, ""), parse("migrate_set_parameter tls-creds \"\""),
+                "QEMU's way to turn TLS off again");
+        MigrationParameters set = ((MigrateSetTextParameter) parse("migrate_set_parameter tls-creds tls0"))
+                .applyTo(MigrationParameters.defaults());
+        assertEquals("tls0", set.tlsCreds());
+        assertEquals("", ((MigrateSetTextParameter) parse("migrate_set_parameter tls-creds \"\"")).applyTo(set).tlsCreds());
+        assertEquals("migrate_set_parameter: invalid tls-creds '0tls': expected the id of an -object, or \"\" to unset it",
+                fails("migrate_set_parameter tls-creds 0tls").error());
+        assertEquals("migrate_set_parameter: invalid tls-hostname 'a/b': expected a host name, or \"\" to unset it",
+                fails("migrate_set_parameter tls-hostname a/b").error());
+    }
+
+    @Test
+    void shouldParseMigrateIncomingForADeferredDestination() throws Exception {
+        assertEquals(new MigrateIncoming(new MigrationUri("0", 4444)), parse("migrate_incoming tcp:0:4444"));
+        assertEquals(new MigrateIncoming(new MigrationUri("::1", 4444)), parse("migrate_incoming tcp:[::1]:4444"));
+        assertEquals("migrate_incoming: missing uri", fails("migrate_incoming").error());
+        assertTrue(fails("migrate_incoming exec:cat").error().startsWith("migrate_incoming: unsupported migration URI"));
+        assertEquals(MonitorException.Kind.USAGE, fails("migrate_incoming tcp:0:4444 x").kind());
     }
 
     @ParameterizedTest
@@ -240,7 +272,9 @@ class MonitorParserTest {
         assertTrue(all.startsWith("help|? [cmd] -- show the help\ninfo [subcommand] -- "), all);
         assertTrue(all.contains("\nmigrate_set_downtime value -- set maximum tolerated downtime (in seconds) for migrations\n"), all);
         assertTrue(all.endsWith("\n" + MonitorHelp.PASSTHROUGH_NOTE), all);
-        assertEquals(15, all.lines().count());   // 12 commands, migrate on 3 lines, the note
+        assertEquals(16, all.lines().count());   // 13 commands, migrate on 3 lines, the note
+        assertEquals(Optional.of("migrate_incoming uri -- Continue an incoming migration from an -incoming defer"),
+                MonitorHelp.topic("migrate_incoming"));                  // QEMU 7.2's words
         assertEquals(Optional.of("cont|c  -- resume emulation"), MonitorHelp.topic("c"));
         assertEquals(Optional.of("info migrate  -- show migration status"), MonitorHelp.topic("info migrate"));
         assertTrue(MonitorHelp.topic("info").orElseThrow().endsWith("Other info subcommands are passed to QEMU's monitor."));

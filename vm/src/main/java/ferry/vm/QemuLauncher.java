@@ -40,7 +40,7 @@ final class QemuLauncher {
                 .withSerial(config.serial())
                 .withIncomingDefer(incoming)
                 .withPaused(incoming)
-                .withExtraArgs(config.qemuArgs());
+                .withExtraArgs(java.util.stream.Stream.concat(config.qemuObjectArgs().stream(), config.qemuArgs().stream()).toList());
         if (config.kernel().isPresent()) {
             qemu = qemu.withKernel(config.kernel().get(), config.initrd(), config.append());
         }

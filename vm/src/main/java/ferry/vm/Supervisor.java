@@ -20,7 +20,8 @@ import java.util.concurrent.TimeUnit;
  * monitor, and migration in either direction. Ferry joins QEMU's block layer only while it migrates.
  *
  * <p>Lifecycle: {@link #start()} brings everything up (or, with {@code -incoming}, only the monitor
- * and the migration listener: images and QEMU come with the first source); {@link #awaitExit()}
+ * and the migration listener: images and QEMU come with the first source; with {@code -incoming defer}
+ * the listener waits for the monitor's {@code migrate_incoming}); {@link #awaitExit()}
  * blocks until QEMU exits or {@code quit}; {@link #close()} stops QEMU and removes the runtime
  * directory. Ferry exits with the VM; QEMU survives a crash of Ferry (kill -9): the guest goes on,
  * and the runtime directory with QEMU's QMP socket stays until QEMU exits.
@@ -38,10 +39,12 @@ public final class Supervisor implements AutoCloseable {
     private RuntimeDir runtime;
     private QemuLauncher launcher;
     private MonitorServer monitor;
-    private MigrationDestination destination;
-    private Thread adopter;
+    private TlsObjects tls;
+    private Thread tlsWarmUp;
+    private volatile MigrationDestination destination;
+    private volatile Thread adopter;
     private volatile QemuProcess qemu;
-    private volatile MigrationParameters parameters = MigrationParameters.defaults();
+    private volatile MigrationParameters parameters;
     private volatile MigrationSource migration;
     private volatile boolean crashed;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
@@ -49,6 +52,7 @@ public final class Supervisor implements AutoCloseable {
 
     public Supervisor(VmConfig config) {
         this.config = config;
+        this.parameters = config.migrationParameters();
     }
 
     public VmConfig config() {
@@ -56,17 +60,21 @@ public final class Supervisor implements AutoCloseable {
     }
 
     public void start() throws IOException, QemuException {
+        tls = TlsObjects.load(config.objects());           // unreadable credentials fail the start, as in QEMU
+        if (config.objects().stream().anyMatch(o -> o instanceof VmObject.TlsCredsX509)) {
+            // a platform thread: seconds of CPU on a virtual thread would hold a carrier the monitor may need
+            tlsWarmUp = ferry.linux.Threads.platform("tls-warmup").newThread(tls::warmUp);
+            tlsWarmUp.start();
+        }
         runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), config.name());
         launcher = new QemuLauncher(config, runtime);
         monitor = new MonitorServer(new VmMonitor(this), config.monitors());
         if (config.incoming().isPresent()) {
-            var uri = config.incoming().get();
-            destination = new MigrationDestination(uri.host(), uri.port(), new IncomingVm(config, runtime, launcher));
-            destination.start();
-            adopter = ferry.linux.Threads.unstartedVirtual("vm-adopt", this::adoptIncoming);
-            adopter.start();
-            System.err.println("ferry: " + config.name() + " waits for an incoming migration on tcp:" + uri.host() + ":"
-                    + destination.port());
+            switch (config.incoming().get()) {
+                case VmConfig.Incoming.Listen listen -> listen(listen.uri());
+                case VmConfig.Incoming.Defer defer -> System.err.println("ferry: " + config.name() + " waits for"
+                        + " migrate_incoming tcp:HOST:PORT in its monitor (-incoming defer)");
+            }
         } else {
             for (VmConfig.Drive drive : config.drives()) {
                 if (!Files.exists(drive.file())) {
@@ -76,6 +84,34 @@ public final class Supervisor implements AutoCloseable {
             attach(launcher.start(false));
         }
         monitor.start();
+    }
+
+    /**
+     * Starts the migration listener ({@code -incoming tcp:...} at start, or {@code migrate_incoming}
+     * for {@code -incoming defer}), with TLS when the tls-creds parameter is set. Once.
+     */
+    synchronized void listen(ferry.monitor.MigrationUri uri) throws IOException {
+        if (destination != null) {
+            throw new IOException("The incoming migration has already been started");
+        }
+        ferry.monitor.MigrationUri at = VmConfigParser.listenAddress(uri);
+        MigrationDestination listener = new MigrationDestination(at.host(), at.port(), new IncomingVm(config, runtime, launcher),
+                tls.destination(parameters));
+        listener.start();
+        destination = listener;
+        adopter = ferry.linux.Threads.unstartedVirtual("vm-adopt", this::adoptIncoming);
+        adopter.start();
+        System.err.println("ferry: " + config.name() + " waits for an incoming migration on tcp:" + at.host() + ":"
+                + listener.port() + (parameters.tlsCreds().isEmpty() ? "" : " (TLS, tls-creds " + parameters.tlsCreds() + ")"));
+    }
+
+    /** Whether {@code -incoming defer} still waits for {@code migrate_incoming}. */
+    boolean deferred() {
+        return config.incoming().orElse(null) instanceof VmConfig.Incoming.Defer && destination == null;
+    }
+
+    TlsObjects tls() {
+        return tls;
     }
 
     private void attach(QemuProcess process) {
@@ -184,17 +220,23 @@ public final class Supervisor implements AutoCloseable {
 
     private void closeOnce() throws IOException, InterruptedException {
         List<Exception> failures = new ArrayList<>();
+        if (tlsWarmUp != null) {
+            tlsWarmUp.interrupt();
+            tlsWarmUp.join(5_000);
+        }
         MigrationSource source = migration;
         if (source != null) {
             source.close();
         }
-        if (adopter != null) {
-            adopter.interrupt();
-            adopter.join(5_000);
+        Thread adopting = adopter;
+        if (adopting != null) {
+            adopting.interrupt();
+            adopting.join(5_000);
         }
-        if (destination != null) {
+        MigrationDestination listener = destination;
+        if (listener != null) {
             try {
-                destination.close();
+                listener.close();
             } catch (IOException e) {
                 failures.add(e);
             }

@@ -1,5 +1,6 @@
 package ferry.vm;
 
+import ferry.migration.MigrationParameters;
 import ferry.monitor.MigrationUri;
 import ferry.monitor.MonitorEndpoint;
 import ferry.qemu.Accelerator;
@@ -12,13 +13,29 @@ import java.util.Optional;
  * One VM as {@code ferry run} was told to start it, in QEMU's own option shapes
  * ({@link VmConfigParser}). The same config on both hosts; only {@code incoming} differs.
  *
- * @param incoming {@code -incoming tcp:HOST:PORT}: this host is a migration destination
+ * @param incoming {@code -incoming tcp:HOST:PORT} or {@code -incoming defer}: this host is a migration destination
  * @param incomingOverwrite {@code --incoming-overwrite}: an incoming migration may overwrite images that hold data
+ * @param objects the {@code -object}s, in order
+ * @param migrationParameters the migration parameters the VM starts with: the defaults, or QEMU's
+ *     {@code -global migration.tls-creds=ID} (and {@code tls-hostname}, {@code tls-authz})
  */
 public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kernel, Optional<Path> initrd,
                        Optional<String> append, List<Drive> drives, QemuConfig.Serial serial,
-                       List<MonitorEndpoint> monitors, Optional<Accelerator> accelerator, Optional<MigrationUri> incoming,
-                       boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir) {
+                       List<MonitorEndpoint> monitors, Optional<Accelerator> accelerator, Optional<Incoming> incoming,
+                       boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir,
+                       List<VmObject> objects, MigrationParameters migrationParameters) {
+
+    /** {@code -incoming}: wait for a VM instead of booting one. */
+    public sealed interface Incoming {
+        /** {@code -incoming tcp:HOST:PORT}: listen at once ({@code 0} as host: every address). */
+        record Listen(MigrationUri uri) implements Incoming {}
+
+        /**
+         * {@code -incoming defer}: listen when the monitor's {@code migrate_incoming tcp:HOST:PORT} says
+         * where, so that {@code migrate_set_parameter tls-creds ID} can come first (QEMU's sequence).
+         */
+        record Defer() implements Incoming {}
+    }
 
     /**
      * One {@code -drive} as the user wrote it: every property, in the user's order, values unescaped
@@ -85,5 +102,19 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
         drives = List.copyOf(drives);
         monitors = List.copyOf(monitors);
         qemuArgs = List.copyOf(qemuArgs);
+        objects = List.copyOf(objects);
+        java.util.Objects.requireNonNull(migrationParameters, "migrationParameters");
+    }
+
+    /** The {@code -object}s QEMU gets, as {@code -object SPEC} argument pairs. */
+    public List<String> qemuObjectArgs() {
+        List<String> args = new java.util.ArrayList<>();
+        for (VmObject object : objects) {
+            if (object instanceof VmObject.Qemu qemu) {
+                args.add("-object");
+                args.add(qemu.spec());
+            }
+        }
+        return args;
     }
 }

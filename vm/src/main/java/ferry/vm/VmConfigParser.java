@@ -1,5 +1,6 @@
 package ferry.vm;
 
+import ferry.migration.MigrationParameters;
 import ferry.monitor.MigrationUri;
 import ferry.monitor.MonitorEndpoint;
 import ferry.qemu.Accelerator;
@@ -17,9 +18,10 @@ import java.util.regex.Pattern;
 
 /**
  * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
- * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming})
- * plus {@code --qemu PATH}, {@code --qemu-arg ARG} (repeatable), {@code --incoming-overwrite} and
- * {@code --runtime-dir DIR}. A wrong or unknown option is refused before anything starts.
+ * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming
+ * -object -global migration.*}) plus {@code --qemu PATH}, {@code --qemu-arg ARG} (repeatable),
+ * {@code --incoming-overwrite} and {@code --runtime-dir DIR}. A wrong or unknown option is refused
+ * before anything starts.
  */
 public final class VmConfigParser {
     private VmConfigParser() {}
@@ -42,7 +44,9 @@ public final class VmConfigParser {
         QemuConfig.Serial serial = new QemuConfig.Serial.None();
         List<MonitorEndpoint> monitors = new ArrayList<>();
         Optional<Accelerator> accel = Optional.empty();
-        Optional<MigrationUri> incoming = Optional.empty();
+        Optional<VmConfig.Incoming> incoming = Optional.empty();
+        List<VmObject> objects = new ArrayList<>();
+        MigrationParameters parameters = MigrationParameters.defaults();
         boolean overwrite = false;
         String qemu = "qemu-system-x86_64";
         List<String> qemuArgs = new ArrayList<>();
@@ -77,12 +81,15 @@ public final class VmConfigParser {
                 case "-accel" -> accel = Optional.of(accelerator(value(args, ++i, option)));
                 case "-enable-kvm" -> accel = Optional.of(Accelerator.KVM);
                 case "-incoming" -> incoming = Optional.of(incoming(value(args, ++i, option)));
+                case "-object" -> objects.add(ObjectOptions.object(value(args, ++i, option)));
+                case "-global" -> parameters = ObjectOptions.global(value(args, ++i, option), parameters);
                 case "--incoming-overwrite" -> overwrite = true;
                 case "--qemu" -> qemu = value(args, ++i, option);
                 case "--qemu-arg" -> qemuArgs.add(value(args, ++i, option));
                 case "--runtime-dir" -> runtimeDir = Optional.of(Path.of(value(args, ++i, option)));
                 default -> throw new BadOptionException("unknown option " + option
-                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming;"
+                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming"
+                        + " -object -global;"
                         + " pass anything else to QEMU with --qemu-arg)");
             }
         }
@@ -103,8 +110,9 @@ public final class VmConfigParser {
         if (serial instanceof QemuConfig.Serial.Stdio && monitors.stream().anyMatch(m -> m instanceof MonitorEndpoint.Stdio)) {
             throw new BadOptionException("-serial stdio and -monitor stdio cannot share standard input; move one to unix: or tcp:");
         }
+        ObjectOptions.check(objects, parameters);
         return new VmConfig(name, memoryMib, smp, kernel, initrd, append, drives, serial, monitors, accel, incoming,
-                overwrite, qemu, qemuArgs, runtimeDir);
+                overwrite, qemu, qemuArgs, runtimeDir, objects, parameters);
     }
 
     private static boolean isFerryOption(String option) {
@@ -250,7 +258,7 @@ public final class VmConfigParser {
         };
     }
 
-    private static boolean isFalse(String value) {
+    static boolean isFalse(String value) {
         return switch (value) {
             case "off", "no", "false", "n" -> true;
             default -> false;
@@ -344,14 +352,22 @@ public final class VmConfigParser {
         }
     }
 
-    static MigrationUri incoming(String spec) throws BadOptionException {
-        try {
-            MigrationUri uri = MigrationUri.parse(spec);
-            String host = uri.host().equals("0") || uri.host().isEmpty() ? "0.0.0.0" : uri.host();
-            return new MigrationUri(host, uri.port());
-        } catch (IllegalArgumentException e) {
-            throw new BadOptionException("-incoming " + spec + ": " + e.getMessage() + " (use tcp:HOST:PORT, e.g. tcp:0:4444)");
+    /** {@code -incoming tcp:HOST:PORT} or {@code -incoming defer}. */
+    static VmConfig.Incoming incoming(String spec) throws BadOptionException {
+        if (spec.equals("defer")) {
+            return new VmConfig.Incoming.Defer();
         }
+        try {
+            return new VmConfig.Incoming.Listen(listenAddress(MigrationUri.parse(spec)));
+        } catch (IllegalArgumentException e) {
+            throw new BadOptionException("-incoming " + spec + ": " + e.getMessage() + " (use tcp:HOST:PORT, e.g. tcp:0:4444, or defer)");
+        }
+    }
+
+    /** Where to listen for {@code tcp:HOST:PORT}: host {@code 0} means every IPv4 address, as in QEMU. */
+    static MigrationUri listenAddress(MigrationUri uri) {
+        String host = uri.host().equals("0") || uri.host().isEmpty() ? "0.0.0.0" : uri.host();
+        return new MigrationUri(host, uri.port());
     }
 
     /**

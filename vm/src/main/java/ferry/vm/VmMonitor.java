@@ -60,6 +60,8 @@ final class VmMonitor implements MonitorHandler {
             case MonitorCommand.MigrateSetSpeed s -> vm.parameters(s.applyTo(vm.parameters()));
             case MonitorCommand.MigrateSetDowntime d -> vm.parameters(d.applyTo(vm.parameters()));
             case MonitorCommand.MigrateSetParameter p -> setParameter(p);
+            case MonitorCommand.MigrateSetTextParameter p -> setTextParameter(p);
+            case MonitorCommand.MigrateIncoming i -> migrateIncoming(i);
             case MonitorCommand.Passthrough p -> out.println(passthroughOrFail(p.line()));
         }
     }
@@ -150,8 +152,10 @@ final class VmMonitor implements MonitorHandler {
             }
             SourceBlocks blocks = new QemuSourceBlocks(qemu.qmp(), drives, vm.runtime().resolve("qemu-nbd.sock"));
             return new MigrationSource(vm.config().name(), disks, new QmpSourceVm(qemu, vm.parameters().downtimeLimitMs()), blocks,
-                    new MigrationRequest(command.uri().host(), command.uri().port(), command.blocks(), command.incremental()),
-                    vm.parameters(), vm.runtime().path());
+                    new MigrationRequest(command.uri().host(), command.uri().port(), command.blocks(), command.incremental(),
+                            vm.tls().source(vm.parameters())), vm.parameters(), vm.runtime().path());
+        } catch (ferry.tls.TlsException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, "asking QEMU for the VM's state failed: " + e.getMessage(), e);
         } catch (MigrationException e) {
@@ -240,6 +244,35 @@ final class VmMonitor implements MonitorHandler {
             throw new MonitorException(MonitorException.Kind.REFUSED, "granule-size cannot change while a migration runs");
         }
         vm.parameters(p.applyTo(vm.parameters()));
+    }
+
+    /** tls-creds and tls-authz must name objects of their kind (QEMU checks only at use; Ferry says it at once). */
+    private void setTextParameter(MonitorCommand.MigrateSetTextParameter p) throws MonitorException {
+        String value = p.value();
+        if (!value.isEmpty() && p.parameter() == ferry.monitor.MigrationParameter.TLS_CREDS && !vm.tls().hasCredentials(value)) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "No TLS credentials with id '" + value
+                    + "' (start with -object tls-creds-x509,id=" + value + ",dir=DIR,endpoint=server|client)");
+        }
+        if (!value.isEmpty() && p.parameter() == ferry.monitor.MigrationParameter.TLS_AUTHZ && !vm.tls().hasAuthorizer(value)) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "No authorization object with id '" + value
+                    + "' (start with -object authz-simple,id=" + value + ",identity=DN or authz-list-file)");
+        }
+        vm.parameters(p.applyTo(vm.parameters()));
+    }
+
+    /** {@code migrate_incoming URI} on a VM started with {@code -incoming defer}: listen now, with the TLS parameters set so far. */
+    private void migrateIncoming(MonitorCommand.MigrateIncoming command) throws MonitorException {
+        if (vm.config().incoming().isEmpty()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "For use with '-incoming defer'");
+        }
+        if (!vm.deferred()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "The incoming migration has already been started");
+        }
+        try {
+            vm.listen(command.uri());
+        } catch (java.io.IOException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
+        }
     }
 
     private String passthrough(String line) {

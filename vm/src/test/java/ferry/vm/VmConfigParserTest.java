@@ -10,6 +10,7 @@ import ferry.monitor.MigrationUri;
 import ferry.monitor.MonitorEndpoint;
 import ferry.qemu.Accelerator;
 import ferry.qemu.QemuConfig;
+import ferry.tls.TlsEndpoint;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -206,9 +207,10 @@ class VmConfigParserTest {
 
     @Test
     void shouldReadIncomingInBothUriShapesWithHostZeroAsAnyAddress() throws Exception {
-        assertEquals(Optional.of(new MigrationUri("0.0.0.0", 4444)), withDrive("-incoming", "tcp:0:4444").incoming());
-        assertEquals(Optional.of(new MigrationUri("0.0.0.0", 4444)), withDrive("-incoming", "tcp://0:4444").incoming());
-        assertEquals(Optional.of(new MigrationUri("127.0.0.1", 4445)), withDrive("-incoming", "tcp:127.0.0.1:4445").incoming());
+        assertEquals(Optional.of(listen("0.0.0.0", 4444)), withDrive("-incoming", "tcp:0:4444").incoming());
+        assertEquals(Optional.of(listen("0.0.0.0", 4444)), withDrive("-incoming", "tcp://0:4444").incoming());
+        assertEquals(Optional.of(listen("127.0.0.1", 4445)), withDrive("-incoming", "tcp:127.0.0.1:4445").incoming());
+        assertEquals(Optional.of(new VmConfig.Incoming.Defer()), withDrive("-incoming", "defer").incoming(), "QEMU's -incoming defer");
         VmConfig overwrite = withDrive("-incoming", "tcp:0:4444", "--incoming-overwrite");
         assertTrue(overwrite.incomingOverwrite());
     }
@@ -352,12 +354,89 @@ class VmConfigParserTest {
         assertTrue(refusalWithDrive("-display", "gtk").startsWith("-display gtk: only '-display none' is supported"));
         assertEquals("-accel hvf: use kvm or tcg", refusalWithDrive("-accel", "hvf"));
         String incoming = refusalWithDrive("-incoming", "exec:cat");
-        assertTrue(incoming.startsWith("-incoming exec:cat: ") && incoming.endsWith("(use tcp:HOST:PORT, e.g. tcp:0:4444)"), incoming);
+        assertTrue(incoming.startsWith("-incoming exec:cat: ") && incoming.endsWith("(use tcp:HOST:PORT, e.g. tcp:0:4444, or defer)"), incoming);
         assertTrue(refusalWithDrive("-incoming", "tcp:0").startsWith("-incoming tcp:0: "));
     }
 
     @Test
     void shouldRefuseEmptyName() {
         assertEquals("-name guest=: empty name", refusalWithDrive("-name", "guest="));
+    }
+
+    private static VmConfig.Incoming listen(String host, int port) {
+        return new VmConfig.Incoming.Listen(new MigrationUri(host, port));
+    }
+
+    // ---- -object and -global migration.* (TLS) -----------------------------------------------
+
+    @Test
+    void shouldReadTlsCredentialsWithQemusDefaults() throws Exception {
+        VmConfig config = withDrive("-object", "tls-creds-x509,id=tls0,dir=/etc/pki/qemu,endpoint=server",
+                "-object", "tls-creds-x509,id=tls1,dir=/etc/pki/c,verify-peer=off,sanity-check=no");
+        assertEquals(List.of(new VmObject.TlsCredsX509("tls0", Path.of("/etc/pki/qemu"), TlsEndpoint.SERVER, true, true),
+                new VmObject.TlsCredsX509("tls1", Path.of("/etc/pki/c"), TlsEndpoint.CLIENT, false, false)), config.objects());
+        assertEquals(List.of(), config.qemuObjectArgs(), "TLS objects are Ferry's, not QEMU's");
+        assertEquals(List.of(new VmObject.TlsCredsX509("t", Path.of("/d"), TlsEndpoint.CLIENT, true, true)),
+                withDrive("--object", "tls-creds-x509,id=t,dir=/d,verify-peer").objects(), "--object and a bare flag, as QEMU");
+    }
+
+    @Test
+    void shouldReadAuthzObjectsWithQemusCommaEscape() throws Exception {
+        VmConfig config = withDrive("-object", "authz-simple,id=auth0,identity=C=GB,,O=Example\\,, Inc.,,CN=src.example",
+                "-object", "authz-list-file,id=auth1,filename=/etc/ferry/acl.json,refresh=off",
+                "-object", "authz-list-file,id=auth2,filename=acl.json");
+        assertEquals(new VmObject.AuthzSimple("auth0", "C=GB,O=Example\\, Inc.,CN=src.example"), config.objects().get(0));
+        assertEquals(new VmObject.AuthzListFile("auth1", Path.of("/etc/ferry/acl.json"), false), config.objects().get(1));
+        assertEquals(new VmObject.AuthzListFile("auth2", Path.of("acl.json").toAbsolutePath(), true), config.objects().get(2));
+    }
+
+    @Test
+    void shouldPassOtherObjectsToQemuAsWritten() throws Exception {
+        VmConfig config = withDrive("-object", "rng-random,id=rng0,filename=/dev/urandom", "-object", "iothread,id=io0");
+        assertEquals(List.of(new VmObject.Qemu("rng-random", "rng0", "rng-random,id=rng0,filename=/dev/urandom"),
+                new VmObject.Qemu("iothread", "io0", "iothread,id=io0")), config.objects());
+        assertEquals(List.of("-object", "rng-random,id=rng0,filename=/dev/urandom", "-object", "iothread,id=io0"), config.qemuObjectArgs());
+    }
+
+    @ParameterizedTest
+    @CsvSource(delimiter = '#', value = {
+            "tls-creds-x509,id=t#-object tls-creds-x509,id=t: dir= is required (the directory holding ca-cert.pem ...)",
+            "tls-creds-x509,id=t,dir=/d,endpoint=peer#-object tls-creds-x509,id=t: endpoint=peer: expected server or client",
+            "tls-creds-x509,id=t,dir=/d,verify-peer=maybe#-object tls-creds-x509,id=t: verify-peer=maybe is not a boolean (on, off)",
+            "tls-creds-x509,id=t,dir=/d,priority=NORMAL#-object tls-creds-x509,id=t: priority= is a GnuTLS priority string; Ferry"
+                    + " always uses TLS 1.3 with JSSE's default suites",
+            "tls-creds-x509,id=t,dir=/d,passwordid=sec0#-object tls-creds-x509,id=t: passwordid= (an encrypted key) is not supported:"
+                    + " give an unencrypted key file readable only by this user",
+            "tls-creds-x509,id=t,dir=/d,verify=on#-object tls-creds-x509,id=t: unknown property verify",
+            "tls-creds-psk,id=t,dir=/d#-object tls-creds-psk,id=t: Ferry's migration stream authenticates with certificates only: use"
+                    + " tls-creds-x509",
+            "authz-pam,id=a,service=x#-object authz-pam,id=a: not supported; use authz-simple or authz-list-file",
+            "authz-simple,id=a#-object authz-simple,id=a: identity= is required (the client certificate's DN,"
+                    + " most significant part first, e.g. identity=O=Example,,CN=src.example: a comma in a value is written ,,)",
+            "authz-list-file,id=a#-object authz-list-file,id=a: filename= is required (QEMU's JSON rule file)",
+            "tls-creds-x509,dir=/d#-object tls-creds-x509,dir=/d: id= is required and must start with a letter (letters, digits, - . _)",
+    })
+    void shouldRefuseWrongTlsObjects(String spec, String message) {
+        assertEquals(message, refusalWithDrive("-object", spec));
+    }
+
+    @Test
+    void shouldTakeTheTlsParametersFromGlobalMigrationProperties() throws Exception {
+        VmConfig config = withDrive("-object", "tls-creds-x509,id=tls0,dir=/d,endpoint=server", "-object", "authz-simple,id=a0,identity=CN=x",
+                "-incoming", "tcp:0:4444", "-global", "migration.tls-creds=tls0", "-global", "migration.tls-authz=a0",
+                "-global", "migration.tls-hostname=dst.example");
+        assertEquals("tls0", config.migrationParameters().tlsCreds());
+        assertEquals("a0", config.migrationParameters().tlsAuthz());
+        assertEquals("dst.example", config.migrationParameters().tlsHostname());
+        assertEquals("", withDrive().migrationParameters().tlsCreds(), "no TLS unless asked");
+        assertEquals("-global migration.tls-creds=tls9: No TLS credentials with id 'tls9' (give -object tls-creds-x509,id=tls9,...)",
+                refusalWithDrive("-global", "migration.tls-creds=tls9"));
+        assertEquals("-global migration.tls-authz=a0: No authorization object with id 'a0' (give -object authz-simple,id=a0,identity=DN)",
+                refusalWithDrive("-object", "tls-creds-x509,id=a0,dir=/d", "-global", "migration.tls-authz=a0"));
+        assertTrue(refusalWithDrive("-global", "migration.max-bandwidth=1G").startsWith("-global migration.max-bandwidth=1G: unsupported"
+                + " migration property max-bandwidth"));
+        assertTrue(refusalWithDrive("-global", "virtio-blk-pci.x=1").contains("pass device properties to QEMU with --qemu-arg"));
+        assertTrue(refusalWithDrive("-object", "iothread,id=x", "-object", "authz-simple,id=x,identity=CN=a")
+                .contains("ids of -objects must be unique"));
     }
 }
