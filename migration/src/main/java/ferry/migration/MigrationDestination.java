@@ -35,6 +35,7 @@ public final class MigrationDestination implements AutoCloseable {
     private ServerSocketChannel server;
     private Thread listenThread;
     private volatile boolean closing;
+    private final java.util.List<MigrationListener> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public MigrationDestination(String host, int port, DestinationHost destinationHost) {
         this.host = host;
@@ -63,6 +64,11 @@ public final class MigrationDestination implements AutoCloseable {
     /** The current (or last) session's figures; status NONE before the first source connects. */
     public MigrationStats stats() {
         return stats;
+    }
+
+    /** Hears each later session's status changes and passes (Ferry's QMP events); add before {@link #start()}. */
+    public void addListener(MigrationListener listener) {
+        listeners.add(listener);
     }
 
     public boolean waitingForFirstSource() {
@@ -96,6 +102,7 @@ public final class MigrationDestination implements AutoCloseable {
                 channel.setOption(StandardSocketOptions.SO_RCVBUF, MigrationSource.SOCKET_BUFFER);
                 channel.socket().setSoTimeout((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
                 MigrationStats sessionStats = new MigrationStats();
+                listeners.forEach(sessionStats::addListener);
                 stats = sessionStats;
                 String peer = String.valueOf(channel.getRemoteAddress());
                 LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer);

@@ -114,6 +114,15 @@ final class QmpSourceVm implements SourceVm {
     }
 
     @Override
+    public ferry.migration.wire.VmFingerprint fingerprint() throws MigrationException {
+        try {
+            return QemuFingerprint.of(qemu.qmp());
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "reading the VM's configuration from QEMU failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
     public MigrationReport.Ram ramStats() {
         try {
             MigrationInfo info = qemu.qmp().execute(new QmpCommand.QueryMigrate(), 2_000);

@@ -41,7 +41,7 @@ class IncomingVmTest {
     private static Frame.Hello incremental(String baseName) {
         Frame.BaseIdentity base = new Frame.BaseIdentity(baseName, SIZE, new byte[32]);
         return new Frame.Hello(MigrationWire.VERSION, "in", 4096, true, true,
-                List.of(new Frame.DiskOffer("disk0", SIZE, "qcow2", Optional.of(base))));
+                List.of(new Frame.DiskOffer("disk0", SIZE, "qcow2", Optional.of(base))), ferry.migration.wire.VmFingerprint.of());
     }
 
     @Test
