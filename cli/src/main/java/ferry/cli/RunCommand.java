@@ -17,9 +17,12 @@ final class RunCommand {
                              -drive file=PATH,format=raw|qcow2[,if=virtio][,id=ID] [-drive ...]
                              [-serial stdio|file:PATH|unix:PATH,server,nowait|none]
                              [-monitor stdio|unix:PATH,server,nowait|tcp:HOST:PORT,server,nowait|none]
-                             [-display none] [-accel kvm|tcg] [-incoming tcp:HOST:PORT [--incoming-overwrite]]
+                             [-qmp unix:PATH,server,nowait|tcp:HOST:PORT,server,nowait]
+                             [-chardev socket,id=ID,path=PATH,server=on,wait=off -mon chardev=ID,mode=control|readline]
+                             [-display none] [-accel kvm|tcg] [-incoming tcp:HOST:PORT|defer [--incoming-overwrite]]
                              [--qemu PATH] [--qemu-arg ARG]... [--runtime-dir DIR]
-            Starts QEMU with the disks served by Ferry. In the monitor: migrate -d -b tcp:DEST:PORT, info migrate.
+            Starts QEMU, which opens its -drives itself. In the monitor: migrate -d -b tcp:DEST:PORT, info migrate.
+            On the QMP socket: QEMU 7.2's QMP; migrate {"uri": "tcp:DEST:PORT", "blk": true}, query-migrate, events.
             """;
 
     static int run(List<String> args) {

@@ -65,20 +65,79 @@ final class QemuSourceBlocks implements SourceBlocks {
         this.socket = socket;
     }
 
-    /** The drives named {@code ids}, as QEMU reports them now. */
+    /** The drives named {@code ids} ({@code -drive id=}), as QEMU reports them now. */
     static List<Drive> describe(QmpClient qmp, List<String> ids) throws QmpException, MigrationException {
         List<BlockInfo> blocks = qmp.execute(new QmpCommand.QueryBlock());
         List<Drive> drives = new ArrayList<>();
         for (String id : ids) {
-            BlockInfo info = blocks.stream().filter(b -> b.device().equals(id)).findFirst()
+            BlockInfo info = blocks.stream().filter(b -> driveName(b).equals(id)).findFirst()
                     .orElseThrow(() -> new MigrationException(Phase.HANDSHAKE, "QEMU has no drive " + id + " (query-block)"));
-            BlockInfo.Inserted inserted = info.inserted().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
-                    "drive " + id + " has no medium"));
-            String node = inserted.nodeName().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
-                    "drive " + id + " has no node name in query-block"));
-            drives.add(new Drive(id, node, inserted.drv(), inserted.virtualSize(), info.driveRef(), inserted.throttle()));
+            drives.add(drive(info));
         }
         return drives;
+    }
+
+    /**
+     * {@code ferry attach}: every drive with an inserted, writable medium, in {@code query-block}'s order.
+     * Read-only media (a CD-ROM's ISO) and empty drives are not migrated: the destination must have its own.
+     * A drive Ferry cannot migrate (a format other than raw or qcow2, an image that is not a local file)
+     * is refused with a line that names it.
+     */
+    static List<Drive> discover(QmpClient qmp) throws QmpException, MigrationException {
+        List<Drive> drives = new ArrayList<>();
+        for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
+            if (info.inserted().isEmpty() || info.inserted().get().ro()) {
+                LOG.log(System.Logger.Level.INFO, "not migrated: drive " + driveName(info)
+                        + (info.inserted().isEmpty() ? " (no medium)" : " (read-only)"));
+                continue;
+            }
+            drives.add(drive(info));
+        }
+        if (drives.isEmpty()) {
+            throw new MigrationException(Phase.HANDSHAKE, "QEMU has no drive with a writable medium to migrate (query-block)");
+        }
+        return drives;
+    }
+
+    private static Drive drive(BlockInfo info) throws MigrationException {
+        String id = driveName(info);
+        BlockInfo.Inserted inserted = info.inserted().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                "drive " + id + " has no medium"));
+        String node = inserted.nodeName().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                "drive " + id + " has no node name in query-block"));
+        checkMigratable(id, inserted);
+        return new Drive(id, node, inserted.drv(), inserted.virtualSize(), info.driveRef(), inserted.throttle());
+    }
+
+    /** Ferry copies raw and qcow2 images that are local files; anything else is refused by name. */
+    static void checkMigratable(String id, BlockInfo.Inserted inserted) throws MigrationException {
+        if (!inserted.drv().equals("raw") && !inserted.drv().equals("qcow2")) {
+            throw new MigrationException(Phase.HANDSHAKE, "drive " + id + " cannot be migrated: its format is "
+                    + inserted.drv() + " (Ferry copies raw and qcow2 images)");
+        }
+        if (inserted.file().startsWith("json:") || !inserted.file().startsWith("/") && inserted.file().matches("^[a-z+]+:.*")) {
+            throw new MigrationException(Phase.HANDSHAKE, "drive " + id + " cannot be migrated: its image " + inserted.file()
+                    + " is not a local file");
+        }
+    }
+
+    /**
+     * The name a drive goes by in HELLO and on the destination: its {@code -drive id=} (QMP {@code device});
+     * for a {@code -blockdev} + {@code -device} drive (libvirt's way), which has none, its device's id
+     * ({@code /machine/peripheral/ID/...}), else the device's QOM path.
+     */
+    static String driveName(BlockInfo info) {
+        if (!info.device().isEmpty()) {
+            return info.device();
+        }
+        String qdev = info.qdev().orElse("");
+        String peripheral = "/machine/peripheral/";
+        if (qdev.startsWith(peripheral)) {
+            String rest = qdev.substring(peripheral.length());
+            int slash = rest.indexOf('/');
+            return slash < 0 ? rest : rest.substring(0, slash);
+        }
+        return qdev;
     }
 
     @Override
@@ -158,7 +217,7 @@ final class QemuSourceBlocks implements SourceBlocks {
             long bytes = 0;
             for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
                 for (Drive drive : drives) {
-                    if (info.device().equals(drive.id()) && info.inserted().isPresent()) {
+                    if (info.inserted().isPresent() && info.inserted().get().nodeName().equals(Optional.of(drive.nodeName()))) {
                         bytes += info.inserted().get().dirtyBitmap(current).map(BlockInfo.DirtyBitmapInfo::dirtyBytes).orElse(0L);
                     }
                 }
@@ -201,7 +260,7 @@ final class QemuSourceBlocks implements SourceBlocks {
             }
             for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
                 for (Drive drive : drives) {
-                    if (!info.device().equals(drive.id()) || info.inserted().isEmpty()) {
+                    if (info.inserted().isEmpty() || !info.inserted().get().nodeName().equals(Optional.of(drive.nodeName()))) {
                         continue;
                     }
                     for (BlockInfo.DirtyBitmapInfo bitmap : info.inserted().get().dirtyBitmaps()) {

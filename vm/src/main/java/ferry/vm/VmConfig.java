@@ -14,11 +14,15 @@ import java.util.Optional;
  *
  * @param incoming {@code -incoming tcp:HOST:PORT}: this host is a migration destination
  * @param incomingOverwrite {@code --incoming-overwrite}: an incoming migration may overwrite images that hold data
+ * @param qmpServers {@code -qmp unix:PATH,server,nowait}, {@code -qmp tcp:HOST:PORT,server,nowait}, or a
+ *     {@code -chardev socket} named by {@code -mon chardev=ID,mode=control}: Ferry's QMP server listens there
+ * @param incomingDeferred {@code -incoming defer}: a destination that starts listening on QMP {@code migrate-incoming}
  */
 public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kernel, Optional<Path> initrd,
                        Optional<String> append, List<Drive> drives, QemuConfig.Serial serial,
                        List<MonitorEndpoint> monitors, Optional<Accelerator> accelerator, Optional<MigrationUri> incoming,
-                       boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir) {
+                       boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir,
+                       List<ferry.qmp.QmpEndpoint> qmpServers, boolean incomingDeferred) {
 
     /**
      * One {@code -drive} as the user wrote it: every property, in the user's order, values unescaped
@@ -85,5 +89,11 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
         drives = List.copyOf(drives);
         monitors = List.copyOf(monitors);
         qemuArgs = List.copyOf(qemuArgs);
+        qmpServers = List.copyOf(qmpServers);
+    }
+
+    /** A destination: {@code -incoming tcp:...} or {@code -incoming defer}. */
+    public boolean isIncoming() {
+        return incoming.isPresent() || incomingDeferred;
     }
 }

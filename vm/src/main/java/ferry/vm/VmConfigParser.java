@@ -47,6 +47,8 @@ public final class VmConfigParser {
         String qemu = "qemu-system-x86_64";
         List<String> qemuArgs = new ArrayList<>();
         Optional<Path> runtimeDir = Optional.empty();
+        ControlSockets control = new ControlSockets();
+        boolean incomingDeferred = false;
 
         for (int i = 0; i < args.size(); i++) {
             String option = args.get(i);
@@ -76,13 +78,24 @@ public final class VmConfigParser {
                 case "-nographic" -> serial = serial instanceof QemuConfig.Serial.None ? new QemuConfig.Serial.Stdio() : serial;
                 case "-accel" -> accel = Optional.of(accelerator(value(args, ++i, option)));
                 case "-enable-kvm" -> accel = Optional.of(Accelerator.KVM);
-                case "-incoming" -> incoming = Optional.of(incoming(value(args, ++i, option)));
+                case "-incoming" -> {
+                    String spec = value(args, ++i, option);
+                    if (spec.equals("defer")) {
+                        incomingDeferred = true;
+                    } else {
+                        incoming = Optional.of(incoming(spec));
+                    }
+                }
+                case "-qmp" -> control.qmp(value(args, ++i, option));
+                case "-chardev" -> control.chardev(value(args, ++i, option));
+                case "-mon" -> control.mon(value(args, ++i, option));
                 case "--incoming-overwrite" -> overwrite = true;
                 case "--qemu" -> qemu = value(args, ++i, option);
                 case "--qemu-arg" -> qemuArgs.add(value(args, ++i, option));
                 case "--runtime-dir" -> runtimeDir = Optional.of(Path.of(value(args, ++i, option)));
                 default -> throw new BadOptionException("unknown option " + option
-                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming;"
+                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -qmp -chardev -mon -display"
+                        + " -accel -incoming;"
                         + " pass anything else to QEMU with --qemu-arg)");
             }
         }
@@ -103,8 +116,12 @@ public final class VmConfigParser {
         if (serial instanceof QemuConfig.Serial.Stdio && monitors.stream().anyMatch(m -> m instanceof MonitorEndpoint.Stdio)) {
             throw new BadOptionException("-serial stdio and -monitor stdio cannot share standard input; move one to unix: or tcp:");
         }
+        control.resolve(monitors);
+        if (incomingDeferred && incoming.isPresent()) {
+            throw new BadOptionException("-incoming given twice (defer, and " + incoming.get() + ")");
+        }
         return new VmConfig(name, memoryMib, smp, kernel, initrd, append, drives, serial, monitors, accel, incoming,
-                overwrite, qemu, qemuArgs, runtimeDir);
+                overwrite, qemu, qemuArgs, runtimeDir, control.qmpServers(), incomingDeferred);
     }
 
     private static boolean isFerryOption(String option) {
@@ -301,20 +318,25 @@ public final class VmConfigParser {
             return new MonitorEndpoint.Unix(Path.of(socketPath(spec.substring(5), "-monitor")));
         }
         if (spec.startsWith("tcp:")) {
-            String[] parts = spec.substring(4).split(",");
-            checkServerFlags(parts, "-monitor " + spec);
-            int colon = parts[0].lastIndexOf(':');
-            if (colon < 0) {
-                throw new BadOptionException("-monitor " + spec + ": use tcp:HOST:PORT,server,nowait");
-            }
-            String host = parts[0].substring(0, colon);
-            try {
-                return new MonitorEndpoint.Tcp(host.isEmpty() ? "127.0.0.1" : host, Integer.parseInt(parts[0].substring(colon + 1)));
-            } catch (IllegalArgumentException e) {
-                throw new BadOptionException("-monitor " + spec + ": bad port");
-            }
+            return tcp(spec, "-monitor");
         }
         throw new BadOptionException("-monitor " + spec + ": use stdio, unix:PATH,server,nowait, tcp:HOST:PORT,server,nowait or none");
+    }
+
+    /** {@code tcp:HOST:PORT,server,nowait} (an empty host is 127.0.0.1). */
+    private static MonitorEndpoint.Tcp tcp(String spec, String option) throws BadOptionException {
+        String[] parts = spec.substring(4).split(",");
+        checkServerFlags(parts, option + " " + spec);
+        int colon = parts[0].lastIndexOf(':');
+        if (colon < 0) {
+            throw new BadOptionException(option + " " + spec + ": use tcp:HOST:PORT,server,nowait");
+        }
+        String host = parts[0].substring(0, colon);
+        try {
+            return new MonitorEndpoint.Tcp(host.isEmpty() ? "127.0.0.1" : host, Integer.parseInt(parts[0].substring(colon + 1)));
+        } catch (IllegalArgumentException e) {
+            throw new BadOptionException(option + " " + spec + ": bad port");
+        }
     }
 
     private static String socketPath(String spec, String option) throws BadOptionException {
@@ -333,6 +355,119 @@ public final class VmConfigParser {
                 default -> throw new BadOptionException(context + ": unsupported flag " + parts[i]
                         + " (Ferry always listens and never waits: server,nowait)");
             }
+        }
+    }
+
+    /**
+     * Ferry's control sockets as QEMU takes them: {@code -qmp unix:PATH,server,nowait} or
+     * {@code -qmp tcp:HOST:PORT,server,nowait} (a QMP server), and {@code -chardev socket,id=ID,path=PATH|host=H,port=P,
+     * server=on,wait=off} named by {@code -mon chardev=ID[,mode=control|readline]} (QMP for {@code control}, the HMP
+     * monitor for {@code readline}, QEMU's default). A {@code -chardev} no {@code -mon} names is refused: Ferry does
+     * not pass chardevs to QEMU. Shared with {@code ferry attach} ({@link AttachConfig}).
+     */
+    static final class ControlSockets {
+        private final List<ferry.qmp.QmpEndpoint> qmpServers = new ArrayList<>();
+        private final Map<String, String> chardevs = new LinkedHashMap<>();
+        private final Map<String, String> mons = new LinkedHashMap<>();
+
+        void qmp(String spec) throws BadOptionException {
+            if (spec.startsWith("unix:")) {
+                qmpServers.add(new ferry.qmp.QmpEndpoint.Unix(Path.of(socketPath(spec.substring(5), "-qmp"))));
+                return;
+            }
+            if (spec.startsWith("tcp:")) {
+                MonitorEndpoint.Tcp tcp = tcp(spec, "-qmp");
+                qmpServers.add(new ferry.qmp.QmpEndpoint.Tcp(tcp.host(), tcp.port()));
+                return;
+            }
+            throw new BadOptionException("-qmp " + spec + ": use unix:PATH,server,nowait or tcp:HOST:PORT,server,nowait");
+        }
+
+        void chardev(String spec) throws BadOptionException {
+            Map<String, String> props = properties(spec, "backend", "-chardev");
+            String id = props.get("id");
+            if (id == null || id.isEmpty()) {
+                throw new BadOptionException("-chardev " + spec + ": id= is required");
+            }
+            if (chardevs.put(id, spec) != null) {
+                throw new BadOptionException("-chardev " + spec + ": id=" + id + " given twice");
+            }
+        }
+
+        void mon(String spec) throws BadOptionException {
+            Map<String, String> props = properties(spec, "chardev", "-mon");
+            String chardev = props.get("chardev");
+            if (chardev == null || chardev.isEmpty()) {
+                throw new BadOptionException("-mon " + spec + ": chardev= is required");
+            }
+            String mode = props.getOrDefault("mode", "readline");
+            if (!mode.equals("control") && !mode.equals("readline")) {
+                throw new BadOptionException("-mon " + spec + ": mode=" + mode + " (control or readline)");
+            }
+            for (String key : props.keySet()) {
+                if (!key.equals("chardev") && !key.equals("mode")) {
+                    throw new BadOptionException("-mon " + spec + ": " + key + "= is not supported (Ferry takes chardev= and mode=)");
+                }
+            }
+            if (mons.put(chardev, mode) != null) {
+                throw new BadOptionException("-mon " + spec + ": chardev " + chardev + " is already a monitor");
+            }
+        }
+
+        /** Pairs each {@code -mon} with its {@code -chardev}; readline monitors join {@code monitors}. */
+        void resolve(List<MonitorEndpoint> monitors) throws BadOptionException {
+            for (Map.Entry<String, String> mon : mons.entrySet()) {
+                String spec = chardevs.get(mon.getKey());
+                if (spec == null) {
+                    throw new BadOptionException("-mon chardev=" + mon.getKey() + ": no -chardev with id=" + mon.getKey());
+                }
+                ferry.qmp.QmpEndpoint endpoint = socketChardev(spec);
+                if (mon.getValue().equals("control")) {
+                    qmpServers.add(endpoint);
+                } else {
+                    monitors.add(switch (endpoint) {
+                        case ferry.qmp.QmpEndpoint.Unix unix -> new MonitorEndpoint.Unix(unix.path());
+                        case ferry.qmp.QmpEndpoint.Tcp tcp -> new MonitorEndpoint.Tcp(tcp.host(), tcp.port());
+                    });
+                }
+            }
+            for (String id : chardevs.keySet()) {
+                if (!mons.containsKey(id)) {
+                    throw new BadOptionException("-chardev id=" + id + ": no -mon uses it (Ferry takes a -chardev only as a"
+                            + " monitor's socket; pass others to QEMU with --qemu-arg)");
+                }
+            }
+        }
+
+        List<ferry.qmp.QmpEndpoint> qmpServers() {
+            return List.copyOf(qmpServers);
+        }
+
+        /** {@code socket,id=ID,path=PATH,server=on,wait=off} or {@code socket,id=ID,host=H,port=P,server=on,wait=off}. */
+        private static ferry.qmp.QmpEndpoint socketChardev(String spec) throws BadOptionException {
+            Map<String, String> props = properties(spec, "backend", "-chardev");
+            if (!"socket".equals(props.get("backend"))) {
+                throw new BadOptionException("-chardev " + spec + ": only socket chardevs can be a monitor's");
+            }
+            if (!isTrue(props.getOrDefault("server", "off")) || !isFalse(props.getOrDefault("wait", "on"))) {
+                throw new BadOptionException("-chardev " + spec + ": Ferry listens and never waits: give server=on,wait=off");
+            }
+            for (String key : props.keySet()) {
+                if (!List.of("backend", "id", "path", "host", "port", "server", "wait").contains(key)) {
+                    throw new BadOptionException("-chardev " + spec + ": " + key + "= is not supported");
+                }
+            }
+            if (props.containsKey("path")) {
+                return new ferry.qmp.QmpEndpoint.Unix(Path.of(props.get("path")));
+            }
+            if (props.containsKey("port")) {
+                try {
+                    return new ferry.qmp.QmpEndpoint.Tcp(props.getOrDefault("host", "127.0.0.1"), Integer.parseInt(props.get("port")));
+                } catch (IllegalArgumentException e) {
+                    throw new BadOptionException("-chardev " + spec + ": bad port");
+                }
+            }
+            throw new BadOptionException("-chardev " + spec + ": give path= (unix) or host= and port= (tcp)");
         }
     }
 
