@@ -70,6 +70,7 @@ public final class Attachment implements Vm, AutoCloseable {
                     + " (is QEMU running with -qmp unix:" + config.qmpSocket() + ",server,nowait, and no other client connected?)", e);
         }
         qmp.closed().thenAccept(reason -> exit.complete("QEMU's QMP connection ended (QEMU exited or quit): " + reason.getMessage()));
+        removeLeftovers();
         runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), name);
         monitor = new MonitorServer(vmMonitor, config.monitors());
         for (ferry.qmp.QmpEndpoint endpoint : config.qmpServers()) {
@@ -95,6 +96,18 @@ public final class Attachment implements Vm, AutoCloseable {
         monitor.start();
         System.err.println("ferry: attached to " + name + " (QEMU " + version + ", " + state.qapiName() + ") through "
                 + config.qmpSocket() + "; QEMU runs on when Ferry exits");
+    }
+
+    /** A Ferry that died while migrating this VM left bitmaps and exports in QEMU: they would block the next migration. */
+    private void removeLeftovers() throws IOException {
+        try {
+            List<String> removed = QemuSourceBlocks.removeLeftovers(qmp);
+            if (!removed.isEmpty()) {
+                System.err.println("ferry: removed what an earlier Ferry left in QEMU: " + String.join(", ", removed));
+            }
+        } catch (MigrationException e) {
+            throw new IOException("removing what an earlier Ferry left in QEMU failed: " + e.getMessage(), e);
+        }
     }
 
     private Optional<String> queryName() {
