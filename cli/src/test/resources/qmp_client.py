@@ -4,6 +4,7 @@ Python 3 standard library only. It knows nothing of Ferry: the VM-tier tests (fe
 against plain QEMU and against Ferry's QMP server and compare what it prints.
 
     qmp_client.py steps SERVER           the protocol steps below; prints the shape of every reply (JSON)
+    qmp_client.py incoming SERVER URI    on a destination started with -incoming defer: migrate-incoming URI
     qmp_client.py migrate SERVER URI     migrates with block copy and follows the migration by events alone;
                                          prints what it saw (JSON); exit status 0 only if it completed
 
@@ -19,7 +20,8 @@ What the specification says, and this client checks:
   4     capabilities negotiation: until "qmp_capabilities", any other command fails with CommandNotFound;
         an unknown command fails with CommandNotFound too
 Commands used (qapi/control.json, run-state.json, misc.json, migration.json): qmp_capabilities,
-query-status, stop, cont, query-version, query-name, query-migrate, migrate-set-capabilities, migrate.
+query-status, stop, cont, query-version, query-name, query-migrate, migrate-set-capabilities, migrate,
+migrate-incoming.
 """
 import json
 import socket
@@ -228,9 +230,25 @@ def migrate(server, uri, timeout):
     return 0 if statuses[-1] == "completed" else 1
 
 
+def incoming(server, uri):
+    client = Client(server, timeout=30)
+    client.receive()                                   # the greeting
+    client.execute("qmp_capabilities")
+    status = client.execute("query-status")["return"]
+    if status["status"] != "inmigrate":
+        raise ProtocolError("not waiting for an incoming migration: %r" % (status,))
+    reply = client.execute("migrate-incoming", {"uri": uri})
+    if "error" in reply:
+        raise ProtocolError("migrate-incoming refused: %r" % (reply,))
+    print(json.dumps(reply))
+    return 0
+
+
 def main(argv):
     if len(argv) >= 3 and argv[1] == "steps":
         return steps(argv[2])
+    if len(argv) >= 4 and argv[1] == "incoming":
+        return incoming(argv[2], argv[3])
     if len(argv) >= 4 and argv[1] == "migrate":
         return migrate(argv[2], argv[3], float(argv[4]) if len(argv) > 4 else 120)
     sys.stderr.write(__doc__)

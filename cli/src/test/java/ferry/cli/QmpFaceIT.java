@@ -108,13 +108,18 @@ class QmpFaceIT {
         Files.createDirectories(sourceDisk.getParent());
         RawImage.create(sourceDisk, DISK_SIZE).close();
         Path qmp = tmp.resolve("src/qmp.sock");
+        Path destinationQmp = tmp.resolve("dst/qmp.sock");
         int port = freePort();
         try (LocalHost source = LocalHost.start("source", ferry(), tmp.resolve("src"), vmArgs(sourceDisk, "-qmp",
                 "unix:" + qmp + ",server,nowait"));
              LocalHost destination = LocalHost.start("destination", ferry(), tmp.resolve("dst"),
-                     vmArgs(tmp.resolve("dst/disk.raw"), "-incoming", "tcp:127.0.0.1:" + port))) {
+                     vmArgs(tmp.resolve("dst/disk.raw"), "-qmp", "unix:" + destinationQmp + ",server,nowait", "-incoming", "defer"))) {
             source.awaitSerial("heartbeat seq=", 120_000);
             assertEquals("VM status: paused (inmigrate)", destination.monitor("info status"));
+            // the destination the libvirt way: -incoming defer, then QMP migrate-incoming
+            Tools.Result listen = Tools.run(30, "python3", script.toString(), "incoming", destinationQmp.toString(),
+                    "tcp:127.0.0.1:" + port);
+            assertEquals(0, listen.exitCode(), "migrate-incoming: " + listen.stdout() + listen.stderr());
             Tools.Result run = Tools.run(150, "python3", script.toString(), "migrate", qmp.toString(), "tcp:127.0.0.1:" + port, "140");
             assertEquals(0, run.exitCode(), "the script's migration: " + run.stdout() + run.stderr());
             Json.Obj seen = JsonDecoder.parse(run.stdout()).asObject();
