@@ -17,7 +17,8 @@ import java.util.regex.Pattern;
 
 /**
  * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
- * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming})
+ * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -qmp -chardev -mon -display -accel
+ * -incoming}, also {@code -incoming defer})
  * plus {@code --qemu PATH}, {@code --qemu-arg ARG} (repeatable), {@code --incoming-overwrite} and
  * {@code --runtime-dir DIR}. A wrong or unknown option is refused before anything starts.
  */
