@@ -32,7 +32,7 @@ public record AttachConfig(Path qmpSocket, Optional<String> name, List<MonitorEn
         Path qmp = null;
         Optional<String> name = Optional.empty();
         List<MonitorEndpoint> monitors = new ArrayList<>();
-        VmConfigParser.ControlSockets control = new VmConfigParser.ControlSockets();
+        ControlSockets control = new ControlSockets();
         Optional<MigrationUri> incoming = Optional.empty();
         boolean overwrite = false;
         Optional<Path> runtimeDir = Optional.empty();

@@ -268,7 +268,7 @@ public final class VmConfigParser {
         };
     }
 
-    private static boolean isFalse(String value) {
+    static boolean isFalse(String value) {
         return switch (value) {
             case "off", "no", "false", "n" -> true;
             default -> false;
@@ -325,7 +325,7 @@ public final class VmConfigParser {
     }
 
     /** {@code tcp:HOST:PORT,server,nowait} (an empty host is 127.0.0.1). */
-    private static MonitorEndpoint.Tcp tcp(String spec, String option) throws BadOptionException {
+    static MonitorEndpoint.Tcp tcp(String spec, String option) throws BadOptionException {
         String[] parts = spec.substring(4).split(",");
         checkServerFlags(parts, option + " " + spec);
         int colon = parts[0].lastIndexOf(':');
@@ -340,7 +340,7 @@ public final class VmConfigParser {
         }
     }
 
-    private static String socketPath(String spec, String option) throws BadOptionException {
+    static String socketPath(String spec, String option) throws BadOptionException {
         String[] parts = spec.split(",");
         checkServerFlags(parts, option + " unix:" + spec);
         if (parts[0].isEmpty()) {
@@ -356,119 +356,6 @@ public final class VmConfigParser {
                 default -> throw new BadOptionException(context + ": unsupported flag " + parts[i]
                         + " (Ferry always listens and never waits: server,nowait)");
             }
-        }
-    }
-
-    /**
-     * Ferry's control sockets as QEMU takes them: {@code -qmp unix:PATH,server,nowait} or
-     * {@code -qmp tcp:HOST:PORT,server,nowait} (a QMP server), and {@code -chardev socket,id=ID,path=PATH|host=H,port=P,
-     * server=on,wait=off} named by {@code -mon chardev=ID[,mode=control|readline]} (QMP for {@code control}, the HMP
-     * monitor for {@code readline}, QEMU's default). A {@code -chardev} no {@code -mon} names is refused: Ferry does
-     * not pass chardevs to QEMU. Shared with {@code ferry attach} ({@link AttachConfig}).
-     */
-    static final class ControlSockets {
-        private final List<ferry.qmp.QmpEndpoint> qmpServers = new ArrayList<>();
-        private final Map<String, String> chardevs = new LinkedHashMap<>();
-        private final Map<String, String> mons = new LinkedHashMap<>();
-
-        void qmp(String spec) throws BadOptionException {
-            if (spec.startsWith("unix:")) {
-                qmpServers.add(new ferry.qmp.QmpEndpoint.Unix(Path.of(socketPath(spec.substring(5), "-qmp"))));
-                return;
-            }
-            if (spec.startsWith("tcp:")) {
-                MonitorEndpoint.Tcp tcp = tcp(spec, "-qmp");
-                qmpServers.add(new ferry.qmp.QmpEndpoint.Tcp(tcp.host(), tcp.port()));
-                return;
-            }
-            throw new BadOptionException("-qmp " + spec + ": use unix:PATH,server,nowait or tcp:HOST:PORT,server,nowait");
-        }
-
-        void chardev(String spec) throws BadOptionException {
-            Map<String, String> props = properties(spec, "backend", "-chardev");
-            String id = props.get("id");
-            if (id == null || id.isEmpty()) {
-                throw new BadOptionException("-chardev " + spec + ": id= is required");
-            }
-            if (chardevs.put(id, spec) != null) {
-                throw new BadOptionException("-chardev " + spec + ": id=" + id + " given twice");
-            }
-        }
-
-        void mon(String spec) throws BadOptionException {
-            Map<String, String> props = properties(spec, "chardev", "-mon");
-            String chardev = props.get("chardev");
-            if (chardev == null || chardev.isEmpty()) {
-                throw new BadOptionException("-mon " + spec + ": chardev= is required");
-            }
-            String mode = props.getOrDefault("mode", "readline");
-            if (!mode.equals("control") && !mode.equals("readline")) {
-                throw new BadOptionException("-mon " + spec + ": mode=" + mode + " (control or readline)");
-            }
-            for (String key : props.keySet()) {
-                if (!key.equals("chardev") && !key.equals("mode")) {
-                    throw new BadOptionException("-mon " + spec + ": " + key + "= is not supported (Ferry takes chardev= and mode=)");
-                }
-            }
-            if (mons.put(chardev, mode) != null) {
-                throw new BadOptionException("-mon " + spec + ": chardev " + chardev + " is already a monitor");
-            }
-        }
-
-        /** Pairs each {@code -mon} with its {@code -chardev}; readline monitors join {@code monitors}. */
-        void resolve(List<MonitorEndpoint> monitors) throws BadOptionException {
-            for (Map.Entry<String, String> mon : mons.entrySet()) {
-                String spec = chardevs.get(mon.getKey());
-                if (spec == null) {
-                    throw new BadOptionException("-mon chardev=" + mon.getKey() + ": no -chardev with id=" + mon.getKey());
-                }
-                ferry.qmp.QmpEndpoint endpoint = socketChardev(spec);
-                if (mon.getValue().equals("control")) {
-                    qmpServers.add(endpoint);
-                } else {
-                    monitors.add(switch (endpoint) {
-                        case ferry.qmp.QmpEndpoint.Unix unix -> new MonitorEndpoint.Unix(unix.path());
-                        case ferry.qmp.QmpEndpoint.Tcp tcp -> new MonitorEndpoint.Tcp(tcp.host(), tcp.port());
-                    });
-                }
-            }
-            for (String id : chardevs.keySet()) {
-                if (!mons.containsKey(id)) {
-                    throw new BadOptionException("-chardev id=" + id + ": no -mon uses it (Ferry takes a -chardev only as a"
-                            + " monitor's socket; pass others to QEMU with --qemu-arg)");
-                }
-            }
-        }
-
-        List<ferry.qmp.QmpEndpoint> qmpServers() {
-            return List.copyOf(qmpServers);
-        }
-
-        /** {@code socket,id=ID,path=PATH,server=on,wait=off} or {@code socket,id=ID,host=H,port=P,server=on,wait=off}. */
-        private static ferry.qmp.QmpEndpoint socketChardev(String spec) throws BadOptionException {
-            Map<String, String> props = properties(spec, "backend", "-chardev");
-            if (!"socket".equals(props.get("backend"))) {
-                throw new BadOptionException("-chardev " + spec + ": only socket chardevs can be a monitor's");
-            }
-            if (!isTrue(props.getOrDefault("server", "off")) || !isFalse(props.getOrDefault("wait", "on"))) {
-                throw new BadOptionException("-chardev " + spec + ": Ferry listens and never waits: give server=on,wait=off");
-            }
-            for (String key : props.keySet()) {
-                if (!List.of("backend", "id", "path", "host", "port", "server", "wait").contains(key)) {
-                    throw new BadOptionException("-chardev " + spec + ": " + key + "= is not supported");
-                }
-            }
-            if (props.containsKey("path")) {
-                return new ferry.qmp.QmpEndpoint.Unix(Path.of(props.get("path")));
-            }
-            if (props.containsKey("port")) {
-                try {
-                    return new ferry.qmp.QmpEndpoint.Tcp(props.getOrDefault("host", "127.0.0.1"), Integer.parseInt(props.get("port")));
-                } catch (IllegalArgumentException e) {
-                    throw new BadOptionException("-chardev " + spec + ": bad port");
-                }
-            }
-            throw new BadOptionException("-chardev " + spec + ": give path= (unix) or host= and port= (tcp)");
         }
     }
 
