@@ -44,6 +44,23 @@ public final class LocalHost implements AutoCloseable {
         return new LocalHost(role, dir, process, monitor);
     }
 
+    /**
+     * Starts {@code ferryCommand attach ARGS -monitor unix:DIR/monitor.sock,server,nowait --runtime-dir DIR/run}
+     * (ARGS hold {@code --qmp} of a QEMU already running), output to DIR/ferry.log. The guest's serial
+     * console is whatever that QEMU was given.
+     */
+    public static LocalHost attach(String role, List<String> ferryCommand, Path dir, List<String> args) throws IOException {
+        Files.createDirectories(dir);
+        Path monitor = dir.resolve("monitor.sock");
+        List<String> command = new ArrayList<>(ferryCommand);
+        command.add("attach");
+        command.addAll(args);
+        command.addAll(List.of("-monitor", "unix:" + monitor + ",server,nowait", "--runtime-dir", dir.resolve("run").toString()));
+        Process process = new ProcessBuilder(command).redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("ferry.log").toFile())).start();
+        return new LocalHost(role, dir, process, monitor);
+    }
+
     /** The {@code ferry} command of this installation: this JVM running this jar. */
     public static List<String> ferryCommand() {
         String java = ProcessHandle.current().info().command().orElse("java");

@@ -4,14 +4,16 @@ import java.util.Arrays;
 import java.util.List;
 
 /**
- * Entry point of {@code bin/ferry}: {@code run} (supervise a VM), {@code serve} (a standalone NBD
- * server), {@code demo} (the seed's workflow on two local hosts), {@code certs} (TLS certificates).
+ * Entry point of {@code bin/ferry}: {@code run} (supervise a VM), {@code attach} (the same for a QEMU
+ * Ferry did not start), {@code serve} (a standalone NBD server), {@code demo} (the seed's workflow on
+ * two local hosts), {@code certs} (TLS certificates).
  */
 public final class Main {
     private Main() {}
 
     static final String USAGE = """
-            usage: ferry run [QEMU-style options]   start a VM whose disks Ferry serves (see ferry run --help)
+            usage: ferry run [QEMU-style options]   start a VM, with Ferry's monitor, QMP and migration (see ferry run --help)
+                   ferry attach --qmp PATH ...       the same for a running QEMU Ferry did not start (see ferry attach --help)
                    ferry serve --image PATH ...      serve a disk image over NBD (see ferry serve --help)
                    ferry demo [--keep]               migrate a writing guest with its disk between two local hosts
                    ferry certs DIR --host NAME ...   make TLS certificates in QEMU's layout (see ferry certs --help)
@@ -26,6 +28,7 @@ public final class Main {
         List<String> rest = Arrays.asList(args).subList(1, args.length);
         int code = switch (args[0]) {
             case "run" -> RunCommand.run(rest);
+            case "attach" -> AttachCommand.run(rest);
             case "serve" -> ServeCommand.run(rest, System.out, System.err);
             case "demo" -> DemoCommand.run(rest);
             case "certs" -> CertsCommand.run(rest, System.out, System.err);

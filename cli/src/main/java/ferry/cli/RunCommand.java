@@ -17,13 +17,16 @@ final class RunCommand {
                              -drive file=PATH,format=raw|qcow2[,if=virtio][,id=ID] [-drive ...]
                              [-serial stdio|file:PATH|unix:PATH,server,nowait|none]
                              [-monitor stdio|unix:PATH,server,nowait|tcp:HOST:PORT,server,nowait|none]
+                             [-qmp unix:PATH,server,nowait|tcp:HOST:PORT,server,nowait]
+                             [-chardev socket,id=ID,path=PATH,server=on,wait=off -mon chardev=ID,mode=control|readline]
                              [-display none] [-accel kvm|tcg] [-incoming tcp:HOST:PORT|defer [--incoming-overwrite]]
                              [-object tls-creds-x509,id=ID,dir=DIR,endpoint=server|client[,verify-peer=on|off]]
                              [-object authz-simple,id=ID,identity=DN] [-object authz-list-file,id=ID,filename=F]
                              [-global migration.tls-creds=ID] [-global migration.tls-hostname=NAME]
                              [-global migration.tls-authz=ID] [-object OTHER,...  (passed to QEMU)]
                              [--qemu PATH] [--qemu-arg ARG]... [--runtime-dir DIR]
-            Starts QEMU with the disks served by Ferry. In the monitor: migrate -d -b tcp:DEST:PORT, info migrate.
+            Starts QEMU, which opens its -drives itself. In the monitor: migrate -d -b tcp:DEST:PORT, info migrate.
+            On the QMP socket: QEMU 7.2's QMP; migrate {"uri": "tcp:DEST:PORT", "blk": true}, query-migrate, events.
             TLS: migrate_set_parameter tls-creds ID on both sides (the destination before migrate_incoming);
             ferry certs DIR --host NAME makes the files. See README.md and docs/migration-protocol.md.
             """;

@@ -43,6 +43,7 @@ public final class MigrationDestination implements AutoCloseable {
     private ServerSocketChannel server;
     private Thread listenThread;
     private volatile boolean closing;
+    private final java.util.List<MigrationListener> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public MigrationDestination(String host, int port, DestinationHost destinationHost, StreamSecurity security) {
         this.host = host;
@@ -90,6 +91,11 @@ public final class MigrationDestination implements AutoCloseable {
         return stats;
     }
 
+    /** Hears each later session's status changes and passes (Ferry's QMP events); add before {@link #start()}. */
+    public void addListener(MigrationListener listener) {
+        listeners.add(listener);
+    }
+
     public boolean waitingForFirstSource() {
         return current == null && runningVm == null;
     }
@@ -130,6 +136,7 @@ public final class MigrationDestination implements AutoCloseable {
                 }
                 stream.readTimeoutMs((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
                 MigrationStats sessionStats = new MigrationStats();
+                listeners.forEach(sessionStats::addListener);
                 stats = sessionStats;
                 LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer + " over " + stream.description());
                 DestinationSession session = new DestinationSession(stream, peer, new FrameReader(stream.input()),

@@ -282,7 +282,7 @@ public final class MigrationSource implements AutoCloseable {
             offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(), base));
         }
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
-                request.incremental(), offers));
+                request.incremental(), offers, vm.fingerprint()));
         Frame.Welcome welcome = awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
         if (request.copyDisks() && welcome.freshDisks().size() != disks.size()) {
             throw new MigrationException(Phase.HANDSHAKE, "destination prepared " + welcome.freshDisks().size()
@@ -326,6 +326,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void bulkPass(List<BlockImage> readers) throws Exception {
         stats.phase(Phase.BULK_COPY);
+        stats.dirtyPass(0);
         long start = System.nanoTime();
         long wireBefore = writer.bytesWritten();
         for (int i = 0; i < disks.size(); i++) {

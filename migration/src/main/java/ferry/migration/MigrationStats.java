@@ -27,6 +27,7 @@ public final class MigrationStats {
     private volatile LongSupplier wireBytes = () -> 0;
     private volatile LongSupplier writeLimitBytesPerSec = () -> 0;
     private volatile Supplier<MigrationReport.Ram> ram = () -> MigrationReport.Ram.NONE;
+    private final java.util.List<MigrationListener> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public MigrationStatus status() {
         return status;
@@ -37,18 +38,33 @@ public final class MigrationStats {
     }
 
     public void status(MigrationStatus status) {
+        MigrationStatus before = this.status;
         this.status = status;
         if (status.finished() && endNs == 0) {
             endNs = System.nanoTime();
         }
+        if (status != before) {
+            listeners.forEach(l -> l.statusChanged(status));
+        }
+    }
+
+    /**
+     * Tells {@code listener} about every later change of status and every pass; it first hears the
+     * current status, so that it misses none. Listeners run on the migration's threads and must not block.
+     */
+    public void addListener(MigrationListener listener) {
+        listeners.add(listener);
+        listener.statusChanged(status);
     }
 
     public void phase(Phase phase) {
         this.phase = phase;
     }
 
+    /** A pass starts: 0 is the bulk pass, 1.. the dirty passes. */
     public void dirtyPass(int pass) {
         this.dirtyPass = pass;
+        listeners.forEach(l -> l.passStarted(pass));
     }
 
     public void fail(MigrationStatus finalStatus, String error) {

@@ -33,6 +33,12 @@ public interface SourceVm {
     /** Makes sure the VM runs again on this host (after a failed or cancelled migration). */
     void resume() throws MigrationException;
 
+    /**
+     * The VM's configuration as QEMU reports it (machine, memory, vCPUs, devices), sent in HELLO so that
+     * the destination can refuse a VM it could not run before anything is copied.
+     */
+    ferry.migration.wire.VmFingerprint fingerprint() throws MigrationException;
+
     /** QEMU's RAM figures, as of the last query. */
     MigrationReport.Ram ramStats();
 

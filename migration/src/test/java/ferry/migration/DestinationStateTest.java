@@ -59,7 +59,7 @@ class DestinationStateTest {
 
     private static Frame.Hello hello(int version) {
         return new Frame.Hello(version, "vm", GRANULE, true, false,
-                List.of(new Frame.DiskOffer("disk0", DISK_SIZE, "raw", Optional.empty())));
+                List.of(new Frame.DiskOffer("disk0", DISK_SIZE, "raw", Optional.empty())), ferry.migration.wire.VmFingerprint.of());
     }
 
     private void handshake() throws Exception {
@@ -147,7 +147,14 @@ class DestinationStateTest {
     @Test
     void shouldRefuseAnUnknownVersion() throws Exception {
         writer.send(hello(MigrationWire.VERSION + 1));
-        assertEquals("unsupported protocol version 2 (this destination speaks 1)", refusal());
+        assertEquals("unsupported protocol version 3 (this destination speaks 2)", refusal());
+        assertTrue(host.prepared.isEmpty(), "nothing may be prepared for a version we do not speak");
+    }
+
+    @Test
+    void shouldRefuseAVersionOneSourceWhichSendsNoFingerprint() throws Exception {
+        writer.send(hello(1));
+        assertEquals("unsupported protocol version 1 (this destination speaks 2)", refusal());
         assertTrue(host.prepared.isEmpty(), "nothing may be prepared for a version we do not speak");
     }
 

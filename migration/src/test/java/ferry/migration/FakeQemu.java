@@ -97,6 +97,11 @@ final class FakeQemu {
         }
 
         @Override
+        public ferry.migration.wire.VmFingerprint fingerprint() {
+            return ferry.migration.wire.VmFingerprint.of(new ferry.migration.wire.VmFingerprint.Item("memory", "256 MiB"));
+        }
+
+        @Override
         public MigrationReport.Ram ramStats() {
             return MigrationReport.Ram.NONE;
         }

@@ -11,6 +11,7 @@ import ferry.migration.wire.Frame;
 import ferry.migration.wire.FrameReader;
 import ferry.migration.wire.FrameWriter;
 import ferry.migration.wire.MigrationWire;
+import ferry.migration.wire.VmFingerprint;
 import java.io.ByteArrayOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
@@ -51,8 +52,10 @@ class MigrationWireTest {
                 new Frame.Hello(MigrationWire.VERSION, "vm-ä", 65536, true, true, List.of(
                         new Frame.DiskOffer("disk0", 10L << 30, "qcow2",
                                 Optional.of(new Frame.BaseIdentity("base.qcow2", 2L << 30, sha))),
-                        new Frame.DiskOffer("disk1", 4096, "raw", Optional.empty()))),
-                new Frame.Hello(MigrationWire.VERSION, "ram-only", 4096, false, false, List.of()),
+                        new Frame.DiskOffer("disk1", 4096, "raw", Optional.empty())),
+                        VmFingerprint.of(new VmFingerprint.Item("machine", "pc-i440fx-7.2"),
+                                new VmFingerprint.Item("pci 00:02.0", "1af4:1001 SCSI controller"))),
+                new Frame.Hello(MigrationWire.VERSION, "ram-only", 4096, false, false, List.of(), VmFingerprint.of()),
                 new Frame.Welcome(List.of(true, false, true)),
                 new Frame.BlockData(3, 1L << 40, ByteBuffer.wrap(block)),
                 new Frame.BlockZero(1, 0x2000, 0x10000),
@@ -87,10 +90,11 @@ class MigrationWireTest {
 
     @Test
     void shouldEncodeHelloExactly() throws Exception {
-        Frame.Hello hello = new Frame.Hello(1, "vm", 4096, true, false,
-                List.of(new Frame.DiskOffer("d0", 1 << 20, "raw", Optional.empty())));
+        Frame.Hello hello = new Frame.Hello(2, "vm", 4096, true, false,
+                List.of(new Frame.DiskOffer("d0", 1 << 20, "raw", Optional.empty())),
+                VmFingerprint.of(new VmFingerprint.Item("memory", "256 MiB")));
         byte[] expected = {
-                0x00, 0x01,                                     // version 1
+                0x00, 0x02,                                     // version 2
                 0x00, 0x02, 'v', 'm',                           // vm name: u16 length + UTF-8
                 0x00, 0x00, 0x10, 0x00,                         // granule size 4096
                 0x01,                                           // copy disks
@@ -100,9 +104,31 @@ class MigrationWireTest {
                 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00, //   size 1 MiB
                 0x00, 0x03, 'r', 'a', 'w',                      //   format
                 0x00,                                           //   no base image
+                0x00, 0x01,                                     // one fingerprint item (from version 2)
+                0x00, 0x06, 'm', 'e', 'm', 'o', 'r', 'y',       //   key
+                0x00, 0x07, '2', '5', '6', ' ', 'M', 'i', 'B',  //   value
         };
         assertArrayEquals(expected, bytes(MigrationWire.encodePayload(hello)));
         assertFrameEquals(hello, MigrationWire.decodePayload(MigrationWire.Type.HELLO, ByteBuffer.wrap(expected)));
+    }
+
+    /** A version 1 HELLO has no fingerprint; it still decodes, so that the destination can say which version it refuses. */
+    @Test
+    void shouldDecodeAVersionOneHelloWithoutAFingerprint() throws Exception {
+        byte[] v1 = {
+                0x00, 0x01,                                     // version 1
+                0x00, 0x02, 'v', 'm',
+                0x00, 0x00, 0x10, 0x00,
+                0x01, 0x00,
+                0x00, 0x01,
+                0x00, 0x02, 'd', '0',
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x00,
+                0x00, 0x03, 'r', 'a', 'w',
+                0x00,                                           // ends after the disks
+        };
+        Frame.Hello hello = (Frame.Hello) MigrationWire.decodePayload(MigrationWire.Type.HELLO, ByteBuffer.wrap(v1));
+        assertEquals(1, hello.version());
+        assertEquals(List.of(), hello.fingerprint().items());
     }
 
     @Test
@@ -307,7 +333,8 @@ class MigrationWireTest {
             fresh.add(true);
             digests.add(new int[0]);
         }
-        assertRefused(new Frame.Hello(1, "vm", 4096, true, false, disks), "HELLO offers 65 disks, max 64");
+        assertRefused(new Frame.Hello(MigrationWire.VERSION, "vm", 4096, true, false, disks, VmFingerprint.of()),
+                "HELLO offers 65 disks, max 64");
         assertRefused(new Frame.Welcome(fresh), "WELCOME lists 65 disks, max 64");
         assertRefused(new Frame.DisksDone(digests), "DISKS_DONE lists 65 disks, max 64");
     }
@@ -382,6 +409,7 @@ class MigrationWireTest {
                         assertArrayEquals(e.base().get().sha256(), d.base().get().sha256());
                     }
                 }
+                assertEquals(h.fingerprint(), a.fingerprint());
             }
             case Frame.BlockData b -> {
                 Frame.BlockData a = (Frame.BlockData) actual;

@@ -274,7 +274,7 @@ public final class QmpClient implements AutoCloseable {
                 LOG.log(Level.DEBUG, "qmp event: {0}", event);
             }
             for (QmpEventListener listener : listeners) {
-                listener.onEvent(event);
+                listener.onEvent(event, message);
             }
         } else if (message.has("return") || message.has("error")) {
             String id = message.member("id")

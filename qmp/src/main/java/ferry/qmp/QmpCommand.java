@@ -155,6 +155,58 @@ public sealed interface QmpCommand<R> {
         @Override public String name() { return "migrate_cancel"; }
     }
 
+    // ---- The VM's configuration (qapi/misc.json, qapi/machine.json, qapi/qom.json, qapi/pci.json) ----
+
+    /** The VM's {@code -name}, empty when it has none. */
+    record QueryName() implements QmpCommand<Optional<String>> {
+        @Override public String name() { return "query-name"; }
+        @Override public Optional<String> decode(Json ret) throws JsonException { return ret.asObject().optionalString("name"); }
+    }
+
+    /**
+     * One QOM property, e.g. {@code path=/machine property=type} ({@code "pc-i440fx-7.2-machine"}). Its
+     * value's JSON type depends on the property, so the reply stays JSON for the caller to read.
+     */
+    record QomGet(String path, String property) implements QmpCommand<Json> {
+        public QomGet {
+            Objects.requireNonNull(path, "path");
+            Objects.requireNonNull(property, "property");
+        }
+        @Override public String name() { return "qom-get"; }
+        @Override public Json.Obj arguments() { return args2("path", Json.of(path), "property", Json.of(property)); }
+        @Override public Json decode(Json ret) { return ret; }
+    }
+
+    record QueryMemorySizeSummary() implements QmpCommand<MemorySizeSummary> {
+        @Override public String name() { return "query-memory-size-summary"; }
+        @Override public MemorySizeSummary decode(Json ret) throws JsonException { return MemorySizeSummary.decode(ret.asObject()); }
+    }
+
+    /** The vCPUs, without interrupting them (QEMU's {@code query-cpus} did). */
+    record QueryCpusFast() implements QmpCommand<List<CpuInfoFast>> {
+        @Override public String name() { return "query-cpus-fast"; }
+        @Override public List<CpuInfoFast> decode(Json ret) throws JsonException { return CpuInfoFast.decodeList(ret); }
+    }
+
+    /** Every PCI device, on every bus, bridges' buses included. */
+    record QueryPci() implements QmpCommand<List<PciDevice>> {
+        @Override public String name() { return "query-pci"; }
+        @Override public List<PciDevice> decode(Json ret) throws JsonException { return PciDevice.decodeList(ret); }
+    }
+
+    /**
+     * A command Ferry does not read: a QMP client's command that Ferry's QMP server passes to QEMU as it
+     * came ({@code docs/qmp.md}, "Ferry's QMP server"). Its arguments and its reply stay opaque JSON;
+     * QEMU's error reply arrives as a {@link QmpException} with QEMU's class and description.
+     */
+    record Forwarded(String name, Json.Obj arguments) implements QmpCommand<Json> {
+        public Forwarded {
+            Objects.requireNonNull(name, "name");
+            Objects.requireNonNull(arguments, "arguments");
+        }
+        @Override public Json decode(Json ret) { return ret; }
+    }
+
     // ---- Block layer (QEMU 7.2 qapi/block-core.json, qapi/block-export.json, qapi/transaction.json) ----
 
     /** Lists the drives, with their nodes, throttle limits and dirty bitmaps. */

@@ -34,6 +34,56 @@ public sealed interface QmpEvent {
     /** Any other event, with its whole message. */
     record Unknown(String name, Json.Obj json) implements QmpEvent {}
 
+    /**
+     * The event message {@code {"event": NAME, "data": {...}, "timestamp": {"seconds", "microseconds"}}}
+     * for one of Ferry's own events (Ferry's QMP server emits {@code MIGRATION} and {@code MIGRATION_PASS}
+     * for its migrations); {@link Unknown} is sent back as it came.
+     */
+    static Json.Obj encode(QmpEvent event, java.time.Instant at) {
+        if (event instanceof Unknown u) {
+            return u.json();
+        }
+        java.util.Map<String, Json> data = new java.util.LinkedHashMap<>();
+        String name = switch (event) {
+            case Stop s -> "STOP";
+            case Resume r -> "RESUME";
+            case Shutdown s -> {
+                data.put("guest", Json.of(s.guest()));
+                data.put("reason", Json.of(s.reason()));
+                yield "SHUTDOWN";
+            }
+            case Reset r -> {
+                data.put("guest", Json.of(r.guest()));
+                data.put("reason", Json.of(r.reason()));
+                yield "RESET";
+            }
+            case Powerdown p -> "POWERDOWN";
+            case MigrationEvent m -> {
+                data.put("status", Json.of(m.status().qapiName()));
+                yield "MIGRATION";
+            }
+            case MigrationPass p -> {
+                data.put("pass", Json.of(p.pass()));
+                yield "MIGRATION_PASS";
+            }
+            case BlockExportDeleted b -> {
+                data.put("id", Json.of(b.id()));
+                yield "BLOCK_EXPORT_DELETED";
+            }
+            case Unknown u -> throw new AssertionError("handled above");
+        };
+        java.util.Map<String, Json> timestamp = new java.util.LinkedHashMap<>();
+        timestamp.put("seconds", Json.of(at.getEpochSecond()));
+        timestamp.put("microseconds", Json.of(at.getNano() / 1000));
+        java.util.Map<String, Json> message = new java.util.LinkedHashMap<>();
+        message.put("timestamp", new Json.Obj(timestamp));
+        message.put("event", Json.of(name));
+        if (!data.isEmpty()) {
+            message.put("data", new Json.Obj(data));
+        }
+        return new Json.Obj(message);
+    }
+
     /** Decodes an event message {@code {"event": NAME, "data": {...}, "timestamp": {...}}}. */
     static QmpEvent decode(Json.Obj message) throws JsonException {
         String name = message.string("event");

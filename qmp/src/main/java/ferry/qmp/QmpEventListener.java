@@ -9,4 +9,12 @@ package ferry.qmp;
 @FunctionalInterface
 public interface QmpEventListener {
     void onEvent(QmpEvent event);
+
+    /**
+     * The same, with the whole message as QEMU sent it ({@code event}, {@code data}, {@code timestamp}),
+     * for a listener that passes events on unchanged (Ferry's QMP server). By default the typed event only.
+     */
+    default void onEvent(QmpEvent event, Json.Obj message) {
+        onEvent(event);
+    }
 }

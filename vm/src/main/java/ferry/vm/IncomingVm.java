@@ -9,6 +9,7 @@ import ferry.migration.MigrationException;
 import ferry.migration.Phase;
 import ferry.migration.SourceVm;
 import ferry.migration.wire.Frame;
+import ferry.migration.wire.VmFingerprint;
 import ferry.qemu.QemuException;
 import ferry.qemu.QemuProcess;
 import ferry.qmp.MigrationState;
@@ -41,11 +42,22 @@ final class IncomingVm implements DestinationHost {
     private final VmConfig config;
     private final RuntimeDir runtime;
     private final QemuLauncher launcher;
+    private final VmFingerprint fingerprint;
 
-    IncomingVm(VmConfig config, RuntimeDir runtime, QemuLauncher launcher) {
+    /** {@code fingerprint}: this configuration's VM as this host's QEMU reports it ({@link QemuLauncher#probe()}). */
+    IncomingVm(VmConfig config, RuntimeDir runtime, QemuLauncher launcher, VmFingerprint fingerprint) {
         this.config = config;
         this.runtime = runtime;
         this.launcher = launcher;
+        this.fingerprint = fingerprint;
+    }
+
+    /** Refuses a source VM this host's QEMU could not run, before anything is created (one line naming the difference). */
+    static void checkFingerprint(VmFingerprint here, Frame.Hello hello) throws MigrationException {
+        java.util.Optional<String> difference = here.differenceFrom(hello.fingerprint());
+        if (difference.isPresent()) {
+            throw new MigrationException(Phase.HANDSHAKE, "configuration differs from the source: " + difference.get());
+        }
     }
 
     /** Filled by {@link #prepare} for {@code -i}; handed to the prepared VM. */
@@ -54,6 +66,7 @@ final class IncomingVm implements DestinationHost {
     @Override
     public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
         baseChecks.clear();
+        checkFingerprint(fingerprint, hello);
         if (hello.disks().size() != config.drives().size()) {
             throw new MigrationException(Phase.HANDSHAKE, "the source VM has " + hello.disks().size()
                     + " disks, this destination was started with " + config.drives().size() + " -drive options");
@@ -199,7 +212,7 @@ final class IncomingVm implements DestinationHost {
         return image;
     }
 
-    private static boolean holdsData(BlockImage image) throws ImageException {
+    static boolean holdsData(BlockImage image) throws ImageException {
         long offset = 0;
         while (offset < image.size()) {
             for (Extent extent : image.extents(offset, image.size() - offset)) {
@@ -212,7 +225,7 @@ final class IncomingVm implements DestinationHost {
         return false;
     }
 
-    private static void closeAll(List<BlockImage> images) {
+    static void closeAll(List<BlockImage> images) {
         for (BlockImage image : images) {
             try {
                 image.close();

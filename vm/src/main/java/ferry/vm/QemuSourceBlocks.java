@@ -65,20 +65,79 @@ final class QemuSourceBlocks implements SourceBlocks {
         this.socket = socket;
     }
 
-    /** The drives named {@code ids}, as QEMU reports them now. */
+    /** The drives named {@code ids} ({@code -drive id=}), as QEMU reports them now. */
     static List<Drive> describe(QmpClient qmp, List<String> ids) throws QmpException, MigrationException {
         List<BlockInfo> blocks = qmp.execute(new QmpCommand.QueryBlock());
         List<Drive> drives = new ArrayList<>();
         for (String id : ids) {
-            BlockInfo info = blocks.stream().filter(b -> b.device().equals(id)).findFirst()
+            BlockInfo info = blocks.stream().filter(b -> driveName(b).equals(id)).findFirst()
                     .orElseThrow(() -> new MigrationException(Phase.HANDSHAKE, "QEMU has no drive " + id + " (query-block)"));
-            BlockInfo.Inserted inserted = info.inserted().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
-                    "drive " + id + " has no medium"));
-            String node = inserted.nodeName().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
-                    "drive " + id + " has no node name in query-block"));
-            drives.add(new Drive(id, node, inserted.drv(), inserted.virtualSize(), info.driveRef(), inserted.throttle()));
+            drives.add(drive(info));
         }
         return drives;
+    }
+
+    /**
+     * {@code ferry attach}: every drive with an inserted, writable medium, in {@code query-block}'s order.
+     * Read-only media (a CD-ROM's ISO) and empty drives are not migrated: the destination must have its own.
+     * A drive Ferry cannot migrate (a format other than raw or qcow2, an image that is not a local file)
+     * is refused with a line that names it.
+     */
+    static List<Drive> discover(QmpClient qmp) throws QmpException, MigrationException {
+        List<Drive> drives = new ArrayList<>();
+        for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
+            if (info.inserted().isEmpty() || info.inserted().get().ro()) {
+                LOG.log(System.Logger.Level.INFO, "not migrated: drive " + driveName(info)
+                        + (info.inserted().isEmpty() ? " (no medium)" : " (read-only)"));
+                continue;
+            }
+            drives.add(drive(info));
+        }
+        if (drives.isEmpty()) {
+            throw new MigrationException(Phase.HANDSHAKE, "QEMU has no drive with a writable medium to migrate (query-block)");
+        }
+        return drives;
+    }
+
+    private static Drive drive(BlockInfo info) throws MigrationException {
+        String id = driveName(info);
+        BlockInfo.Inserted inserted = info.inserted().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                "drive " + id + " has no medium"));
+        String node = inserted.nodeName().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                "drive " + id + " has no node name in query-block"));
+        checkMigratable(id, inserted);
+        return new Drive(id, node, inserted.drv(), inserted.virtualSize(), info.driveRef(), inserted.throttle());
+    }
+
+    /** Ferry copies raw and qcow2 images that are local files; anything else is refused by name. */
+    static void checkMigratable(String id, BlockInfo.Inserted inserted) throws MigrationException {
+        if (!inserted.drv().equals("raw") && !inserted.drv().equals("qcow2")) {
+            throw new MigrationException(Phase.HANDSHAKE, "drive " + id + " cannot be migrated: its format is "
+                    + inserted.drv() + " (Ferry copies raw and qcow2 images)");
+        }
+        if (inserted.file().startsWith("json:") || !inserted.file().startsWith("/") && inserted.file().matches("^[a-z+]+:.*")) {
+            throw new MigrationException(Phase.HANDSHAKE, "drive " + id + " cannot be migrated: its image " + inserted.file()
+                    + " is not a local file");
+        }
+    }
+
+    /**
+     * The name a drive goes by in HELLO and on the destination: its {@code -drive id=} (QMP {@code device});
+     * for a {@code -blockdev} + {@code -device} drive (libvirt's way), which has none, its device's id
+     * ({@code /machine/peripheral/ID/...}), else the device's QOM path.
+     */
+    static String driveName(BlockInfo info) {
+        if (!info.device().isEmpty()) {
+            return info.device();
+        }
+        String qdev = info.qdev().orElse("");
+        String peripheral = "/machine/peripheral/";
+        if (qdev.startsWith(peripheral)) {
+            String rest = qdev.substring(peripheral.length());
+            int slash = rest.indexOf('/');
+            return slash < 0 ? rest : rest.substring(0, slash);
+        }
+        return qdev;
     }
 
     @Override
@@ -145,7 +204,7 @@ final class QemuSourceBlocks implements SourceBlocks {
                 dirty.markRange(run.offset(), run.length());
             }
         } finally {
-            deleteExport(export);
+            deleteExport(qmp, export);
         }
         qmp.execute(new QmpCommand.BlockDirtyBitmapRemove(drive.nodeName(), retired));
         return dirty.snapshotAndClear();
@@ -158,7 +217,7 @@ final class QemuSourceBlocks implements SourceBlocks {
             long bytes = 0;
             for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
                 for (Drive drive : drives) {
-                    if (info.device().equals(drive.id()) && info.inserted().isPresent()) {
+                    if (info.inserted().isPresent() && info.inserted().get().nodeName().equals(Optional.of(drive.nodeName()))) {
                         bytes += info.inserted().get().dirtyBitmap(current).map(BlockInfo.DirtyBitmapInfo::dirtyBytes).orElse(0L);
                     }
                 }
@@ -196,12 +255,12 @@ final class QemuSourceBlocks implements SourceBlocks {
         try {
             for (BlockExportInfo export : qmp.execute(new QmpCommand.QueryBlockExports())) {
                 if (export.id().startsWith(PREFIX)) {
-                    deleteExport(export.id());
+                    deleteExport(qmp, export.id());
                 }
             }
             for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
                 for (Drive drive : drives) {
-                    if (!info.device().equals(drive.id()) || info.inserted().isEmpty()) {
+                    if (info.inserted().isEmpty() || !info.inserted().get().nodeName().equals(Optional.of(drive.nodeName()))) {
                         continue;
                     }
                     for (BlockInfo.DirtyBitmapInfo bitmap : info.inserted().get().dirtyBitmaps()) {
@@ -230,8 +289,40 @@ final class QemuSourceBlocks implements SourceBlocks {
         }
     }
 
+    /**
+     * What a Ferry that died in the middle of a migration left in QEMU's block layer: its {@code ferry-}
+     * exports (and then the NBD server, which was its own), its {@code ferry-} bitmaps. Removed when
+     * {@code ferry attach} takes the VM back, so that the next migration can start; returns what it removed.
+     * A write throttle it may have left cannot be told from the user's own and stays.
+     */
+    static List<String> removeLeftovers(QmpClient qmp) throws QmpException, MigrationException {
+        List<String> removed = new ArrayList<>();
+        for (BlockExportInfo export : qmp.execute(new QmpCommand.QueryBlockExports())) {
+            if (export.id().startsWith(PREFIX)) {
+                deleteExport(qmp, export.id());
+                removed.add("export " + export.id());
+            }
+        }
+        if (!removed.isEmpty()) {
+            qmp.execute(new QmpCommand.NbdServerStop());
+            removed.add("its NBD server");
+        }
+        for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
+            if (info.inserted().isEmpty() || info.inserted().get().nodeName().isEmpty()) {
+                continue;
+            }
+            for (BlockInfo.DirtyBitmapInfo bitmap : info.inserted().get().dirtyBitmaps()) {
+                if (bitmap.name().filter(n -> n.startsWith(PREFIX)).isPresent()) {
+                    qmp.execute(new QmpCommand.BlockDirtyBitmapRemove(info.inserted().get().nodeName().get(), bitmap.name().get()));
+                    removed.add("bitmap " + bitmap.name().get() + " of " + driveName(info));
+                }
+            }
+        }
+        return removed;
+    }
+
     /** Deletes an export and waits until QEMU has really dropped it (the bitmap stays busy until then). */
-    private void deleteExport(String id) throws QmpException, MigrationException {
+    private static void deleteExport(QmpClient qmp, String id) throws QmpException, MigrationException {
         qmp.execute(new QmpCommand.BlockExportDel(id, Optional.of(QmpCommand.BlockExportDel.Mode.HARD)));
         long deadline = System.nanoTime() + EXPORT_GONE_TIMEOUT_MS * 1_000_000;
         while (qmp.execute(new QmpCommand.QueryBlockExports()).stream().anyMatch(e -> e.id().equals(id))) {

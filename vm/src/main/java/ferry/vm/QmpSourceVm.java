@@ -4,8 +4,8 @@ import ferry.migration.MigrationException;
 import ferry.migration.MigrationReport;
 import ferry.migration.Phase;
 import ferry.migration.SourceVm;
-import ferry.qemu.QemuProcess;
 import ferry.qmp.MigrationInfo;
+import ferry.qmp.QmpClient;
 import ferry.qmp.MigrationState;
 import ferry.qmp.QmpCommand;
 import ferry.qmp.QmpEvent;
@@ -29,15 +29,15 @@ final class QmpSourceVm implements SourceVm {
     private static final long UNLIMITED = 100_000_000_000L;
     private static final long SETTLE_TIMEOUT_MS = 15_000;
 
-    private final QemuProcess qemu;
+    private final QmpClient qmp;
     private final long downtimeLimitMs;
     private final boolean wasRunning;
     private volatile QmpEventListener listener;
 
-    QmpSourceVm(QemuProcess qemu, long downtimeLimitMs) throws QmpException {
-        this.qemu = qemu;
+    QmpSourceVm(QmpClient qmp, long downtimeLimitMs) throws QmpException {
+        this.qmp = qmp;
         this.downtimeLimitMs = downtimeLimitMs;
-        this.wasRunning = qemu.qmp().execute(new QmpCommand.QueryStatus()).running();
+        this.wasRunning = qmp.execute(new QmpCommand.QueryStatus()).running();
     }
 
     @Override
@@ -47,15 +47,15 @@ final class QmpSourceVm implements SourceVm {
                 ramListener.ramStatus(ferry.migration.RamStatus.ofQapi(status.qapiName()));
             }
         };
-        qemu.qmp().addListener(listener);
+        qmp.addListener(listener);
         try {
-            qemu.qmp().execute(new QmpCommand.MigrateSetCapabilities(Map.of("pause-before-switchover", true, "events", true)));
+            qmp.execute(new QmpCommand.MigrateSetCapabilities(Map.of("pause-before-switchover", true, "events", true)));
             // The RAM's share of the downtime: the disks' last pass takes the other half (Convergence).
-            qemu.qmp().execute(new QmpCommand.MigrateSetParameters(OptionalLong.of(UNLIMITED),
+            qmp.execute(new QmpCommand.MigrateSetParameters(OptionalLong.of(UNLIMITED),
                     OptionalLong.of(Math.max(1, downtimeLimitMs / 2))));
-            qemu.qmp().execute(new QmpCommand.Migrate("unix:" + tunnelSocket));
+            qmp.execute(new QmpCommand.Migrate("unix:" + tunnelSocket));
         } catch (QmpException e) {
-            qemu.qmp().removeListener(listener);
+            qmp.removeListener(listener);
             throw new MigrationException(Phase.RAM, "QEMU refused to start its RAM migration: " + e.getMessage(), e);
         }
     }
@@ -63,7 +63,7 @@ final class QmpSourceVm implements SourceVm {
     @Override
     public void continueSwitchover() throws MigrationException {
         try {
-            qemu.qmp().execute(new QmpCommand.MigrateContinue(MigrationState.PRE_SWITCHOVER));
+            qmp.execute(new QmpCommand.MigrateContinue(MigrationState.PRE_SWITCHOVER));
         } catch (QmpException e) {
             throw new MigrationException(Phase.SWITCHOVER, "QEMU refused migrate-continue: " + e.getMessage(), e);
         }
@@ -72,10 +72,10 @@ final class QmpSourceVm implements SourceVm {
     @Override
     public void cancelRamMigration() throws MigrationException {
         try {
-            qemu.qmp().execute(new QmpCommand.MigrateCancel());
+            qmp.execute(new QmpCommand.MigrateCancel());
             long deadline = System.currentTimeMillis() + SETTLE_TIMEOUT_MS;
             while (System.currentTimeMillis() < deadline) {
-                MigrationInfo info = qemu.qmp().execute(new QmpCommand.QueryMigrate());
+                MigrationInfo info = qmp.execute(new QmpCommand.QueryMigrate());
                 MigrationState state = info.status().orElse(MigrationState.NONE);
                 if (state != MigrationState.CANCELLING && state != MigrationState.ACTIVE && state != MigrationState.SETUP
                         && state != MigrationState.PRE_SWITCHOVER && state != MigrationState.DEVICE) {
@@ -92,7 +92,7 @@ final class QmpSourceVm implements SourceVm {
         } finally {
             QmpEventListener l = listener;
             if (l != null) {
-                qemu.qmp().removeListener(l);
+                qmp.removeListener(l);
             }
         }
     }
@@ -103,10 +103,10 @@ final class QmpSourceVm implements SourceVm {
             return;                     // the user had stopped it before migrating: leave it stopped
         }
         try {
-            StatusInfo status = qemu.qmp().execute(new QmpCommand.QueryStatus());
+            StatusInfo status = qmp.execute(new QmpCommand.QueryStatus());
             if (!status.running()) {
                 LOG.log(System.Logger.Level.INFO, "resuming the source VM (was " + status.status().qapiName() + ")");
-                qemu.qmp().execute(new QmpCommand.Cont());
+                qmp.execute(new QmpCommand.Cont());
             }
         } catch (QmpException e) {
             throw new MigrationException(Phase.COMPLETE, "cont on the source VM failed: " + e.getMessage(), e);
@@ -114,9 +114,18 @@ final class QmpSourceVm implements SourceVm {
     }
 
     @Override
+    public ferry.migration.wire.VmFingerprint fingerprint() throws MigrationException {
+        try {
+            return QemuFingerprint.of(qmp);
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "reading the VM's configuration from QEMU failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
     public MigrationReport.Ram ramStats() {
         try {
-            MigrationInfo info = qemu.qmp().execute(new QmpCommand.QueryMigrate(), 2_000);
+            MigrationInfo info = qmp.execute(new QmpCommand.QueryMigrate(), 2_000);
             return info.ram().map(r -> new MigrationReport.Ram(r.transferredBytes(), r.remainingBytes(), r.totalBytes(),
                     r.duplicatePages(), r.normalPages(), r.dirtyPagesRate(), r.dirtySyncCount())).orElse(MigrationReport.Ram.NONE);
         } catch (QmpException e) {
@@ -129,7 +138,7 @@ final class QmpSourceVm implements SourceVm {
     public void detach() {
         QmpEventListener l = listener;
         if (l != null) {
-            qemu.qmp().removeListener(l);
+            qmp.removeListener(l);
         }
     }
 }

@@ -1,58 +1,67 @@
 package ferry.vm;
 
 import ferry.migration.MigrationDestination;
-import ferry.migration.MigrationParameters;
-import ferry.migration.MigrationSource;
+import ferry.migration.MigrationException;
+import ferry.monitor.MigrationUri;
+import ferry.monitor.MonitorException;
 import ferry.monitor.MonitorServer;
 import ferry.qemu.QemuException;
 import ferry.qemu.QemuProcess;
+import ferry.qmp.QmpClient;
+import ferry.qmp.QmpEventListener;
+import ferry.qmp.QmpException;
+import ferry.qmp.QmpServer;
+import ferry.qmp.VersionInfo;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 
 /**
  * One {@code ferry run}: supervises one VM the way one {@code qemu-system-x86_64} process is one VM.
  * Wires QEMU (its child, which opens the VM's disks itself, as the user's {@code -drive}s say), the
- * monitor, and migration in either direction. Ferry joins QEMU's block layer only while it migrates.
+ * monitor, the QMP server, and migration in either direction. Ferry joins QEMU's block layer only while it migrates.
  *
- * <p>Lifecycle: {@link #start()} brings everything up (or, with {@code -incoming}, only the monitor
- * and the migration listener: images and QEMU come with the first source; with {@code -incoming defer}
- * the listener waits for the monitor's {@code migrate_incoming}); {@link #awaitExit()}
- * blocks until QEMU exits or {@code quit}; {@link #close()} stops QEMU and removes the runtime
- * directory. Ferry exits with the VM; QEMU survives a crash of Ferry (kill -9): the guest goes on,
- * and the runtime directory with QEMU's QMP socket stays until QEMU exits.
+ * <p>Lifecycle: {@link #start()} brings everything up (or, with {@code -incoming}, only the monitor,
+ * the QMP server and the migration listener, after a moment's probe of the configuration: images and
+ * QEMU come with the first source); {@link #awaitExit()} blocks until QEMU exits or {@code quit};
+ * {@link #close()} stops QEMU and removes the runtime directory. Ferry exits with the VM; QEMU
+ * survives a crash of Ferry (kill -9): the guest goes on, and the runtime directory with QEMU's QMP
+ * socket stays until QEMU exits ({@code ferry attach --qmp} takes it back).
  *
  * <p>Threads: the caller's thread starts and awaits; QEMU's exit is seen on {@code qemu-wait};
- * the monitor's client threads call the {@code VmMonitor}; {@code vm-adopt} waits for an incoming migration.
+ * the monitor's and QMP server's client threads call the {@code VmMonitor} and {@code VmQmp};
+ * {@code vm-adopt} waits for an incoming migration.
  */
-public final class Supervisor implements AutoCloseable {
+public final class Supervisor implements Vm, AutoCloseable {
     private static final System.Logger LOG = System.getLogger(Supervisor.class.getName());
     /** How long a second {@link #close()} waits for the first: QEMU's stop (10 s) plus flushing the disks. */
     private static final long CLOSE_WAIT_MS = 60_000;
 
     private final VmConfig config;
     private final CompletableFuture<String> exit = new CompletableFuture<>();
+    private final Migrations migrations;
+    private TlsObjects tls;
+    private Thread tlsWarmUp;
+    private final List<QmpEventListener> qemuListeners = new CopyOnWriteArrayList<>();
+    private final List<QmpServer> qmpServers = new ArrayList<>();
     private RuntimeDir runtime;
     private QemuLauncher launcher;
     private MonitorServer monitor;
-    private TlsObjects tls;
-    private Thread tlsWarmUp;
-    private volatile MigrationDestination destination;
-    private volatile Thread adopter;
+    private Thread adopter;
+    private volatile QemuLauncher.Probe probe;
     private volatile QemuProcess qemu;
-    private volatile MigrationParameters parameters;
-    private volatile MigrationSource migration;
     private volatile boolean crashed;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.CountDownLatch closeDone = new java.util.concurrent.CountDownLatch(1);
 
     public Supervisor(VmConfig config) {
         this.config = config;
-        this.parameters = config.migrationParameters();
+        this.migrations = new Migrations(this, config.migrationParameters());
     }
 
     public VmConfig config() {
@@ -68,12 +77,22 @@ public final class Supervisor implements AutoCloseable {
         }
         runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), config.name());
         launcher = new QemuLauncher(config, runtime);
-        monitor = new MonitorServer(new VmMonitor(this), config.monitors());
-        if (config.incoming().isPresent()) {
+        VmMonitor vmMonitor = new VmMonitor(this);
+        monitor = new MonitorServer(vmMonitor, config.monitors());
+        VmQmp vmQmp = new VmQmp(this, vmMonitor);
+        addQemuListener(vmQmp);
+        migrations.addListener(vmQmp);
+        for (ferry.qmp.QmpEndpoint endpoint : config.qmpServers()) {
+            QmpServer server = new QmpServer(vmQmp, List.of(endpoint));
+            vmQmp.serve(server);
+            qmpServers.add(server);
+        }
+        if (config.isIncoming()) {
+            probe = launcher.probe();                  // this host's fingerprint, before any source can come
             switch (config.incoming().get()) {
                 case VmConfig.Incoming.Listen listen -> listen(listen.uri());
                 case VmConfig.Incoming.Defer defer -> System.err.println("ferry: " + config.name() + " waits for"
-                        + " migrate_incoming tcp:HOST:PORT in its monitor (-incoming defer)");
+                        + " migrate_incoming tcp:HOST:PORT in its monitor or migrate-incoming on its QMP socket (-incoming defer)");
             }
         } else {
             for (VmConfig.Drive drive : config.drives()) {
@@ -83,38 +102,41 @@ public final class Supervisor implements AutoCloseable {
             }
             attach(launcher.start(false));
         }
+        for (QmpServer server : qmpServers) {
+            server.start();
+        }
         monitor.start();
     }
 
-    /**
-     * Starts the migration listener ({@code -incoming tcp:...} at start, or {@code migrate_incoming}
-     * for {@code -incoming defer}), with TLS when the tls-creds parameter is set. Once.
-     */
-    synchronized void listen(ferry.monitor.MigrationUri uri) throws IOException {
-        if (destination != null) {
-            throw new IOException("The incoming migration has already been started");
-        }
-        ferry.monitor.MigrationUri at = VmConfigParser.listenAddress(uri);
-        MigrationDestination listener = new MigrationDestination(at.host(), at.port(), new IncomingVm(config, runtime, launcher),
-                tls.destination(parameters));
-        listener.start();
-        destination = listener;
+    private synchronized void listen(MigrationUri requested) throws IOException {
+        MigrationUri uri = VmConfigParser.listenAddress(requested);
+        MigrationDestination destination = migrations.listen(uri,
+                new IncomingVm(config, runtime, launcher, probe.fingerprint()));
         adopter = ferry.linux.Threads.unstartedVirtual("vm-adopt", this::adoptIncoming);
         adopter.start();
-        System.err.println("ferry: " + config.name() + " waits for an incoming migration on tcp:" + at.host() + ":"
-                + listener.port() + (parameters.tlsCreds().isEmpty() ? "" : " (TLS, tls-creds " + parameters.tlsCreds() + ")"));
+        String tlsCreds = migrations.parameters().tlsCreds();
+        System.err.println("ferry: " + config.name() + " waits for an incoming migration on tcp:" + uri.host() + ":"
+                + destination.port() + (tlsCreds.isEmpty() ? "" : " (TLS, tls-creds " + tlsCreds + ")"));
     }
 
-    /** Whether {@code -incoming defer} still waits for {@code migrate_incoming}. */
-    boolean deferred() {
-        return config.incoming().orElse(null) instanceof VmConfig.Incoming.Defer && destination == null;
-    }
-
-    TlsObjects tls() {
-        return tls;
+    @Override
+    public synchronized void listenForIncoming(MigrationUri uri) throws MonitorException {
+        if (!(config.incoming().orElse(null) instanceof VmConfig.Incoming.Defer)) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "'-incoming' was not specified on the command line");
+        }
+        if (migrations.destination().isPresent()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "The incoming migration has already been started");
+        }
+        try {
+            listen(uri);
+        } catch (IOException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "listening on tcp:" + uri.host() + ":" + uri.port()
+                    + " failed: " + e.getMessage(), e);
+        }
     }
 
     private void attach(QemuProcess process) {
+        qemuListeners.forEach(process::addListener);
         qemu = process;
         process.onExit().thenAccept(code -> {
             if (!exit.isDone()) {
@@ -128,6 +150,7 @@ public final class Supervisor implements AutoCloseable {
     }
 
     private void adoptIncoming() {
+        MigrationDestination destination = migrations.destination().orElseThrow();
         try {
             while (!exit.isDone() && !destination.awaitCompleted(500)) {
                 // wait for a source, or for quit
@@ -155,43 +178,56 @@ public final class Supervisor implements AutoCloseable {
         return crashed;
     }
 
-    /** Ends the VM (the monitor's {@code quit}, a signal). */
-    void requestExit(String why) {
+    // ---- Vm: what the monitor, the QMP server and the migrations read and change ---------------
+
+    @Override
+    public String name() {
+        return config.name();
+    }
+
+    @Override
+    public Optional<QmpClient> qmp() {
+        return Optional.ofNullable(qemu).map(QemuProcess::qmp);
+    }
+
+    @Override
+    public Optional<VersionInfo> qemuVersion() {
+        QemuProcess q = qemu;
+        if (q != null) {
+            return Optional.ofNullable(q.qmp().version());
+        }
+        return Optional.ofNullable(probe).map(QemuLauncher.Probe::version);
+    }
+
+    /** The command line's {@code -drive}s, in order. */
+    @Override
+    public List<QemuSourceBlocks.Drive> migratedDrives(QmpClient qmp) throws QmpException, MigrationException {
+        return QemuSourceBlocks.describe(qmp, config.drives().stream().map(VmConfig.Drive::id).toList());
+    }
+
+    @Override
+    public RuntimeDir runtime() {
+        return runtime;
+    }
+
+    @Override
+    public Migrations migrations() {
+        return migrations;
+    }
+
+    /** Ends the VM (the monitor's {@code quit}, a signal): {@link #close()} stops QEMU. */
+    @Override
+    public void quit(String why) {
         exit.complete(why);
     }
 
-    // ---- what the monitor reads and changes ---------------------------------------------------
-
-    Optional<QemuProcess> qemu() {
-        return Optional.ofNullable(qemu);
-    }
-
-    Optional<MigrationDestination> destination() {
-        return Optional.ofNullable(destination);
-    }
-
-    Optional<MigrationSource> migration() {
-        return Optional.ofNullable(migration);
-    }
-
-    void migration(MigrationSource source) {
-        this.migration = source;
-    }
-
-    MigrationParameters parameters() {
-        return parameters;
-    }
-
-    void parameters(MigrationParameters updated) {
-        this.parameters = updated;
-        MigrationSource current = migration;
-        if (current != null) {
-            current.maxBandwidth(updated.maxBandwidthBytesPerSec());
+    @Override
+    public void addQemuListener(QmpEventListener listener) {
+        qemuListeners.add(listener);
+        QemuProcess q = qemu;
+        if (q != null) {
+            q.addListener(listener);
         }
-    }
-
-    RuntimeDir runtime() {
-        return runtime;
     }
 
     /**
@@ -218,25 +254,38 @@ public final class Supervisor implements AutoCloseable {
         }
     }
 
+    @Override
+    public TlsObjects tls() {
+        return tls;
+    }
+
     private void closeOnce() throws IOException, InterruptedException {
-        List<Exception> failures = new ArrayList<>();
         if (tlsWarmUp != null) {
             tlsWarmUp.interrupt();
             tlsWarmUp.join(5_000);
         }
-        MigrationSource source = migration;
-        if (source != null) {
-            source.close();
+        List<Exception> failures = new ArrayList<>();
+        if (migrations.source().isPresent()) {
+            migrations.source().get().close();
         }
-        Thread adopting = adopter;
-        if (adopting != null) {
-            adopting.interrupt();
-            adopting.join(5_000);
+        Thread a;
+        synchronized (this) {
+            a = adopter;
         }
-        MigrationDestination listener = destination;
-        if (listener != null) {
+        if (a != null) {
+            a.interrupt();
+            a.join(5_000);
+        }
+        if (migrations.destination().isPresent()) {
             try {
-                listener.close();
+                migrations.destination().get().close();
+            } catch (IOException e) {
+                failures.add(e);
+            }
+        }
+        for (QmpServer server : qmpServers) {
+            try {
+                server.close();
             } catch (IOException e) {
                 failures.add(e);
             }

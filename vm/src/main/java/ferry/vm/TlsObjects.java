@@ -33,6 +33,11 @@ final class TlsObjects {
 
     private TlsObjects() {}
 
+    /** No TLS objects at all (a VM whose command line Ferry did not parse: {@code ferry attach}). */
+    static TlsObjects none() {
+        return new TlsObjects();
+    }
+
     static TlsObjects load(List<VmObject> objects) throws TlsException {
         TlsObjects loaded = new TlsObjects();
         for (VmObject object : objects) {

@@ -18,12 +18,15 @@ import java.util.Optional;
  * @param objects the {@code -object}s, in order
  * @param migrationParameters the migration parameters the VM starts with: the defaults, or QEMU's
  *     {@code -global migration.tls-creds=ID} (and {@code tls-hostname}, {@code tls-authz})
+ * @param qmpServers {@code -qmp unix:PATH,server,nowait}, {@code -qmp tcp:HOST:PORT,server,nowait}, or a
+ *     {@code -chardev socket} named by {@code -mon chardev=ID,mode=control}: Ferry's QMP server listens there
  */
 public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kernel, Optional<Path> initrd,
                        Optional<String> append, List<Drive> drives, QemuConfig.Serial serial,
                        List<MonitorEndpoint> monitors, Optional<Accelerator> accelerator, Optional<Incoming> incoming,
                        boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir,
-                       List<VmObject> objects, MigrationParameters migrationParameters) {
+                       List<VmObject> objects, MigrationParameters migrationParameters,
+                       List<ferry.qmp.QmpEndpoint> qmpServers) {
 
     /** {@code -incoming}: wait for a VM instead of booting one. */
     public sealed interface Incoming {
@@ -31,8 +34,8 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
         record Listen(MigrationUri uri) implements Incoming {}
 
         /**
-         * {@code -incoming defer}: listen when the monitor's {@code migrate_incoming tcp:HOST:PORT} says
-         * where, so that {@code migrate_set_parameter tls-creds ID} can come first (QEMU's sequence).
+         * {@code -incoming defer}: listen when the monitor's {@code migrate_incoming tcp:HOST:PORT} (or
+         * QMP's {@code migrate-incoming}) says where, so that {@code tls-creds} can be set first (QEMU's sequence).
          */
         record Defer() implements Incoming {}
     }
@@ -104,6 +107,12 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
         qemuArgs = List.copyOf(qemuArgs);
         objects = List.copyOf(objects);
         java.util.Objects.requireNonNull(migrationParameters, "migrationParameters");
+        qmpServers = List.copyOf(qmpServers);
+    }
+
+    /** A destination: {@code -incoming tcp:...} or {@code -incoming defer}. */
+    public boolean isIncoming() {
+        return incoming.isPresent();
     }
 
     /** The {@code -object}s QEMU gets, as {@code -object SPEC} argument pairs. */

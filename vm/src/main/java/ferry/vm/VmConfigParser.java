@@ -18,10 +18,10 @@ import java.util.regex.Pattern;
 
 /**
  * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
- * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming
- * -object -global migration.*}) plus {@code --qemu PATH}, {@code --qemu-arg ARG} (repeatable),
- * {@code --incoming-overwrite} and {@code --runtime-dir DIR}. A wrong or unknown option is refused
- * before anything starts.
+ * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -qmp -chardev -mon -display -accel
+ * -incoming -object -global migration.*}, also {@code -incoming defer}) plus {@code --qemu PATH},
+ * {@code --qemu-arg ARG} (repeatable), {@code --incoming-overwrite} and {@code --runtime-dir DIR}. A wrong
+ * or unknown option is refused before anything starts.
  */
 public final class VmConfigParser {
     private VmConfigParser() {}
@@ -51,6 +51,7 @@ public final class VmConfigParser {
         String qemu = "qemu-system-x86_64";
         List<String> qemuArgs = new ArrayList<>();
         Optional<Path> runtimeDir = Optional.empty();
+        ControlSockets control = new ControlSockets();
 
         for (int i = 0; i < args.size(); i++) {
             String option = args.get(i);
@@ -83,13 +84,16 @@ public final class VmConfigParser {
                 case "-incoming" -> incoming = Optional.of(incoming(value(args, ++i, option)));
                 case "-object" -> objects.add(ObjectOptions.object(value(args, ++i, option)));
                 case "-global" -> parameters = ObjectOptions.global(value(args, ++i, option), parameters);
+                case "-qmp" -> control.qmp(value(args, ++i, option));
+                case "-chardev" -> control.chardev(value(args, ++i, option));
+                case "-mon" -> control.mon(value(args, ++i, option));
                 case "--incoming-overwrite" -> overwrite = true;
                 case "--qemu" -> qemu = value(args, ++i, option);
                 case "--qemu-arg" -> qemuArgs.add(value(args, ++i, option));
                 case "--runtime-dir" -> runtimeDir = Optional.of(Path.of(value(args, ++i, option)));
                 default -> throw new BadOptionException("unknown option " + option
-                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -display -accel -incoming"
-                        + " -object -global;"
+                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -qmp -chardev -mon -display"
+                        + " -accel -incoming -object -global;"
                         + " pass anything else to QEMU with --qemu-arg)");
             }
         }
@@ -111,8 +115,9 @@ public final class VmConfigParser {
             throw new BadOptionException("-serial stdio and -monitor stdio cannot share standard input; move one to unix: or tcp:");
         }
         ObjectOptions.check(objects, parameters);
+        control.resolve(monitors);
         return new VmConfig(name, memoryMib, smp, kernel, initrd, append, drives, serial, monitors, accel, incoming,
-                overwrite, qemu, qemuArgs, runtimeDir, objects, parameters);
+                overwrite, qemu, qemuArgs, runtimeDir, objects, parameters, control.qmpServers());
     }
 
     private static boolean isFerryOption(String option) {
@@ -309,23 +314,28 @@ public final class VmConfigParser {
             return new MonitorEndpoint.Unix(Path.of(socketPath(spec.substring(5), "-monitor")));
         }
         if (spec.startsWith("tcp:")) {
-            String[] parts = spec.substring(4).split(",");
-            checkServerFlags(parts, "-monitor " + spec);
-            int colon = parts[0].lastIndexOf(':');
-            if (colon < 0) {
-                throw new BadOptionException("-monitor " + spec + ": use tcp:HOST:PORT,server,nowait");
-            }
-            String host = parts[0].substring(0, colon);
-            try {
-                return new MonitorEndpoint.Tcp(host.isEmpty() ? "127.0.0.1" : host, Integer.parseInt(parts[0].substring(colon + 1)));
-            } catch (IllegalArgumentException e) {
-                throw new BadOptionException("-monitor " + spec + ": bad port");
-            }
+            return tcp(spec, "-monitor");
         }
         throw new BadOptionException("-monitor " + spec + ": use stdio, unix:PATH,server,nowait, tcp:HOST:PORT,server,nowait or none");
     }
 
-    private static String socketPath(String spec, String option) throws BadOptionException {
+    /** {@code tcp:HOST:PORT,server,nowait} (an empty host is 127.0.0.1). */
+    static MonitorEndpoint.Tcp tcp(String spec, String option) throws BadOptionException {
+        String[] parts = spec.substring(4).split(",");
+        checkServerFlags(parts, option + " " + spec);
+        int colon = parts[0].lastIndexOf(':');
+        if (colon < 0) {
+            throw new BadOptionException(option + " " + spec + ": use tcp:HOST:PORT,server,nowait");
+        }
+        String host = parts[0].substring(0, colon);
+        try {
+            return new MonitorEndpoint.Tcp(host.isEmpty() ? "127.0.0.1" : host, Integer.parseInt(parts[0].substring(colon + 1)));
+        } catch (IllegalArgumentException e) {
+            throw new BadOptionException(option + " " + spec + ": bad port");
+        }
+    }
+
+    static String socketPath(String spec, String option) throws BadOptionException {
         String[] parts = spec.split(",");
         checkServerFlags(parts, option + " unix:" + spec);
         if (parts[0].isEmpty()) {
@@ -361,6 +371,15 @@ public final class VmConfigParser {
             return new VmConfig.Incoming.Listen(listenAddress(MigrationUri.parse(spec)));
         } catch (IllegalArgumentException e) {
             throw new BadOptionException("-incoming " + spec + ": " + e.getMessage() + " (use tcp:HOST:PORT, e.g. tcp:0:4444, or defer)");
+        }
+    }
+
+    /** {@code tcp:HOST:PORT} where a listener must start now ({@code migrate_incoming}, {@code ferry attach -incoming}). */
+    static MigrationUri listenUri(String spec) throws BadOptionException {
+        try {
+            return listenAddress(MigrationUri.parse(spec));
+        } catch (IllegalArgumentException e) {
+            throw new BadOptionException("-incoming " + spec + ": " + e.getMessage() + " (use tcp:HOST:PORT, e.g. tcp:0:4444)");
         }
     }
 

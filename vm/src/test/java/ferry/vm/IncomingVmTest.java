@@ -1,6 +1,8 @@
 package ferry.vm;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -8,6 +10,7 @@ import ferry.image.qcow2.Qcow2Image;
 import ferry.migration.MigrationException;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.MigrationWire;
+import ferry.migration.wire.VmFingerprint;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -35,13 +38,13 @@ class IncomingVmTest {
             throw new AssertionError("the test's options: " + e.getMessage(), e);
         }
         RuntimeDir runtime = RuntimeDir.create(tmp.resolve("run"), "in");
-        return new IncomingVm(config, runtime, new QemuLauncher(config, runtime));
+        return new IncomingVm(config, runtime, new QemuLauncher(config, runtime), ferry.migration.wire.VmFingerprint.of());
     }
 
     private static Frame.Hello incremental(String baseName) {
         Frame.BaseIdentity base = new Frame.BaseIdentity(baseName, SIZE, new byte[32]);
         return new Frame.Hello(MigrationWire.VERSION, "in", 4096, true, true,
-                List.of(new Frame.DiskOffer("disk0", SIZE, "qcow2", Optional.of(base))));
+                List.of(new Frame.DiskOffer("disk0", SIZE, "qcow2", Optional.of(base))), ferry.migration.wire.VmFingerprint.of());
     }
 
     @Test
@@ -67,5 +70,23 @@ class IncomingVmTest {
                 () -> host(disk, "qcow2", true).prepare(incremental("base.raw")));
         assertTrue(refused.getMessage().contains("differs from the source's (size"), refused.getMessage());
         assertArrayEquals(before, Files.readAllBytes(disk));
+    }
+
+    @Test
+    void shouldRefuseAnotherConfigurationBeforeCreatingAnything() throws Exception {
+        Path disk = tmp.resolve("new/disk.raw");
+        List<String> args = List.of("-name", "in", "-drive", "file=" + disk + ",format=raw", "-incoming", "tcp:127.0.0.1:4444",
+                "--runtime-dir", tmp.resolve("run").toString());
+        VmConfig config = VmConfigParser.parse(args);
+        RuntimeDir runtime = RuntimeDir.create(tmp.resolve("run"), "in");
+        VmFingerprint here = VmFingerprint.of(new VmFingerprint.Item("machine", "pc-i440fx-7.2"),
+                new VmFingerprint.Item("memory", "128 MiB"));
+        IncomingVm host = new IncomingVm(config, runtime, new QemuLauncher(config, runtime), here);
+        Frame.Hello hello = new Frame.Hello(MigrationWire.VERSION, "in", 4096, true, false,
+                List.of(new Frame.DiskOffer("disk0", SIZE, "raw", Optional.empty())),
+                VmFingerprint.of(new VmFingerprint.Item("machine", "pc-i440fx-7.2"), new VmFingerprint.Item("memory", "256 MiB")));
+        MigrationException refused = assertThrows(MigrationException.class, () -> host.prepare(hello));
+        assertEquals("configuration differs from the source: memory 128 MiB here, 256 MiB on the source", refused.getMessage());
+        assertFalse(Files.exists(disk.getParent()), "nothing is created before the configuration check");
     }
 }

@@ -439,4 +439,49 @@ class VmConfigParserTest {
         assertTrue(refusalWithDrive("-object", "iothread,id=x", "-object", "authz-simple,id=x,identity=CN=a")
                 .contains("ids of -objects must be unique"));
     }
+
+    // ---- QMP and control sockets, -incoming defer -----------------------------------------------
+
+    @Test
+    void shouldTakeQmpSocketsInEveryShapeQemuTakes() throws Exception {
+        VmConfig config = withDrive("-qmp", "unix:/run/vm1.qmp,server,nowait", "-qmp", "tcp:127.0.0.1:4445,server=on,wait=off",
+                "-chardev", "socket,id=q2,path=/run/vm1-2.qmp,server=on,wait=off", "-mon", "chardev=q2,mode=control",
+                "-chardev", "socket,id=m0,host=127.0.0.1,port=4446,server,nowait", "-mon", "chardev=m0");
+        assertEquals(List.of(new ferry.qmp.QmpEndpoint.Unix(Path.of("/run/vm1.qmp")), new ferry.qmp.QmpEndpoint.Tcp("127.0.0.1", 4445),
+                new ferry.qmp.QmpEndpoint.Unix(Path.of("/run/vm1-2.qmp"))), config.qmpServers());
+        assertEquals(List.of(new MonitorEndpoint.Tcp("127.0.0.1", 4446)), config.monitors(), "-mon's default mode is readline: HMP");
+    }
+
+    @Test
+    void shouldRefuseControlSocketsFerryCannotServe() {
+        assertEquals("-qmp unix:/q,server,wait: unsupported flag wait (Ferry always listens and never waits: server,nowait)",
+                refusalWithDrive("-qmp", "unix:/q,server,wait"));
+        assertEquals("-mon chardev=nope: no -chardev with id=nope", refusalWithDrive("-mon", "chardev=nope,mode=control"));
+        assertEquals("-chardev id=s0: no -mon uses it (Ferry takes a -chardev only as a monitor's socket; pass others to QEMU"
+                + " with --qemu-arg)", refusalWithDrive("-chardev", "socket,id=s0,path=/s,server=on,wait=off"));
+        assertEquals("-chardev socket,id=q,path=/q: Ferry listens and never waits: give server=on,wait=off",
+                refusalWithDrive("-chardev", "socket,id=q,path=/q", "-mon", "chardev=q,mode=control"));
+        assertEquals("-mon chardev=q,mode=control,pretty=on: pretty= is not supported (Ferry takes chardev= and mode=)",
+                refusalWithDrive("-chardev", "socket,id=q,path=/q,server=on,wait=off", "-mon", "chardev=q,mode=control,pretty=on"));
+    }
+
+    @Test
+    void shouldTakeIncomingDefer() throws Exception {
+        VmConfig config = withDrive("-incoming", "defer");
+        assertTrue(config.isIncoming());
+        assertEquals(Optional.of(new VmConfig.Incoming.Defer()), config.incoming());
+        assertFalse(withDrive().isIncoming());
+    }
+
+    @Test
+    void shouldParseAttachOptions() throws Exception {
+        AttachConfig config = AttachConfig.parse(List.of("--qmp", "/run/vm1.qmp", "-monitor", "unix:/run/vm1.mon,server,nowait",
+                "-qmp", "unix:/run/ferry-vm1.qmp,server,nowait", "-incoming", "tcp:0:4444"));
+        assertEquals(Path.of("/run/vm1.qmp"), config.qmpSocket());
+        assertEquals(List.of(new MonitorEndpoint.Unix(Path.of("/run/vm1.mon"))), config.monitors());
+        assertEquals(List.of(new ferry.qmp.QmpEndpoint.Unix(Path.of("/run/ferry-vm1.qmp"))), config.qmpServers());
+        assertEquals(Optional.of(new MigrationUri("0.0.0.0", 4444)), config.incoming());
+        assertEquals("--qmp PATH is required: the QMP socket of the running QEMU (started with -qmp unix:PATH,server,nowait)",
+                assertThrows(VmConfigParser.BadOptionException.class, () -> AttachConfig.parse(List.of("-name", "x"))).getMessage());
+    }
 }

@@ -15,9 +15,11 @@ public sealed interface Frame {
 
     /**
      * Source -> destination, first frame: who we are and what we bring. Without {@code copyDisks}
-     * the disks are shared (same path on both hosts) and only RAM moves.
+     * the disks are shared (same path on both hosts) and only RAM moves. {@code fingerprint} (from
+     * version 2) is the source VM's configuration, which the destination compares with its own first.
      */
-    record Hello(int version, String vmName, int granuleSize, boolean copyDisks, boolean incremental, List<DiskOffer> disks) implements Frame {
+    record Hello(int version, String vmName, int granuleSize, boolean copyDisks, boolean incremental, List<DiskOffer> disks,
+                 VmFingerprint fingerprint) implements Frame {
         public MigrationWire.Type type() { return MigrationWire.Type.HELLO; }
     }
 

@@ -24,8 +24,16 @@ public final class MigrationWire {
     public static final int MAGIC = 0x46455259;                 // "FERY"
     public static final int HEADER_LENGTH = 16;
     public static final int MAGIC_OFFSET = 0, TYPE_OFFSET = 4, FLAGS_OFFSET = 6, LENGTH_OFFSET = 8, CRC_OFFSET = 12;
-    /** Protocol version carried in HELLO. A receiver refuses a version it does not know. */
-    public static final int VERSION = 1;
+    /**
+     * Protocol version carried in HELLO. A receiver refuses a version it does not know. Version 2 added
+     * the VM fingerprint at the end of HELLO; a version 1 HELLO still decodes (without one), so that the
+     * refusal can name the version.
+     */
+    public static final int VERSION = 2;
+    /** The first version whose HELLO carries a VM fingerprint. */
+    public static final int VERSION_FINGERPRINT = 2;
+    /** Most items a HELLO's fingerprint may carry (a machine with every PCI slot and function used has 256). */
+    public static final int MAX_FINGERPRINT_ITEMS = 1024;
     /** Largest payload a receiver accepts; BLOCK_DATA frames carry at most {@link #MAX_BLOCK_PAYLOAD}. */
     public static final int MAX_PAYLOAD = 16 << 20;
     public static final int MAX_BLOCK_PAYLOAD = 1 << 20;
@@ -136,6 +144,10 @@ public final class MigrationWire {
                     out.string(d.id()).u64(d.size()).string(d.format()).u8(d.base().isPresent() ? 1 : 0);
                     d.base().ifPresent(b -> out.string(b.fileName()).u64(b.size()).bytes(b.sha256()));
                 }
+                if (h.version() >= VERSION_FINGERPRINT) {
+                    out.u16(h.fingerprint().items().size());
+                    h.fingerprint().items().forEach(item -> out.string(item.key()).string(item.value()));
+                }
             }
             case Frame.Welcome w -> {
                 out.u16(w.freshDisks().size());
@@ -193,7 +205,17 @@ public final class MigrationWire {
                             : Optional.empty();
                     disks.add(new Frame.DiskOffer(id, size, format, base));
                 }
-                yield new Frame.Hello(version, name, granule, copyDisks, incremental, disks);
+                List<VmFingerprint.Item> items = new ArrayList<>();
+                if (version >= VERSION_FINGERPRINT) {
+                    int itemCount = in.u16();
+                    if (itemCount > MAX_FINGERPRINT_ITEMS) {
+                        throw new WireException("HELLO's fingerprint has " + itemCount + " items, max " + MAX_FINGERPRINT_ITEMS);
+                    }
+                    for (int i = 0; i < itemCount; i++) {
+                        items.add(new VmFingerprint.Item(in.string(), in.string()));
+                    }
+                }
+                yield new Frame.Hello(version, name, granule, copyDisks, incremental, disks, new VmFingerprint(items));
             }
             case WELCOME -> {
                 int count = in.u16();

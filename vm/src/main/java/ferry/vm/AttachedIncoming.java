@@ -1,0 +1,234 @@
+package ferry.vm;
+
+import ferry.image.BlockImage;
+import ferry.image.ImageException;
+import ferry.image.Images;
+import ferry.migration.DestinationHost;
+import ferry.migration.MigrationException;
+import ferry.migration.Phase;
+import ferry.migration.RamStatus;
+import ferry.migration.SourceVm;
+import ferry.migration.wire.Frame;
+import ferry.qmp.BlockInfo;
+import ferry.qmp.MigrationState;
+import ferry.qmp.QmpClient;
+import ferry.qmp.QmpCommand;
+import ferry.qmp.QmpEvent;
+import ferry.qmp.QmpEventListener;
+import ferry.qmp.QmpException;
+import ferry.qmp.RunState;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * The destination of a migration into a QEMU that Ferry did not start ({@code ferry attach -incoming}):
+ * QEMU was started by hand with the VM's configuration and {@code -incoming defer}, so it has already
+ * opened its drives, inactive. The images must exist with the source's sizes (Ferry cannot create what
+ * QEMU already holds open); Ferry compares the VM's fingerprint, finds each offered disk among QEMU's
+ * drives by name ({@link QemuSourceBlocks#driveName}), writes the granules straight into the image files
+ * while they are inactive, as {@link IncomingVm} does, and gives QEMU the RAM stream with
+ * {@code migrate-incoming}. It never stops QEMU and never deletes an image: after a failed attempt, the
+ * images it wrote may be written again by the next attempt of this {@code ferry attach}.
+ *
+ * <p>Threads: {@link #prepare} on {@code migration-listen}, {@code startVm} on {@code vm-start}; QEMU's events
+ * on {@code qmp-reader}.
+ */
+final class AttachedIncoming implements DestinationHost {
+    private static final System.Logger LOG = System.getLogger(AttachedIncoming.class.getName());
+
+    private final QmpClient qmp;
+    private final RuntimeDir runtime;
+    private final boolean overwrite;
+    /** Images an earlier attempt of this attachment wrote: their data is Ferry's, not the user's. */
+    private final Set<Path> writtenByUs = new HashSet<>();
+    /** QEMU listens for the RAM stream once {@code migrate-incoming} was given; QEMU takes it only once. */
+    private boolean incomingStarted;
+
+    AttachedIncoming(QmpClient qmp, RuntimeDir runtime, boolean overwrite) {
+        this.qmp = qmp;
+        this.runtime = runtime;
+        this.overwrite = overwrite;
+    }
+
+    @Override
+    public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
+        List<BlockImage> images = new ArrayList<>();
+        List<Boolean> fresh = new ArrayList<>();
+        List<Path> paths = new ArrayList<>();
+        try {
+            RunState state = qmp.execute(new QmpCommand.QueryStatus()).status();
+            if (state != RunState.INMIGRATE) {
+                throw new MigrationException(Phase.HANDSHAKE, "the QEMU Ferry attached to here does not wait for a migration"
+                        + " (status " + state.qapiName() + "): start it with -incoming defer");
+            }
+            IncomingVm.checkFingerprint(QemuFingerprint.of(qmp), hello);
+            List<BlockInfo> blocks = qmp.execute(new QmpCommand.QueryBlock());
+            for (Frame.DiskOffer offer : hello.disks()) {
+                BlockInfo.Inserted inserted = drive(blocks, offer);
+                if (!hello.copyDisks()) {
+                    continue;                           // shared storage: QEMU alone opens the images
+                }
+                Path file = Path.of(inserted.file());
+                BlockImage image = Images.open(file, inserted.drv(), false);
+                images.add(image);
+                paths.add(file);
+                boolean holdsData = IncomingVm.holdsData(image);
+                if (holdsData && !overwrite && !writtenByUs.contains(file)) {
+                    throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": " + file + " holds data;"
+                            + " refusing to overwrite it (give ferry attach --incoming-overwrite, or an empty image)");
+                }
+                fresh.add(!holdsData);
+            }
+        } catch (QmpException e) {
+            IncomingVm.closeAll(images);
+            throw new MigrationException(Phase.HANDSHAKE, "asking the destination QEMU failed: " + e.getMessage(), e);
+        } catch (IOException e) {
+            IncomingVm.closeAll(images);
+            throw new MigrationException(Phase.HANDSHAKE, e.getMessage(), e);
+        } catch (MigrationException e) {
+            IncomingVm.closeAll(images);
+            throw e;
+        }
+        return new Prepared(images, fresh, paths);
+    }
+
+    /** The drive QEMU has for the offered disk, checked against the offer. */
+    private static BlockInfo.Inserted drive(List<BlockInfo> blocks, Frame.DiskOffer offer) throws MigrationException {
+        BlockInfo info = blocks.stream().filter(b -> QemuSourceBlocks.driveName(b).equals(offer.id())).findFirst()
+                .orElseThrow(() -> new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": the QEMU here has no drive "
+                        + offer.id() + " (query-block); give it the source's drive ids"));
+        BlockInfo.Inserted inserted = info.inserted().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
+                "disk " + offer.id() + ": the drive here has no medium"));
+        if (inserted.ro()) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": the drive here is read-only");
+        }
+        QemuSourceBlocks.checkMigratable(offer.id(), inserted);
+        if (!inserted.drv().equals(offer.format())) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": source format " + offer.format()
+                    + ", the drive here is " + inserted.drv());
+        }
+        if (inserted.virtualSize() != offer.size()) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": " + inserted.file() + " has "
+                    + inserted.virtualSize() + " bytes here, " + offer.size() + " on the source (create it with qemu-img create -f "
+                    + offer.format() + " " + inserted.file() + " " + offer.size() + ")");
+        }
+        if (!Files.isRegularFile(Path.of(inserted.file()))) {
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": " + inserted.file() + " is not a file here");
+        }
+        return inserted;
+    }
+
+    /** A migration arriving in the attached QEMU. */
+    private final class Prepared implements PreparedVm {
+        private final List<BlockImage> images;
+        private final List<Boolean> fresh;
+        private final List<Path> paths;
+        private final Path ramSocket = runtime.resolve("ram-in.sock");
+        private volatile SourceVm.RamListener listener;
+        private boolean imagesClosed;
+        private final QmpEventListener events = event -> {
+            SourceVm.RamListener l = listener;
+            if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
+                l.ramStatus(RamStatus.ofQapi(status.qapiName()));
+            }
+        };
+
+        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths) {
+            this.images = List.copyOf(images);
+            this.fresh = List.copyOf(fresh);
+            this.paths = List.copyOf(paths);
+        }
+
+        @Override
+        public void stopStarting() {
+            // startVm only connects to a QEMU that already runs: nothing long to stop
+        }
+
+        @Override
+        public void startVm() throws MigrationException {
+            qmp.addListener(events);
+            synchronized (AttachedIncoming.this) {
+                if (incomingStarted) {
+                    return;                             // QEMU still listens from the last attempt
+                }
+                try {
+                    qmp.execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
+                    qmp.execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
+                    incomingStarted = true;
+                } catch (QmpException e) {
+                    throw new MigrationException(Phase.HANDSHAKE, "the destination QEMU refused migrate-incoming: " + e.getMessage(), e);
+                }
+            }
+        }
+
+        @Override
+        public List<BlockImage> images() {
+            return images;
+        }
+
+        @Override
+        public synchronized void imagesComplete() throws MigrationException {
+            if (imagesClosed) {
+                return;
+            }
+            imagesClosed = true;
+            for (BlockImage image : images) {
+                try {
+                    image.flush();
+                    image.close();
+                } catch (ImageException e) {
+                    throw new MigrationException(Phase.SWITCHOVER, "closing " + image.describe() + " failed: " + e.getMessage(), e);
+                }
+            }
+        }
+
+        @Override
+        public List<Boolean> fresh() {
+            return fresh;
+        }
+
+        @Override
+        public Path ramSocket() {
+            return ramSocket;
+        }
+
+        @Override
+        public void ramListener(SourceVm.RamListener listener) {
+            this.listener = listener;
+        }
+
+        @Override
+        public void resume() throws MigrationException {
+            qmp.removeListener(events);
+            try {
+                qmp.execute(new QmpCommand.Cont());
+            } catch (QmpException e) {
+                throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
+            }
+        }
+
+        /** Lets go of the images; QEMU and the images stay (Ferry did not start or create them). */
+        @Override
+        public void abort(String reason) {
+            LOG.log(System.Logger.Level.WARNING, "incoming migration into the attached QEMU failed: " + reason
+                    + (Optional.ofNullable(qmp.closed().getNow(null)).isPresent() ? " (QEMU has exited)" : ""));
+            qmp.removeListener(events);
+            synchronized (this) {
+                if (!imagesClosed) {
+                    imagesClosed = true;
+                    IncomingVm.closeAll(images);
+                }
+            }
+            synchronized (AttachedIncoming.this) {
+                writtenByUs.addAll(paths);
+            }
+        }
+    }
+}
