@@ -192,7 +192,9 @@ public final class MigrationSource implements AutoCloseable {
         } catch (Cancelled c) {
             recover(MigrationStatus.CANCELLED, "cancelled: " + c.getMessage(), new Frame.Cancel(c.getMessage()));
         } catch (MigrationException e) {
-            recover(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
+            // The destination's own ERROR, when it sent one, is the cause; what failed here followed from it.
+            String reason = queuedPeerReason().map(r -> e.phase().label() + ": " + r).orElse(e.oneLine());
+            recover(MigrationStatus.FAILED, reason, new Frame.Error(e.phase().label(), e.getMessage()));
         } catch (IOException e) {
             if (cancelReason().isPresent()) {
                 recover(MigrationStatus.CANCELLED, "cancelled: " + cancelReason().get(), null);
@@ -241,6 +243,11 @@ public final class MigrationSource implements AutoCloseable {
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        return queuedPeerReason();
+    }
+
+    /** The destination's ERROR among the events already queued, without waiting for more. */
+    private java.util.Optional<String> queuedPeerReason() {
         for (SourceEvent event : events) {
             if (event instanceof SourceEvent.PeerFrame(Frame.Error error)) {
                 return java.util.Optional.of("destination failed in " + error.phase() + ": " + error.message());

@@ -112,7 +112,24 @@ final class RamTunnel implements AutoCloseable {
             Thread.currentThread().interrupt();
         } catch (Exception e) {
             if (!closing) {
+                hangUpOnQemu();
                 onError.accept(e);
+            }
+        }
+    }
+
+    /**
+     * The stream failed: close QEMU's end at once. QEMU writes the device state holding its big lock,
+     * so a socket nobody reads would freeze its main loop, QMP included (seen: migrate-continue timing
+     * out after a destination refused the disks); a closed one fails QEMU's migration at once.
+     */
+    private void hangUpOnQemu() {
+        SocketChannel channel = qemu;
+        if (channel != null) {
+            try {
+                channel.close();
+            } catch (IOException e) {
+                LOG.log(System.Logger.Level.DEBUG, "closing " + socket + " after a stream failure: " + e.getMessage());
             }
         }
     }
