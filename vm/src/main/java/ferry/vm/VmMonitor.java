@@ -1,5 +1,6 @@
 package ferry.vm;
 
+import ferry.migration.MigrationParameters;
 import ferry.migration.MigrationReport;
 import ferry.migration.MigrationSource;
 import ferry.migration.MigrationStats;
@@ -152,16 +153,15 @@ final class VmMonitor implements MonitorHandler {
 
     /** tls-creds and tls-authz must name objects of their kind (QEMU checks only at use; Ferry says it at once). */
     private void setTextParameter(MonitorCommand.MigrateSetTextParameter p) throws MonitorException {
-        String value = p.value();
-        if (!value.isEmpty() && p.parameter() == ferry.monitor.MigrationParameter.TLS_CREDS && !vm.tls().hasCredentials(value)) {
-            throw new MonitorException(MonitorException.Kind.REFUSED, "No TLS credentials with id '" + value
-                    + "' (start with -object tls-creds-x509,id=" + value + ",dir=DIR,endpoint=server|client)");
-        }
-        if (!value.isEmpty() && p.parameter() == ferry.monitor.MigrationParameter.TLS_AUTHZ && !vm.tls().hasAuthorizer(value)) {
-            throw new MonitorException(MonitorException.Kind.REFUSED, "No authorization object with id '" + value
-                    + "' (start with -object authz-simple,id=" + value + ",identity=DN or authz-list-file)");
-        }
-        vm.migrations().parameters(p.applyTo(vm.migrations().parameters()));
+        Optional<String> value = Optional.of(p.value());
+        Optional<String> none = Optional.empty();
+        MigrationParameters current = vm.migrations().parameters();
+        vm.migrations().parameters(switch (p.parameter()) {
+            case TLS_CREDS -> vm.tls().withTls(current, value, none, none);
+            case TLS_HOSTNAME -> vm.tls().withTls(current, none, value, none);
+            case TLS_AUTHZ -> vm.tls().withTls(current, none, none, value);
+            default -> p.applyTo(current);
+        });
     }
 
     private String passthrough(String line) {
