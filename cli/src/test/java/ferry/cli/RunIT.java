@@ -197,6 +197,9 @@ class RunIT {
             assertTrue(log.contains("ferry: " + NAME + "-qkill: QEMU exited unexpectedly with status 137 (signal 9)"), log);
             assertFalse(log.contains("\tat "), "no stack trace: " + log);
             assertCleanedUp(host);
+            java.util.regex.Matcher named = Pattern.compile("its log: (\\S+)").matcher(log);
+            assertTrue(named.find(), log);
+            assertTrue(Files.isRegularFile(Path.of(named.group(1))), "the log the message names exists after exit: " + named.group(1));
         }
     }
 
@@ -257,11 +260,13 @@ class RunIT {
             host.process().destroy();                                            // SIGTERM
             int code = host.awaitExit(EXIT_TIMEOUT_MS);
             String log = read(host.ferryLog());
-            assertEquals(143, code, "128 + SIGTERM, as the JVM reports a signal it handled: " + log);
-            assertTrue(log.contains("ferry: " + NAME + "-term: ferry is shutting down"), log);
+            assertEquals(0, code, "a clean stop on SIGTERM exits 0, as QEMU and qemu-nbd do: " + log);
+            assertTrue(log.contains("ferry: " + NAME + "-term: terminating on signal 15 (SIGTERM)"), log);
             assertFalse(log.contains("\tat "), "no stack trace: " + log);
             assertTrue(awaitGone(qemu.pid(), 1_000), "QEMU was stopped before ferry exited");
             assertCleanedUp(host);
+            assertTrue(Files.isRegularFile(host.qemuLog(NAME + "-term")), "QEMU's log is kept after ferry exits: "
+                    + host.qemuLog(NAME + "-term"));
 
             VerifyReport report = RecordVerifier.verify(disk);
             assertEquals(0, report.badBlocks(), report.toString());
