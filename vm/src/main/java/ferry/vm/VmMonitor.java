@@ -121,9 +121,9 @@ final class VmMonitor implements MonitorHandler {
                     return;                       // the client left; the migration goes on
                 }
                 MigrationReport r = source.stats().report();
-                out.println(String.format("migrate: %s, disk %d/%d kbytes, ram %d kbytes, %d ms",
-                        r.phase().label() + (r.dirtyPass() > 0 ? " " + r.dirtyPass() : ""), r.diskTransferredBytes() >> 10,
-                        r.diskTotalBytes() >> 10, r.ram().transferredBytes() >> 10, r.totalTimeMs()));
+                out.println(String.format(java.util.Locale.ROOT, "migrate: %s, %d %%, disk %d kbytes sent of %d, ram %d kbytes, %d ms",
+                        r.phase().label() + (r.dirtyPass() > 0 ? " " + r.dirtyPass() : ""), r.progressPercent(),
+                        r.diskTransferredBytes() >> 10, r.diskTotalBytes() >> 10, r.ram().transferredBytes() >> 10, r.totalTimeMs()));
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
