@@ -35,12 +35,13 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
      * @param smpSpec {@code -smp SPEC} as written (topology included); empty: one vCPU
      * @param pidFile {@code -pidfile PATH}: Ferry writes its own pid there (the process to signal), and removes it on exit
      * @param daemonize {@code -daemonize}: detach once the VM runs; the parent exits 0 then
-     * @param logDir {@code --log-dir DIR}: where QEMU's log is kept (default: docs/DESIGN.md "Logs")
+     * @param logDir {@code --log-dir DIR}: where QEMU's log is kept ({@link LogDir})
+     * @param metrics {@code --metrics HOST:PORT}: the migration's figures for Prometheus on {@code /metrics}
      */
     public record Process(Optional<String> machine, Optional<String> smpSpec, Optional<Path> pidFile, boolean daemonize,
-                          Optional<Path> logDir) {
+                          Optional<Path> logDir, Optional<java.net.InetSocketAddress> metrics) {
         public static Process defaults() {
-            return new Process(Optional.empty(), Optional.empty(), Optional.empty(), false, Optional.empty());
+            return new Process(Optional.empty(), Optional.empty(), Optional.empty(), false, Optional.empty(), Optional.empty());
         }
     }
 

@@ -23,7 +23,7 @@ import java.util.regex.Pattern;
  * {@code -device -netdev -cpu}, the {@code -chardev}s no {@code -mon} names and the {@code -object}s Ferry does
  * not own go to QEMU as written, in order. Ferry's own: {@code --qemu PATH}, {@code --qemu-arg ARG}
  * (repeatable, for anything else), {@code --incoming-overwrite}, {@code --runtime-dir DIR} and
- * {@code --log-dir DIR}. A wrong or unknown option is refused before anything starts.
+ * {@code --log-dir DIR} and {@code --metrics HOST:PORT}. A wrong or unknown option is refused before anything starts.
  */
 public final class VmConfigParser {
     private VmConfigParser() {}
@@ -44,6 +44,7 @@ public final class VmConfigParser {
         Optional<Path> pidFile = Optional.empty();
         boolean daemonize = false;
         Optional<Path> logDir = Optional.empty();
+        Optional<java.net.InetSocketAddress> metrics = Optional.empty();
         Optional<Path> kernel = Optional.empty();
         Optional<Path> initrd = Optional.empty();
         Optional<String> append = Optional.empty();
@@ -110,6 +111,7 @@ public final class VmConfigParser {
                 case "--qemu-arg" -> qemuArgs.add(value(args, ++i, option));
                 case "--runtime-dir" -> runtimeDir = Optional.of(Path.of(value(args, ++i, option)));
                 case "--log-dir" -> logDir = Optional.of(Path.of(value(args, ++i, option)));
+                case "--metrics" -> metrics = Optional.of(MetricsServer.parse(value(args, ++i, option)));
                 default -> throw new BadOptionException("unknown option " + option
                         + " (Ferry takes -name -m -smp -machine -cpu -kernel -initrd -append -drive -device -netdev -serial"
                         + " -monitor -qmp -chardev -mon -display -accel -incoming -object -global -pidfile -daemonize;"
@@ -146,12 +148,12 @@ public final class VmConfigParser {
         qemuArgs.addAll(0, chardevs);                     // before the -devices that may name them
         return new VmConfig(name, memoryMib, smp, kernel, initrd, append, drives, serial, monitors, accel, incoming,
                 overwrite, qemu, qemuArgs, runtimeDir, objects, parameters, control.qmpServers(),
-                new VmConfig.Process(machine, smpSpec, pidFile, daemonize, logDir));
+                new VmConfig.Process(machine, smpSpec, pidFile, daemonize, logDir, metrics));
     }
 
     private static boolean isFerryOption(String option) {
         return switch (option) {
-            case "--incoming-overwrite", "--qemu", "--qemu-arg", "--runtime-dir", "--log-dir" -> true;
+            case "--incoming-overwrite", "--qemu", "--qemu-arg", "--runtime-dir", "--log-dir", "--metrics" -> true;
             default -> false;
         };
     }

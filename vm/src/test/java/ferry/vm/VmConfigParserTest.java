@@ -504,7 +504,10 @@ class VmConfigParserTest {
         VmConfig config = withDrive("-machine", "q35,smm=off", "-smp", "4,sockets=2,cores=2", "-pidfile", "/run/vm1.pid",
                 "-daemonize", "--log-dir", "/var/log/ferry", "-monitor", "unix:/run/m,server,nowait");
         assertEquals(new VmConfig.Process(Optional.of("q35,smm=off"), Optional.of("4,sockets=2,cores=2"),
-                Optional.of(Path.of("/run/vm1.pid")), true, Optional.of(Path.of("/var/log/ferry"))), config.process());
+                Optional.of(Path.of("/run/vm1.pid")), true, Optional.of(Path.of("/var/log/ferry")), Optional.empty()),
+                config.process());
+        assertEquals(Optional.of(new java.net.InetSocketAddress("127.0.0.1", 9464)), withDrive("--metrics", "9464").process().metrics(),
+                "loopback unless told otherwise");
         assertEquals(4, config.smp());
         assertEquals(VmConfig.Process.defaults(), withDrive().process());
         assertEquals("-machine accel=kvm: give a machine type first (e.g. pc, q35, pc-i440fx-7.2)",
