@@ -87,8 +87,7 @@ class RunIT {
             assertBlockAllocates(host, disk);
 
             String unknown = host.monitor("frobnicate");
-            assertTrue(unknown.startsWith("Error: unknown command: 'frobnicate'\n"), unknown);
-            assertTrue(unknown.contains("\nhelp|? [cmd] -- show the help\n"), "followed by the help: " + unknown);
+            assertEquals("unknown command: 'frobnicate'", unknown, "QEMU 7.2's one line, not 15 lines of help");
             String badUri = host.monitor("migrate tcp:x");
             assertTrue(badUri.startsWith("Error: migrate: invalid migration URI 'tcp:x'"), badUri);
             assertTrue(badUri.contains("\nmigrate [-d] [-b] [-i] uri -- "), "followed by migrate's help: " + badUri);
@@ -97,7 +96,7 @@ class RunIT {
             }
 
             assertEquals("", host.monitor("stop"));
-            assertTrue(host.monitor("info status").startsWith("VM status: paused"));
+            assertEquals("VM status: paused", host.monitor("info status"), "QEMU 7.2 after stop, not paused (paused)");
             assertEquals("", host.monitor("cont"));
             assertEquals("VM status: running", host.monitor("info status"));
 

@@ -135,6 +135,9 @@ public final class MigrationSource implements AutoCloseable {
      * wait for bandwidth) it is interrupted, which closes the stream. Returns within about a second.
      */
     public void cancel(String reason) {
+        if (!state.reached(SourceState.COMMITTED)) {
+            stats.cancelling();                      // info migrate: cancelling, until the recovery ends it
+        }
         events.add(new SourceEvent.CancelRequested(reason));
         Thread send = sendThread;
         if (send == null || Thread.currentThread() == send) {

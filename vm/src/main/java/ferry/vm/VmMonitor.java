@@ -28,8 +28,6 @@ import java.util.Optional;
  */
 final class VmMonitor implements MonitorHandler {
     private static final long PROGRESS_INTERVAL_MS = 1000;
-    /** How QEMU 7.2's HMP (also through human-monitor-command) answers a command it does not know. */
-    private static final String QEMU_UNKNOWN_COMMAND = "unknown command: '";
 
     private final Vm vm;
 
@@ -82,7 +80,9 @@ final class VmMonitor implements MonitorHandler {
         }
         try {
             StatusInfo status = qemu().execute(new QmpCommand.QueryStatus());
-            return status.running() ? "VM status: running" : "VM status: paused (" + status.status().qapiName() + ")";
+            // QEMU 7.2's hmp_info_status: the run state in brackets only when it is not plain "paused"
+            return status.running() ? "VM status: running" : status.status().qapiName().equals("paused") ? "VM status: paused"
+                    : "VM status: paused (" + status.status().qapiName() + ")";
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
         }
@@ -174,12 +174,9 @@ final class VmMonitor implements MonitorHandler {
 
     private String passthroughOrFail(String line) throws MonitorException {
         try {
-            String text = qemu().execute(new QmpCommand.HumanMonitorCommand(line)).stripTrailing();
-            if (text.startsWith(QEMU_UNKNOWN_COMMAND) && text.lines().count() == 1) {
-                // QEMU's HMP answers a mistyped command with this line as a *successful* reply
-                throw MonitorException.usage(text, MonitorHelp.all());
-            }
-            return text;
+            // QEMU's HMP answers a mistyped command with "unknown command: 'x'" as a successful reply; Ferry
+            // passes it on as it is, one line as in QEMU (no longer with the whole help below it)
+            return qemu().execute(new QmpCommand.HumanMonitorCommand(line)).stripTrailing();
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, "QEMU's monitor refused '" + line + "': " + e.getMessage(), e);
         }
