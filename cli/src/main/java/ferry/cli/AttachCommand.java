@@ -41,6 +41,7 @@ final class AttachCommand {
         Attachment attachment = new Attachment(config);
         Thread hook = new Thread(() -> letGo(attachment), "ferry-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
+        Signals.onTermination(attachment::quitFerry);       // lets go of QEMU, exit 0: QEMU runs on
         try {
             attachment.start();
             String why = attachment.awaitExit();

@@ -24,7 +24,18 @@ final class DemoCommand {
 
     private DemoCommand() {}
 
+    static final String HELP = """
+            usage: ferry demo [--keep]
+            Builds the demo guest (once), starts two local hosts with ferry run, lets the guest write to its disk,
+            migrates it with its disk (migrate -d -b) and verifies the guest's records on the destination.
+            --keep: leave the work directory (images, logs) behind.
+            """;
+
     static int run(List<String> args) {
+        if (args.contains("--help") || args.contains("-h")) {
+            System.out.print(HELP);
+            return 0;
+        }
         boolean keep = args.contains("--keep");
         for (String arg : args) {
             if (!arg.equals("--keep")) {

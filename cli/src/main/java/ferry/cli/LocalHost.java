@@ -28,8 +28,8 @@ public final class LocalHost implements AutoCloseable {
     }
 
     /**
-     * Starts {@code ferryCommand run ARGS -monitor unix:DIR/monitor.sock,server,nowait -serial file:DIR/serial.log},
-     * output to DIR/ferry.log.
+     * Starts {@code ferryCommand run ARGS -monitor unix:DIR/monitor.sock,server,nowait -serial file:DIR/serial.log
+     * --log-dir DIR/logs}, output to DIR/ferry.log.
      */
     public static LocalHost start(String role, List<String> ferryCommand, Path dir, List<String> args) throws IOException {
         Files.createDirectories(dir);
@@ -38,7 +38,7 @@ public final class LocalHost implements AutoCloseable {
         command.add("run");
         command.addAll(args);
         command.addAll(List.of("-monitor", "unix:" + monitor + ",server,nowait", "-serial", "file:" + dir.resolve("serial.log"),
-                "-display", "none", "--runtime-dir", dir.resolve("run").toString()));
+                "-display", "none", "--runtime-dir", dir.resolve("run").toString(), "--log-dir", dir.resolve("logs").toString()));
         Process process = new ProcessBuilder(command).redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(dir.resolve("ferry.log").toFile())).start();
         return new LocalHost(role, dir, process, monitor);
@@ -86,6 +86,11 @@ public final class LocalHost implements AutoCloseable {
 
     public Path ferryLog() {
         return dir.resolve("ferry.log");
+    }
+
+    /** QEMU's log of the VM {@code name} (a {@link #start}ed host keeps it in DIR/logs). */
+    public Path qemuLog(String name) {
+        return dir.resolve("logs").resolve(name + ".qemu.log");
     }
 
     /** One monitor command; connects on first use. */

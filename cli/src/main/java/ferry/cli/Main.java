@@ -19,13 +19,30 @@ public final class Main {
                    ferry certs DIR --host NAME ...   make TLS certificates in QEMU's layout (see ferry certs --help)
             """;
 
+    /** The jar's version (its manifest), or the source tree's. */
+    static String version() {
+        String v = Main.class.getPackage().getImplementationVersion();
+        return "ferry version " + (v == null ? "0.1.0-SNAPSHOT" : v);
+    }
+
     public static void main(String[] args) {
         Logs.configure();
+        System.exit(run(args));
+    }
+
+    /** Runs one command; returns its exit status. */
+    static int run(String... args) {
         if (args.length == 0) {
             System.err.print(USAGE);
-            System.exit(2);
+            return 2;
         }
         List<String> rest = Arrays.asList(args).subList(1, args.length);
+        if (args[0].equals("--version") || args[0].equals("-V") || rest.contains("--version")
+                || (rest.contains("-version") && args[0].equals("run"))        // QEMU's spelling
+                || (rest.contains("-V") && args[0].equals("serve"))) {          // qemu-nbd's
+            System.out.println(version());
+            return 0;
+        }
         int code = switch (args[0]) {
             case "run" -> RunCommand.run(rest);
             case "attach" -> AttachCommand.run(rest);
@@ -42,6 +59,6 @@ public final class Main {
                 yield 2;
             }
         };
-        System.exit(code);
+        return code;
     }
 }

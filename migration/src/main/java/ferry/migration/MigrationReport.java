@@ -12,7 +12,8 @@ import java.util.OptionalLong;
  * @param dirtyPass number of the current dirty pass (0 during the bulk pass)
  * @param totalTimeMs since {@code migrate} was given (frozen once finished)
  * @param expectedDowntimeMs estimate from the current remainder and bandwidth
- * @param downtimeMs measured downtime once completed
+ * @param downtimeMs measured downtime once completed: from the source QEMU's STOP (seen on the source) to the
+ *     destination's RUNNING frame (sent once its QEMU has resumed), so one-way latency more, never less
  * @param ram RAM figures as QEMU reports them through the tunnel
  * @param diskTransferredBytes disk payload bytes sent (or received) so far, all passes
  * @param diskRemainingBytes dirty bytes still to send
@@ -44,6 +45,35 @@ public record MigrationReport(
     public record Ram(long transferredBytes, long remainingBytes, long totalBytes, long duplicatePages,
                       long normalPages, long dirtyPagesRate, long dirtySyncCount) {
         public static final Ram NONE = new Ram(0, 0, 0, 0, 0, 0, 0);
+    }
+
+    /**
+     * How much of the copy is done, 0..100: of the disks ({@code (total - remaining) / total}, so holes and zero
+     * ranges the bulk pass skips count as done, and a sparse disk reaches 100), or of RAM when no disk is copied.
+     * 100 exactly when completed; at most 99 before, since a dirty pass can always follow.
+     */
+    public int progressPercent() {
+        if (status == MigrationStatus.COMPLETED) {
+            return 100;
+        }
+        long total = diskTotalBytes > 0 ? diskTotalBytes : ram.totalBytes();
+        long remaining = diskTotalBytes > 0 ? diskRemainingBytes : ram.remainingBytes();
+        if (total <= 0) {
+            return 0;
+        }
+        long done = Math.max(0, total - remaining);
+        return (int) Math.min(99, done * 100 / total);
+    }
+
+    /**
+     * The time still to go while the migration is active: what remains of the disks and of RAM at the stream's
+     * throughput of the last interval; empty when nothing moves yet or the migration is not active.
+     */
+    public OptionalLong etaMs() {
+        if (status != MigrationStatus.ACTIVE || throughputBytesPerSec <= 0) {
+            return OptionalLong.empty();
+        }
+        return OptionalLong.of((diskRemainingBytes + ram.remainingBytes()) * 1000 / throughputBytesPerSec);
     }
 
     public static MigrationReport idle() {

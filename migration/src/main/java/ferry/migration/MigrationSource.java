@@ -80,6 +80,11 @@ public final class MigrationSource implements AutoCloseable {
     private volatile SourceState state = SourceState.CONNECTING;
     /** QEMU's count of bytes dirtied since the last pass, refreshed by the send thread (info migrate reads it). */
     private volatile long remainingBytes;
+    /** While the bulk pass runs: the disk bytes transferred when it will be done ({@code -1}: no bulk pass runs). */
+    private volatile long bulkEndTransferred = -1;
+    private volatile long bulkLaterDisksBytes;
+    /** When QEMU's STOP arrived ({@link System#nanoTime}; 0: not seen), from QEMU's event thread. */
+    private volatile long vmStoppedNs;
     private long remainingCheckedNs;
     private volatile long writeLimitBytesPerSec;
     private boolean tracking;
@@ -102,6 +107,7 @@ public final class MigrationSource implements AutoCloseable {
             total += disk.size();
         }
         stats.diskTotalBytes(request.copyDisks() ? total : 0);
+        remainingBytes = request.copyDisks() ? total : 0;     // nothing copied yet: 0 % until the bulk pass says more
     }
 
     public MigrationStats stats() {
@@ -129,6 +135,9 @@ public final class MigrationSource implements AutoCloseable {
      * wait for bandwidth) it is interrupted, which closes the stream. Returns within about a second.
      */
     public void cancel(String reason) {
+        if (!state.reached(SourceState.COMMITTED)) {
+            stats.cancelling();                      // info migrate: cancelling, until the recovery ends it
+        }
         events.add(new SourceEvent.CancelRequested(reason));
         Thread send = sendThread;
         if (send == null || Thread.currentThread() == send) {
@@ -272,7 +281,7 @@ public final class MigrationSource implements AutoCloseable {
         }
         writer = new FrameWriter(channel.output(), limiter);
         FrameReader reader = new FrameReader(channel.input());
-        stats.sources(() -> remainingBytes, writer::bytesWritten, () -> writeLimitBytesPerSec, vm::ramStats);
+        stats.sources(this::diskRemaining, writer::bytesWritten, () -> writeLimitBytesPerSec, vm::ramStats);
         recvThread = Threads.unstartedVirtual("migration-recv", () -> receive(reader));
         recvThread.start();
     }
@@ -341,6 +350,12 @@ public final class MigrationSource implements AutoCloseable {
             LOG.log(System.Logger.Level.INFO, "bulk pass: disk=" + disks.get(i).id() + " data=" + plan.dataBytes()
                     + " bytes, zero granules=" + plan.zero().count());
             senders.get(i).sendZeroes(plan.zero());
+            long later = 0;
+            for (int j = i + 1; j < disks.size(); j++) {
+                later += disks.get(j).size();                  // not planned yet: all of it counts as to go
+            }
+            bulkLaterDisksBytes = later;
+            bulkEndTransferred = stats.diskTransferredBytes() + plan.dataBytes();
             senders.get(i).afterEachRun(this::duringBulk);
             try {
                 senders.get(i).sendData(plan.data());
@@ -352,7 +367,23 @@ public final class MigrationSource implements AutoCloseable {
             drainEvents();
         }
         convergence.passSent(writer.bytesWritten() - wireBefore, System.nanoTime() - start);
-        send(Phase.BULK_COPY, new Frame.PassEnd(0, refreshRemaining()));
+        refreshRemaining();
+        bulkEndTransferred = -1;
+        send(Phase.BULK_COPY, new Frame.PassEnd(0, remainingBytes));
+    }
+
+    /**
+     * What is left to copy of the disks, for {@code info migrate} ("remaining disk", the progress and the ETA):
+     * during the bulk pass, the data of the disk being copied not sent yet and all of the disks after it
+     * (holes and zero ranges the plan skips are done: a sparse disk reaches 100 %); afterwards, the dirty bytes
+     * of the last check.
+     */
+    private long diskRemaining() {
+        long bulkEnd = bulkEndTransferred;
+        if (bulkEnd >= 0) {
+            return Math.max(0, bulkEnd - stats.diskTransferredBytes()) + bulkLaterDisksBytes;
+        }
+        return remainingBytes;
     }
 
     /** After each run of the bulk pass: a cancel is seen at once, and a long pass may throttle the guest. */
@@ -427,7 +458,15 @@ public final class MigrationSource implements AutoCloseable {
         } catch (IOException e) {
             throw new MigrationException(Phase.RAM, "cannot listen for QEMU's migration stream at " + socket + ": " + e.getMessage(), e);
         }
-        vm.startRamMigration(socket, status -> events.add(new SourceEvent.RamStatusChanged(status)));
+        vm.startRamMigration(socket, new SourceVm.RamListener() {
+            @Override public void ramStatus(RamStatus status) {
+                events.add(new SourceEvent.RamStatusChanged(status));
+            }
+
+            @Override public void vmStopped(long atNs) {
+                vmStoppedNs = atNs;
+            }
+        });
         moveTo(SourceState.RAM);
         LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes + " bytes");
     }
@@ -441,6 +480,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void switchover() throws Exception {
         long pausedNs = System.nanoTime();
+        long stoppedNs = vmStoppedNs != 0 ? vmStoppedNs : pausedNs;   // QEMU's STOP comes just before pre-switchover
         stats.phase(Phase.SWITCHOVER);
         // The VM is paused: the bandwidth cap would only lengthen the downtime (QEMU lifts its own
         // rate limit at this point too).
@@ -474,12 +514,17 @@ public final class MigrationSource implements AutoCloseable {
         handedOver = true;
         send(Phase.SWITCHOVER, new Frame.Commit());
         awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
-        long downtimeMs = sinceMs(pausedNs);
+        long switchoverMs = sinceMs(pausedNs);
+        // The guest's downtime: from the source QEMU's STOP to the destination's RUNNING (sent once its QEMU
+        // resumed), both as this host saw them. Measured from pre-switchover it left out the time between
+        // QEMU pausing the VM and Ferry handling the event, and under-reported.
+        long downtimeMs = sinceMs(stoppedNs);
         stats.downtimeMs(downtimeMs);
-        // One line that says where the downtime went (measured from QEMU's pre-switchover event).
-        LOG.log(System.Logger.Level.INFO, String.format("switchover: last pass %d bytes sent at +%d ms, disks verified at +%d ms,"
-                + " device state in the destination QEMU at +%d ms, destination running at +%d ms",
-                lastPassBytes, lastPassMs, verifiedMs, deviceStateMs, downtimeMs));
+        // One line that says where the downtime went (times from QEMU's pre-switchover event).
+        LOG.log(System.Logger.Level.INFO, String.format(java.util.Locale.ROOT, "switchover: VM stopped %d ms before"
+                + " pre-switchover, last pass %d bytes sent at +%d ms, disks verified at +%d ms, device state in the destination"
+                + " QEMU at +%d ms, destination running at +%d ms; downtime %d ms", (pausedNs - stoppedNs) / 1_000_000,
+                lastPassBytes, lastPassMs, verifiedMs, deviceStateMs, switchoverMs, downtimeMs));
     }
 
     // ---- events -------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ public final class MigrationStats {
         return phase;
     }
 
-    public void status(MigrationStatus status) {
+    public synchronized void status(MigrationStatus status) {
         MigrationStatus before = this.status;
         this.status = status;
         if (status.finished() && endNs == 0) {
@@ -45,6 +45,13 @@ public final class MigrationStats {
         }
         if (status != before) {
             listeners.forEach(l -> l.statusChanged(status));
+        }
+    }
+
+    /** {@code migrate_cancel} was given: {@code cancelling} (as QEMU shows it) unless the migration already ended. */
+    public synchronized void cancelling() {
+        if (!status.finished()) {
+            status(MigrationStatus.CANCELLING);
         }
     }
 

@@ -15,6 +15,9 @@ public interface SourceVm {
     @FunctionalInterface
     interface RamListener {
         void ramStatus(RamStatus status);
+
+        /** QEMU's STOP event: the VM paused (at {@code pre-switchover}, the downtime starts); {@code atNs} is {@link System#nanoTime}. */
+        default void vmStopped(long atNs) { }
     }
 
     /**

@@ -40,6 +40,8 @@ final class FakeQemu {
         final AtomicBoolean resumed = new AtomicBoolean();
         /** Runs where QEMU would pause the vCPUs and drain disk I/O, before pre-switchover. */
         volatile Runnable pauseGuest = () -> { };
+        /** How long QEMU's STOP comes before pre-switchover (QEMU: a moment; a busy event thread: longer). */
+        volatile long stopBeforePreSwitchoverMs;
         final AtomicBoolean cancelled = new AtomicBoolean();
         private volatile SocketChannel tunnel;
         private volatile RamListener listener;
@@ -56,11 +58,15 @@ final class FakeQemu {
                     listener.ramStatus(RamStatus.ACTIVE);
                     writeAll(ch, RAM);
                     pauseGuest.run();
+                    listener.vmStopped(System.nanoTime());
+                    Thread.sleep(stopBeforePreSwitchoverMs);
                     listener.ramStatus(RamStatus.PRE_SWITCHOVER);
                 } catch (IOException e) {
                     if (!cancelled.get()) {
                         listener.ramStatus(RamStatus.FAILED);
                     }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
                 }
             });
         }

@@ -248,6 +248,20 @@ class MigrationLoopbackTest {
         assertTrue(dstBlocks <= srcBlocks + 64, "destination not sparse: " + dstBlocks + " vs " + srcBlocks);
     }
 
+    @Test
+    void shouldMeasureDowntimeFromQemusStopAndEndAtHundredPercent() throws Exception {
+        FakeQemu.Source vm = new FakeQemu.Source();
+        vm.stopBeforePreSwitchoverMs = 300;
+        MigrationSource migration = migrate(destination.port(), vm);
+        assertTrue(migration.await(60_000));
+        MigrationReport report = migration.stats().report();
+        assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+        assertTrue(report.downtimeMs().orElseThrow() >= 300, "downtime runs from QEMU's STOP, 300 ms before"
+                + " pre-switchover: " + report.downtimeMs());
+        assertEquals(100, report.progressPercent(), "the sparse disk's holes count as done");
+        host.last().close();
+    }
+
     private static long allocatedBlocks(Path file) throws Exception {
         Process stat = new ProcessBuilder("stat", "-c", "%b", file.toString()).start();
         String out = new String(stat.getInputStream().readAllBytes()).trim();

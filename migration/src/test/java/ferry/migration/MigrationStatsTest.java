@@ -28,4 +28,15 @@ class MigrationStatsTest {
         stats.fail(MigrationStatus.FAILED, "cut");
         assertEquals(List.of("setup", "active", "pass 0", "pass 1", "failed"), heard);
     }
+
+    @Test
+    void shouldShowCancellingUntilTheMigrationEndsAndNotAfter() {
+        MigrationStats stats = new MigrationStats();
+        stats.status(MigrationStatus.ACTIVE);
+        stats.cancelling();
+        assertEquals(MigrationStatus.CANCELLING, stats.report().status(), "as QEMU's info migrate while it cancels");
+        stats.fail(MigrationStatus.CANCELLED, "migrate_cancel");
+        stats.cancelling();
+        assertEquals(MigrationStatus.CANCELLED, stats.report().status(), "a late cancel does not reopen an ended migration");
+    }
 }

@@ -76,6 +76,8 @@ public final class InfoMigrateView {
                 : report.phase().label();
         line(out, "ferry phase: %s", phase);
         line(out, "ferry dirty passes: %d", report.dirtyPass());
+        line(out, "ferry progress: %d %%", report.progressPercent());
+        report.etaMs().ifPresent(eta -> line(out, "ferry eta: %d ms", eta));
         line(out, "ferry disk dirty rate: %d kbytes/s", report.diskDirtyRateBytesPerSec() >> 10);
         line(out, "ferry stream throughput: %d kbytes/s", report.throughputBytesPerSec() >> 10);
         if (report.writeLimitBytesPerSec() > 0) {

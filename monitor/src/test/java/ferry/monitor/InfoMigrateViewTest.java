@@ -42,6 +42,8 @@ class InfoMigrateViewTest {
                 total disk: 4194304 kbytes
                 ferry phase: dirty pass 3
                 ferry dirty passes: 3
+                ferry progress: 99 %
+                ferry eta: 547 ms
                 ferry disk dirty rate: 2048 kbytes/s
                 ferry stream throughput: 143046 kbytes/s
                 ferry write throttle: 1024 kbytes/s
@@ -70,6 +72,8 @@ class InfoMigrateViewTest {
                 total disk: 4194304 kbytes
                 ferry phase: bulk
                 ferry dirty passes: 0
+                ferry progress: 2 %
+                ferry eta: 33520 ms
                 ferry disk dirty rate: 0 kbytes/s
                 ferry stream throughput: 122070 kbytes/s
                 ferry write throttle: off
@@ -99,6 +103,7 @@ class InfoMigrateViewTest {
                 total disk: 4194304 kbytes
                 ferry phase: complete
                 ferry dirty passes: 7
+                ferry progress: 100 %
                 ferry disk dirty rate: 0 kbytes/s
                 ferry stream throughput: 87890 kbytes/s
                 ferry write throttle: off
@@ -115,6 +120,7 @@ class InfoMigrateViewTest {
                 + "total time: 4321 ms\n"
                 + "ferry phase: bulk\n"
                 + "ferry dirty passes: 0\n"
+                + "ferry progress: 33 %\n"
                 + "ferry disk dirty rate: 0 kbytes/s\n"
                 + "ferry stream throughput: 0 kbytes/s\n"
                 + "ferry write throttle: off\n"
@@ -131,6 +137,7 @@ class InfoMigrateViewTest {
                 total time: 5 ms
                 ferry phase: handshake
                 ferry dirty passes: 0
+                ferry progress: 0 %
                 ferry disk dirty rate: 0 kbytes/s
                 ferry stream throughput: 0 kbytes/s
                 ferry write throttle: off

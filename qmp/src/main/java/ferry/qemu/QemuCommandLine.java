@@ -27,13 +27,13 @@ public final class QemuCommandLine {
         args.add("-name");
         args.add(escape(config.name()));
         args.add("-machine");
-        args.add(escape(config.machine()));
+        args.add(config.machine());                          // as the user wrote it: commas already escaped
         args.add("-accel");
         args.add(config.accelerator().qemuName());
         args.add("-m");
         args.add(config.memoryMib() + "M");
         args.add("-smp");
-        args.add(Integer.toString(config.smp()));
+        args.add(config.smp());
         args.add("-nodefaults");
         args.add("-display");
         args.add("none");

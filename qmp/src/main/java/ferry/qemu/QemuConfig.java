@@ -11,8 +11,9 @@ import java.util.regex.Pattern;
  *
  * @param name the VM's name ({@code -name}), also used in logs
  * @param memoryMib guest RAM in MiB
- * @param smp number of vCPUs
- * @param machine QEMU machine type, e.g. {@code pc} or {@code q35}: the same on both ends of a migration
+ * @param smp {@code -smp} as QEMU reads it: a number of vCPUs, or the user's spec with its topology ({@code 4,sockets=2})
+ * @param machine {@code -machine} as QEMU reads it (a type, e.g. {@code pc-i440fx-7.2}, and properties, commas
+ *     escaped as the user wrote them): the same on both ends of a migration
  * @param kernel direct-boot kernel, if any ({@code -kernel})
  * @param initrd initramfs for the direct-boot kernel, if any
  * @param append kernel command line, if any
@@ -24,7 +25,7 @@ import java.util.regex.Pattern;
  * @param paused start with {@code -S}: CPUs stay stopped until QMP {@code cont}
  * @param extraArgs raw arguments appended at the end
  */
-public record QemuConfig(String name, int memoryMib, int smp, String machine, Optional<Path> kernel,
+public record QemuConfig(String name, int memoryMib, String smp, String machine, Optional<Path> kernel,
                          Optional<Path> initrd, Optional<String> append, List<Disk> disks, Serial serial,
                          Accelerator accelerator, Path qmpSocket, boolean incomingDefer, boolean paused,
                          List<String> extraArgs) {
@@ -49,8 +50,10 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
         if (memoryMib < 16) {
             throw new IllegalArgumentException("invalid VM config: name=" + name + " memoryMib=" + memoryMib + " (at least 16)");
         }
-        if (smp < 1 || smp > 288) {
-            throw new IllegalArgumentException("invalid VM config: name=" + name + " smp=" + smp + " (1 to 288)");
+        Objects.requireNonNull(smp, "smp");
+        String first = smp.split(",", -1)[0];
+        if (smp.isEmpty() || first.matches("[0-9]+") && (first.length() > 3 || cpus(smp) < 1 || cpus(smp) > 288)) {
+            throw new IllegalArgumentException("invalid VM config: name=" + name + " smp=" + smp + " (1 to 288 vCPUs)");
         }
         if (initrd.isPresent() && kernel.isEmpty()) {
             throw new IllegalArgumentException("invalid VM config: name=" + name + " initrd given without a kernel");
@@ -82,12 +85,27 @@ public record QemuConfig(String name, int memoryMib, int smp, String machine, Op
 
     /** A minimal config: no kernel, no disks, serial none, not paused; add parts with the {@code with} methods. */
     public static QemuConfig of(String name, int memoryMib, Accelerator accelerator, Path qmpSocket) {
-        return new QemuConfig(name, memoryMib, 1, "pc", Optional.empty(), Optional.empty(), Optional.empty(),
+        return new QemuConfig(name, memoryMib, "1", "pc", Optional.empty(), Optional.empty(), Optional.empty(),
                 List.of(), new Serial.None(), accelerator, qmpSocket, false, false, List.of());
     }
 
+    private static int cpus(String smp) {
+        return Integer.parseInt(smp.split(",")[0]);
+    }
+
     public QemuConfig withSmp(int cpus) {
-        return new QemuConfig(name, memoryMib, cpus, machine, kernel, initrd, append, disks, serial, accelerator,
+        return withSmp(Integer.toString(cpus));
+    }
+
+    /** {@code -smp} as the user wrote it, topology included. */
+    public QemuConfig withSmp(String spec) {
+        return new QemuConfig(name, memoryMib, spec, machine, kernel, initrd, append, disks, serial, accelerator,
+                qmpSocket, incomingDefer, paused, extraArgs);
+    }
+
+    /** {@code -machine} as QEMU reads it. */
+    public QemuConfig withMachine(String spec) {
+        return new QemuConfig(name, memoryMib, smp, spec, kernel, initrd, append, disks, serial, accelerator,
                 qmpSocket, incomingDefer, paused, extraArgs);
     }
 

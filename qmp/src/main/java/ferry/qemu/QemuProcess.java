@@ -175,12 +175,13 @@ public final class QemuProcess implements AutoCloseable {
         if (awaitExit(stepMs)) {
             return exit.join();
         }
-        LOG.log(Level.WARNING, "qemu did not quit: name={0} pid={1} timeoutMs={2}: sending SIGTERM", name, p.pid(), stepMs);
+        LOG.log(Level.WARNING, "qemu did not quit: name={0} pid={1} timeoutMs={2}: sending SIGTERM", name,
+                Long.toString(p.pid()), Long.toString(stepMs));      // MessageFormat would group them by locale
         p.destroy();
         if (awaitExit(stepMs)) {
             return exit.join();
         }
-        LOG.log(Level.WARNING, "qemu ignored SIGTERM: name={0} pid={1}: sending SIGKILL", name, p.pid());
+        LOG.log(Level.WARNING, "qemu ignored SIGTERM: name={0} pid={1}: sending SIGKILL", name, Long.toString(p.pid()));
         kill();
         if (awaitExit(stepMs)) {
             return exit.join();
@@ -256,7 +257,8 @@ public final class QemuProcess implements AutoCloseable {
         while (true) {
             try {
                 int code = p.waitFor();
-                LOG.log(code == 0 ? Level.INFO : Level.WARNING, "qemu exited: name={0} pid={1} code={2}", name, p.pid(), code);
+                LOG.log(code == 0 ? Level.INFO : Level.WARNING, "qemu exited: name={0} pid={1} code={2}", name, Long.toString(p.pid()),
+                        Integer.toString(code));
                 exit.complete(code);
                 return;
             } catch (InterruptedException e) {

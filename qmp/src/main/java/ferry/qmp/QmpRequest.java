@@ -5,6 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Optional;
 import java.util.OptionalLong;
 import java.util.Set;
 
@@ -48,14 +49,21 @@ public sealed interface QmpRequest {
      * @param maxBandwidth {@code max-bandwidth}, bytes per second
      * @param downtimeLimitMs {@code downtime-limit}, milliseconds
      * @param granuleSize {@code x-granule-size}, Ferry's own: bytes per dirty-tracking granule
+     * @param tlsCreds {@code tls-creds}: an object id; {@code ""} or JSON {@code null} unsets it (QAPI's StrOrNull)
+     * @param tlsHostname {@code tls-hostname}, as {@code tls-creds}
+     * @param tlsAuthz {@code tls-authz}, as {@code tls-creds}
      * @param unsupported other members that QEMU 7.2's schema has (e.g. {@code compress-level}), which Ferry does not take
      */
     record MigrateSetParameters(OptionalLong maxBandwidth, OptionalLong downtimeLimitMs, OptionalLong granuleSize,
+                                Optional<String> tlsCreds, Optional<String> tlsHostname, Optional<String> tlsAuthz,
                                 List<String> unsupported) implements QmpRequest {
         public MigrateSetParameters {
             Objects.requireNonNull(maxBandwidth, "maxBandwidth");
             Objects.requireNonNull(downtimeLimitMs, "downtimeLimitMs");
             Objects.requireNonNull(granuleSize, "granuleSize");
+            Objects.requireNonNull(tlsCreds, "tlsCreds");
+            Objects.requireNonNull(tlsHostname, "tlsHostname");
+            Objects.requireNonNull(tlsAuthz, "tlsAuthz");
             unsupported = List.copyOf(unsupported);
         }
     }
@@ -112,8 +120,7 @@ public sealed interface QmpRequest {
     /** QEMU 7.2's {@code MigrateSetParameters} members that Ferry does not take. */
     Set<String> QEMU_ONLY_PARAMETERS = Set.of("announce-initial", "announce-max", "announce-rounds", "announce-step",
             "compress-level", "compress-threads", "compress-wait-thread", "decompress-threads", "throttle-trigger-threshold",
-            "cpu-throttle-initial", "cpu-throttle-increment", "cpu-throttle-tailslow", "tls-creds", "tls-hostname",
-            "tls-authz", "x-checkpoint-delay", "block-incremental", "multifd-channels", "xbzrle-cache-size",
+            "cpu-throttle-initial", "cpu-throttle-increment", "cpu-throttle-tailslow", "x-checkpoint-delay", "block-incremental", "multifd-channels", "xbzrle-cache-size",
             "max-postcopy-bandwidth", "max-cpu-throttle", "multifd-compression", "multifd-zlib-level",
             "multifd-zstd-level", "block-bitmap-mapping");
 
@@ -153,6 +160,9 @@ public sealed interface QmpRequest {
         OptionalLong bandwidth = args.optionalLong("max-bandwidth");
         OptionalLong downtime = args.optionalLong("downtime-limit");
         OptionalLong granule = args.optionalLong("x-granule-size");
+        Optional<String> tlsCreds = args.optionalStrOrNull("tls-creds");
+        Optional<String> tlsHostname = args.optionalStrOrNull("tls-hostname");
+        Optional<String> tlsAuthz = args.optionalStrOrNull("tls-authz");
         List<String> unsupported = new ArrayList<>();
         for (String member : args.remaining()) {
             if (QEMU_ONLY_PARAMETERS.contains(member)) {
@@ -160,7 +170,7 @@ public sealed interface QmpRequest {
                 args.consume(member);
             }
         }
-        return new MigrateSetParameters(bandwidth, downtime, granule, unsupported);
+        return new MigrateSetParameters(bandwidth, downtime, granule, tlsCreds, tlsHostname, tlsAuthz, unsupported);
     }
 
     private static MigrateSetCapabilities setCapabilities(Args args) throws QmpError {
@@ -229,6 +239,19 @@ public sealed interface QmpRequest {
             } catch (JsonException e) {
                 throw typeError(name, "integer");
             }
+        }
+
+        /** QAPI's {@code StrOrNull}: a string, or {@code null} read as {@code ""} (what QEMU does with it: unset). */
+        Optional<String> optionalStrOrNull(String name) throws QmpError {
+            if (!arguments.has(name)) {
+                return Optional.empty();
+            }
+            Json value = require(name);
+            return switch (value) {
+                case Json.Str s -> Optional.of(s.value());
+                case Json.Null n -> Optional.of("");
+                default -> throw typeError(name, "StrOrNull");      // QEMU names the alternate type
+            };
         }
 
         List<Json> array(String name) throws QmpError {

@@ -211,8 +211,14 @@ class QmpServerTest {
     @Test
     void shouldDecodeTheMigrationCommandsWithQemusArgumentErrors() throws Exception {
         assertEquals(new QmpRequest.MigrateSetParameters(OptionalLong.of(1 << 20), OptionalLong.empty(), OptionalLong.of(65536),
-                List.of("compress-level")), QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
+                java.util.Optional.empty(), java.util.Optional.empty(), java.util.Optional.empty(), List.of("compress-level")), QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
                 "{\"max-bandwidth\":1048576,\"x-granule-size\":65536,\"compress-level\":1}").asObject()));
+        assertEquals(new QmpRequest.MigrateSetParameters(OptionalLong.empty(), OptionalLong.empty(), OptionalLong.empty(),
+                java.util.Optional.of("tls0"), java.util.Optional.of("dest.example"), java.util.Optional.of(""), List.of()),
+                QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
+                "{\"tls-creds\":\"tls0\",\"tls-hostname\":\"dest.example\",\"tls-authz\":null}").asObject()),
+                "QEMU's TLS parameters are Ferry's; null unsets, as QAPI's StrOrNull");
+        assertRefused("Invalid parameter type for 'tls-creds', expected: StrOrNull", "migrate-set-parameters", "{\"tls-creds\":1}");
         QmpRequest caps = QmpRequest.decode("migrate-set-capabilities", JsonDecoder.parse(
                 "{\"capabilities\":[{\"capability\":\"events\",\"state\":true},{\"capability\":\"block\",\"state\":false}]}").asObject());
         assertEquals(java.util.Map.of("events", true, "block", false), ((QmpRequest.MigrateSetCapabilities) caps).capabilities());

@@ -65,6 +65,10 @@ public record AttachConfig(Path qmpSocket, Optional<String> name, List<MonitorEn
                     + " (started with -qmp unix:PATH,server,nowait)");
         }
         control.resolve(monitors);
+        if (!control.qemuChardevs().isEmpty()) {            // no QEMU is started here to give them to
+            throw new VmConfigParser.BadOptionException("-chardev " + control.qemuChardevs().get(0)
+                    + ": no -mon uses it (ferry attach takes a -chardev only as a monitor's socket)");
+        }
         return new AttachConfig(qmp, name, monitors, control.qmpServers(), incoming, overwrite, runtimeDir);
     }
 

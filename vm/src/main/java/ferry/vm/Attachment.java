@@ -196,6 +196,11 @@ public final class Attachment implements Vm, AutoCloseable {
         exit.complete(why);
     }
 
+    /** A signal to Ferry (SIGTERM): this Ferry ends and lets go; QEMU runs on, as DESIGN.md says. */
+    public void quitFerry(String why) {
+        exit.complete(why);
+    }
+
     @Override
     public void addQemuListener(QmpEventListener listener) {
         qmp.addListener(listener);

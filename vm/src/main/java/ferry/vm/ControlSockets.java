@@ -11,8 +11,8 @@ import java.util.Map;
  * Ferry's control sockets as QEMU takes them: {@code -qmp unix:PATH,server,nowait} or
  * {@code -qmp tcp:HOST:PORT,server,nowait} (a QMP server), and {@code -chardev socket,id=ID,path=PATH|host=H,port=P,
  * server=on,wait=off} named by {@code -mon chardev=ID[,mode=control|readline]} (QMP for {@code control}, the HMP
- * monitor for {@code readline}, QEMU's default). A {@code -chardev} no {@code -mon} names is refused: Ferry does
- * not pass chardevs to QEMU. Shared by {@code ferry run} ({@link VmConfigParser}) and {@code ferry attach}
+ * monitor for {@code readline}, QEMU's default). A {@code -chardev} no {@code -mon} names is QEMU's: it is
+ * passed to QEMU as written ({@link #qemuChardevs}). Shared by {@code ferry run} ({@link VmConfigParser}) and {@code ferry attach}
  * ({@link AttachConfig}). Not thread-safe: one parser fills it.
  */
 final class ControlSockets {
@@ -81,12 +81,17 @@ final class ControlSockets {
                 });
             }
         }
-        for (String id : chardevs.keySet()) {
+    }
+
+    /** The {@code -chardev}s no {@code -mon} names, as written, in order: QEMU's own (a serial port's, a device's). */
+    List<String> qemuChardevs() {
+        List<String> specs = new ArrayList<>();
+        chardevs.forEach((id, spec) -> {
             if (!mons.containsKey(id)) {
-                throw new VmConfigParser.BadOptionException("-chardev id=" + id + ": no -mon uses it (Ferry takes a -chardev only as a"
-                        + " monitor's socket; pass others to QEMU with --qemu-arg)");
+                specs.add(spec);
             }
-        }
+        });
+        return specs;
     }
 
     List<ferry.qmp.QmpEndpoint> qmpServers() {

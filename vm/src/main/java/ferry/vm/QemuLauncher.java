@@ -7,6 +7,7 @@ import ferry.qemu.QemuProcess;
 import ferry.migration.wire.VmFingerprint;
 import ferry.qmp.QmpException;
 import ferry.qmp.VersionInfo;
+import java.nio.file.Path;
 import java.util.List;
 
 /**
@@ -14,7 +15,7 @@ import java.util.List;
  * hosts, the user's {@code -drive}s as written (QEMU opens its own images), QMP on a private socket.
  * The QEMU outlives Ferry if Ferry crashes, and its pid is kept in the runtime directory
  * ({@code qemu.pid}) so that a later Ferry leaves that directory, and QEMU's QMP socket, alone.
- * The accelerator is chosen once per process ({@link Accelerator#choose}), with its notice printed.
+ * The accelerator is chosen once per process ({@link Accelerator#choose}), which logs its notice.
  */
 final class QemuLauncher {
     private static final System.Logger LOG = System.getLogger(QemuLauncher.class.getName());
@@ -27,9 +28,13 @@ final class QemuLauncher {
     QemuLauncher(VmConfig config, RuntimeDir runtime) {
         this.config = config;
         this.runtime = runtime;
-        Accelerator.Choice choice = Accelerator.choose(config.accelerator());
-        choice.notice().ifPresent(System.err::println);
-        this.accelerator = choice.accelerator();
+        // the choice's notice is logged at WARNING by choose(): printing it here as well showed it twice
+        this.accelerator = Accelerator.choose(config.accelerator()).accelerator();
+    }
+
+    /** QEMU's log, kept after Ferry exits ({@link LogDir}): every message that names it names a file that exists. */
+    Path qemuLog() {
+        return LogDir.qemuLog(config.process().logDir(), config.name());
     }
 
     Accelerator accelerator() {
@@ -41,7 +46,7 @@ final class QemuLauncher {
         QemuConfig qemu = qemuConfig(runtime.resolve("qmp.sock"), config.drives().stream()
                 .<QemuConfig.Disk>map(VmConfig.Drive::qemuDisk).toList(), config.serial(), incoming, incoming);
         List<String> command = ferry.qemu.QemuCommandLine.of(config.qemuBinary(), qemu);
-        QemuProcess process = new QemuProcess(config.name(), command, qemu.qmpSocket(), runtime.resolve("qemu.log"),
+        QemuProcess process = new QemuProcess(config.name(), command, qemu.qmpSocket(), qemuLog(),
                 QemuProcess.Tie.OUTLIVES_FERRY);
         process.start(START_TIMEOUT_MS);
         runtime.recordQemu(process.pid());
@@ -77,7 +82,7 @@ final class QemuLauncher {
         List<String> command = ferry.qemu.QemuCommandLine.of(config.qemuBinary(), qemu);
         long startNs = System.nanoTime();
         try (QemuProcess probe = new QemuProcess(config.name() + "-probe", command, qemu.qmpSocket(),
-                runtime.resolve("qemu-probe.log"), QemuProcess.Tie.DIES_WITH_FERRY)) {
+                LogDir.of(config.process().logDir()).resolve(config.name() + ".qemu-probe.log"), QemuProcess.Tie.DIES_WITH_FERRY)) {
             probe.start(START_TIMEOUT_MS);
             VmFingerprint fingerprint = QemuFingerprint.of(probe.qmp());
             VersionInfo version = probe.qmp().version();
@@ -95,7 +100,9 @@ final class QemuLauncher {
     private QemuConfig qemuConfig(java.nio.file.Path qmpSocket, List<QemuConfig.Disk> disks, QemuConfig.Serial serial,
                                   boolean incoming, boolean paused) {
         QemuConfig qemu = QemuConfig.of(config.name(), config.memoryMib(), accelerator, qmpSocket)
-                .withSmp(config.smp())
+                .withMachine(ferry.qemu.MachineTypes.pin(config.qemuBinary(),
+                        config.process().machine().orElse(ferry.qemu.MachineTypes.DEFAULT)))
+                .withSmp(config.process().smpSpec().orElse(Integer.toString(config.smp())))
                 .withDisks(disks)
                 .withSerial(serial)
                 .withIncomingDefer(incoming)

@@ -45,6 +45,8 @@ final class QmpSourceVm implements SourceVm {
         listener = event -> {
             if (event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
                 ramListener.ramStatus(ferry.migration.RamStatus.ofQapi(status.qapiName()));
+            } else if (event instanceof QmpEvent.Stop) {
+                ramListener.vmStopped(System.nanoTime());      // stamped on arrival: the downtime's start
             }
         };
         qmp.addListener(listener);

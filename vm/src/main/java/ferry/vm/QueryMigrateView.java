@@ -100,6 +100,8 @@ final class QueryMigrateView {
         figures.put("phase", Json.of(report.phase() == ferry.migration.Phase.ITERATE
                 ? report.phase().label() + " " + report.dirtyPass() : report.phase().label()));
         figures.put("dirty-passes", Json.of(report.dirtyPass()));
+        figures.put("progress-percent", Json.of(report.progressPercent()));
+        report.etaMs().ifPresent(eta -> figures.put("eta-ms", Json.of(eta)));
         figures.put("disk-transferred", Json.of(report.diskTransferredBytes()));
         figures.put("disk-remaining", Json.of(report.diskRemainingBytes()));
         figures.put("disk-total", Json.of(report.diskTotalBytes()));

@@ -52,6 +52,7 @@ public final class Supervisor implements Vm, AutoCloseable {
     private RuntimeDir runtime;
     private QemuLauncher launcher;
     private MonitorServer monitor;
+    private MetricsServer metrics;
     private Thread adopter;
     private volatile QemuLauncher.Probe probe;
     private volatile QemuProcess qemu;
@@ -104,6 +105,10 @@ public final class Supervisor implements Vm, AutoCloseable {
         }
         for (QmpServer server : qmpServers) {
             server.start();
+        }
+        if (config.process().metrics().isPresent()) {
+            metrics = new MetricsServer(config.process().metrics().get(), this);
+            metrics.start();
         }
         monitor.start();
     }
@@ -300,6 +305,9 @@ public final class Supervisor implements Vm, AutoCloseable {
         }
         if (monitor != null) {
             monitor.close();
+        }
+        if (metrics != null) {
+            metrics.close();
         }
         if (runtime != null) {
             if (q != null && crashed) {

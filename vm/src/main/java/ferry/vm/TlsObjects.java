@@ -2,6 +2,7 @@ package ferry.vm;
 
 import ferry.migration.MigrationParameters;
 import ferry.migration.stream.StreamSecurity;
+import ferry.monitor.MonitorException;
 import ferry.tls.Authorizer;
 import ferry.tls.AuthzSimple;
 import ferry.tls.TlsCredentials;
@@ -85,6 +86,27 @@ final class TlsObjects {
 
     boolean hasAuthorizer(String id) {
         return authorizers.containsKey(id);
+    }
+
+    /**
+     * The parameters with tls-creds, tls-hostname and tls-authz set where given ({@code ""} unsets), for the
+     * monitor's {@code migrate_set_parameter} and QMP's {@code migrate-set-parameters} alike: an id must name
+     * an object of its kind (QEMU checks only at use; Ferry says it at once).
+     */
+    MigrationParameters withTls(MigrationParameters parameters, Optional<String> creds, Optional<String> hostname,
+                                Optional<String> authz) throws MonitorException {
+        if (creds.isPresent() && !creds.get().isEmpty() && !hasCredentials(creds.get())) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "No TLS credentials with id '" + creds.get()
+                    + "' (start with -object tls-creds-x509,id=" + creds.get() + ",dir=DIR,endpoint=server|client)");
+        }
+        if (authz.isPresent() && !authz.get().isEmpty() && !hasAuthorizer(authz.get())) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "No authorization object with id '" + authz.get()
+                    + "' (start with -object authz-simple,id=" + authz.get() + ",identity=DN or authz-list-file)");
+        }
+        MigrationParameters updated = parameters;
+        updated = creds.isPresent() ? updated.withTlsCreds(creds.get()) : updated;
+        updated = hostname.isPresent() ? updated.withTlsHostname(hostname.get()) : updated;
+        return authz.isPresent() ? updated.withTlsAuthz(authz.get()) : updated;
     }
 
     /** For {@code migrate}: plain without tls-creds; else client credentials, checked against tls-hostname or the URI's host. */

@@ -20,13 +20,30 @@ import java.util.Optional;
  *     {@code -global migration.tls-creds=ID} (and {@code tls-hostname}, {@code tls-authz})
  * @param qmpServers {@code -qmp unix:PATH,server,nowait}, {@code -qmp tcp:HOST:PORT,server,nowait}, or a
  *     {@code -chardev socket} named by {@code -mon chardev=ID,mode=control}: Ferry's QMP server listens there
+ * @param process how the QEMU process and Ferry's own run: machine type, vCPU topology, pid file, daemon, logs
  */
 public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kernel, Optional<Path> initrd,
                        Optional<String> append, List<Drive> drives, QemuConfig.Serial serial,
                        List<MonitorEndpoint> monitors, Optional<Accelerator> accelerator, Optional<Incoming> incoming,
                        boolean incomingOverwrite, String qemuBinary, List<String> qemuArgs, Optional<Path> runtimeDir,
                        List<VmObject> objects, MigrationParameters migrationParameters,
-                       List<ferry.qmp.QmpEndpoint> qmpServers) {
+                       List<ferry.qmp.QmpEndpoint> qmpServers, Process process) {
+
+    /**
+     * @param machine {@code -machine SPEC} as written; empty: QEMU's default {@code pc}, pinned to its versioned
+     *     name ({@code pc-i440fx-7.2}) so that both hosts of a migration agree ({@link ferry.qemu.MachineTypes})
+     * @param smpSpec {@code -smp SPEC} as written (topology included); empty: one vCPU
+     * @param pidFile {@code -pidfile PATH}: Ferry writes its own pid there (the process to signal), and removes it on exit
+     * @param daemonize {@code -daemonize}: detach once the VM runs; the parent exits 0 then
+     * @param logDir {@code --log-dir DIR}: where QEMU's log is kept ({@link LogDir})
+     * @param metrics {@code --metrics HOST:PORT}: the migration's figures for Prometheus on {@code /metrics}
+     */
+    public record Process(Optional<String> machine, Optional<String> smpSpec, Optional<Path> pidFile, boolean daemonize,
+                          Optional<Path> logDir, Optional<java.net.InetSocketAddress> metrics) {
+        public static Process defaults() {
+            return new Process(Optional.empty(), Optional.empty(), Optional.empty(), false, Optional.empty(), Optional.empty());
+        }
+    }
 
     /** {@code -incoming}: wait for a VM instead of booting one. */
     public sealed interface Incoming {
@@ -108,6 +125,7 @@ public record VmConfig(String name, int memoryMib, int smp, Optional<Path> kerne
         objects = List.copyOf(objects);
         java.util.Objects.requireNonNull(migrationParameters, "migrationParameters");
         qmpServers = List.copyOf(qmpServers);
+        java.util.Objects.requireNonNull(process, "process");
     }
 
     /** A destination: {@code -incoming tcp:...} or {@code -incoming defer}. */

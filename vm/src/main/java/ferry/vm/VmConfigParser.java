@@ -19,9 +19,11 @@ import java.util.regex.Pattern;
 /**
  * Parses {@code ferry run}'s options, which take QEMU's own shapes for the common case
  * ({@code -name -m -smp -kernel -initrd -append -drive -serial -monitor -qmp -chardev -mon -display -accel
- * -incoming -object -global migration.*}, also {@code -incoming defer}) plus {@code --qemu PATH},
- * {@code --qemu-arg ARG} (repeatable), {@code --incoming-overwrite} and {@code --runtime-dir DIR}. A wrong
- * or unknown option is refused before anything starts.
+ * -incoming -object -global migration.* -machine -pidfile -daemonize}, also {@code -incoming defer}); QEMU's
+ * {@code -device -netdev -cpu}, the {@code -chardev}s no {@code -mon} names and the {@code -object}s Ferry does
+ * not own go to QEMU as written, in order. Ferry's own: {@code --qemu PATH}, {@code --qemu-arg ARG}
+ * (repeatable, for anything else), {@code --incoming-overwrite}, {@code --runtime-dir DIR} and
+ * {@code --log-dir DIR} and {@code --metrics HOST:PORT}. A wrong or unknown option is refused before anything starts.
  */
 public final class VmConfigParser {
     private VmConfigParser() {}
@@ -37,6 +39,12 @@ public final class VmConfigParser {
         String name = null;
         int memoryMib = 256;
         int smp = 1;
+        Optional<String> smpSpec = Optional.empty();
+        Optional<String> machine = Optional.empty();
+        Optional<Path> pidFile = Optional.empty();
+        boolean daemonize = false;
+        Optional<Path> logDir = Optional.empty();
+        Optional<java.net.InetSocketAddress> metrics = Optional.empty();
         Optional<Path> kernel = Optional.empty();
         Optional<Path> initrd = Optional.empty();
         Optional<String> append = Optional.empty();
@@ -59,7 +67,18 @@ public final class VmConfigParser {
             switch (normalized) {
                 case "-name" -> name = nameValue(value(args, ++i, option));
                 case "-m" -> memoryMib = memory(value(args, ++i, option));
-                case "-smp" -> smp = smp(value(args, ++i, option));
+                case "-smp" -> {
+                    smpSpec = Optional.of(value(args, ++i, option));
+                    smp = smp(smpSpec.get());
+                }
+                case "-machine", "-M" -> machine = Optional.of(machine(value(args, ++i, option)));
+                case "-device", "-netdev", "-cpu" -> {       // QEMU's own: passed as written, in order
+                    String spec = value(args, ++i, option);
+                    qemuArgs.add(normalized);
+                    qemuArgs.add(spec);
+                }
+                case "-pidfile" -> pidFile = Optional.of(Path.of(value(args, ++i, option)));
+                case "-daemonize" -> daemonize = true;
                 case "-kernel" -> kernel = Optional.of(Path.of(value(args, ++i, option)));
                 case "-initrd" -> initrd = Optional.of(Path.of(value(args, ++i, option)));
                 case "-append" -> append = Optional.of(value(args, ++i, option));
@@ -91,9 +110,11 @@ public final class VmConfigParser {
                 case "--qemu" -> qemu = value(args, ++i, option);
                 case "--qemu-arg" -> qemuArgs.add(value(args, ++i, option));
                 case "--runtime-dir" -> runtimeDir = Optional.of(Path.of(value(args, ++i, option)));
+                case "--log-dir" -> logDir = Optional.of(Path.of(value(args, ++i, option)));
+                case "--metrics" -> metrics = Optional.of(MetricsServer.parse(value(args, ++i, option)));
                 default -> throw new BadOptionException("unknown option " + option
-                        + " (Ferry takes -name -m -smp -kernel -initrd -append -drive -serial -monitor -qmp -chardev -mon -display"
-                        + " -accel -incoming -object -global;"
+                        + " (Ferry takes -name -m -smp -machine -cpu -kernel -initrd -append -drive -device -netdev -serial"
+                        + " -monitor -qmp -chardev -mon -display -accel -incoming -object -global -pidfile -daemonize;"
                         + " pass anything else to QEMU with --qemu-arg)");
             }
         }
@@ -114,15 +135,25 @@ public final class VmConfigParser {
         if (serial instanceof QemuConfig.Serial.Stdio && monitors.stream().anyMatch(m -> m instanceof MonitorEndpoint.Stdio)) {
             throw new BadOptionException("-serial stdio and -monitor stdio cannot share standard input; move one to unix: or tcp:");
         }
+        if (daemonize && (serial instanceof QemuConfig.Serial.Stdio || monitors.stream().anyMatch(m -> m instanceof MonitorEndpoint.Stdio))) {
+            throw new BadOptionException("-daemonize cannot be used with a -serial or -monitor on stdio (as in QEMU)");
+        }
         ObjectOptions.check(objects, parameters);
         control.resolve(monitors);
+        List<String> chardevs = new ArrayList<>();
+        for (String chardev : control.qemuChardevs()) {
+            chardevs.add("-chardev");
+            chardevs.add(chardev);
+        }
+        qemuArgs.addAll(0, chardevs);                     // before the -devices that may name them
         return new VmConfig(name, memoryMib, smp, kernel, initrd, append, drives, serial, monitors, accel, incoming,
-                overwrite, qemu, qemuArgs, runtimeDir, objects, parameters, control.qmpServers());
+                overwrite, qemu, qemuArgs, runtimeDir, objects, parameters, control.qmpServers(),
+                new VmConfig.Process(machine, smpSpec, pidFile, daemonize, logDir, metrics));
     }
 
     private static boolean isFerryOption(String option) {
         return switch (option) {
-            case "--incoming-overwrite", "--qemu", "--qemu-arg", "--runtime-dir" -> true;
+            case "--incoming-overwrite", "--qemu", "--qemu-arg", "--runtime-dir", "--log-dir", "--metrics" -> true;
             default -> false;
         };
     }
@@ -173,6 +204,21 @@ public final class VmConfigParser {
             throw new BadOptionException("-m " + spec + ": memory must be 16M..1P");
         }
         return mib[0].intValueExact();
+    }
+
+    /**
+     * {@code -machine [type=]TYPE[,PROP=VALUE...]}, kept as written for QEMU; only checked to name a type
+     * ({@code accel=} belongs in {@code -accel}, which Ferry chooses).
+     */
+    static String machine(String spec) throws BadOptionException {
+        Map<String, String> props = properties(spec, "type", "-machine");
+        if (!props.containsKey("type") || props.get("type").isEmpty()) {
+            throw new BadOptionException("-machine " + spec + ": give a machine type first (e.g. pc, q35, pc-i440fx-7.2)");
+        }
+        if (props.containsKey("accel")) {
+            throw new BadOptionException("-machine " + spec + ": accel= is not taken here; use -accel kvm|tcg");
+        }
+        return spec;
     }
 
     private static int smp(String spec) throws BadOptionException {

@@ -1,5 +1,6 @@
 package ferry.vm;
 
+import ferry.migration.MigrationParameters;
 import ferry.migration.MigrationReport;
 import ferry.migration.MigrationSource;
 import ferry.migration.MigrationStats;
@@ -27,8 +28,6 @@ import java.util.Optional;
  */
 final class VmMonitor implements MonitorHandler {
     private static final long PROGRESS_INTERVAL_MS = 1000;
-    /** How QEMU 7.2's HMP (also through human-monitor-command) answers a command it does not know. */
-    private static final String QEMU_UNKNOWN_COMMAND = "unknown command: '";
 
     private final Vm vm;
 
@@ -81,7 +80,9 @@ final class VmMonitor implements MonitorHandler {
         }
         try {
             StatusInfo status = qemu().execute(new QmpCommand.QueryStatus());
-            return status.running() ? "VM status: running" : "VM status: paused (" + status.status().qapiName() + ")";
+            // QEMU 7.2's hmp_info_status: the run state in brackets only when it is not plain "paused"
+            return status.running() ? "VM status: running" : status.status().qapiName().equals("paused") ? "VM status: paused"
+                    : "VM status: paused (" + status.status().qapiName() + ")";
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
         }
@@ -120,9 +121,9 @@ final class VmMonitor implements MonitorHandler {
                     return;                       // the client left; the migration goes on
                 }
                 MigrationReport r = source.stats().report();
-                out.println(String.format("migrate: %s, disk %d/%d kbytes, ram %d kbytes, %d ms",
-                        r.phase().label() + (r.dirtyPass() > 0 ? " " + r.dirtyPass() : ""), r.diskTransferredBytes() >> 10,
-                        r.diskTotalBytes() >> 10, r.ram().transferredBytes() >> 10, r.totalTimeMs()));
+                out.println(String.format(java.util.Locale.ROOT, "migrate: %s, %d %%, disk %d kbytes sent of %d, ram %d kbytes, %d ms",
+                        r.phase().label() + (r.dirtyPass() > 0 ? " " + r.dirtyPass() : ""), r.progressPercent(),
+                        r.diskTransferredBytes() >> 10, r.diskTotalBytes() >> 10, r.ram().transferredBytes() >> 10, r.totalTimeMs()));
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -152,16 +153,15 @@ final class VmMonitor implements MonitorHandler {
 
     /** tls-creds and tls-authz must name objects of their kind (QEMU checks only at use; Ferry says it at once). */
     private void setTextParameter(MonitorCommand.MigrateSetTextParameter p) throws MonitorException {
-        String value = p.value();
-        if (!value.isEmpty() && p.parameter() == ferry.monitor.MigrationParameter.TLS_CREDS && !vm.tls().hasCredentials(value)) {
-            throw new MonitorException(MonitorException.Kind.REFUSED, "No TLS credentials with id '" + value
-                    + "' (start with -object tls-creds-x509,id=" + value + ",dir=DIR,endpoint=server|client)");
-        }
-        if (!value.isEmpty() && p.parameter() == ferry.monitor.MigrationParameter.TLS_AUTHZ && !vm.tls().hasAuthorizer(value)) {
-            throw new MonitorException(MonitorException.Kind.REFUSED, "No authorization object with id '" + value
-                    + "' (start with -object authz-simple,id=" + value + ",identity=DN or authz-list-file)");
-        }
-        vm.migrations().parameters(p.applyTo(vm.migrations().parameters()));
+        Optional<String> value = Optional.of(p.value());
+        Optional<String> none = Optional.empty();
+        MigrationParameters current = vm.migrations().parameters();
+        vm.migrations().parameters(switch (p.parameter()) {
+            case TLS_CREDS -> vm.tls().withTls(current, value, none, none);
+            case TLS_HOSTNAME -> vm.tls().withTls(current, none, value, none);
+            case TLS_AUTHZ -> vm.tls().withTls(current, none, none, value);
+            default -> p.applyTo(current);
+        });
     }
 
     private String passthrough(String line) {
@@ -174,12 +174,9 @@ final class VmMonitor implements MonitorHandler {
 
     private String passthroughOrFail(String line) throws MonitorException {
         try {
-            String text = qemu().execute(new QmpCommand.HumanMonitorCommand(line)).stripTrailing();
-            if (text.startsWith(QEMU_UNKNOWN_COMMAND) && text.lines().count() == 1) {
-                // QEMU's HMP answers a mistyped command with this line as a *successful* reply
-                throw MonitorException.usage(text, MonitorHelp.all());
-            }
-            return text;
+            // QEMU's HMP answers a mistyped command with "unknown command: 'x'" as a successful reply; Ferry
+            // passes it on as it is, one line as in QEMU (no longer with the whole help below it)
+            return qemu().execute(new QmpCommand.HumanMonitorCommand(line)).stripTrailing();
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, "QEMU's monitor refused '" + line + "': " + e.getMessage(), e);
         }

@@ -146,7 +146,7 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
     private Json setParameters(QmpRequest.MigrateSetParameters p) throws QmpError {
         if (!p.unsupported().isEmpty()) {
             throw QmpError.generic("Parameter '" + p.unsupported().get(0) + "' is not supported by Ferry (it takes"
-                    + " max-bandwidth, downtime-limit and x-granule-size)");
+                    + " max-bandwidth, downtime-limit, x-granule-size, tls-creds, tls-hostname and tls-authz)");
         }
         MigrationParameters updated = vm.migrations().parameters();
         try {
@@ -159,6 +159,7 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
             if (p.granuleSize().isPresent()) {
                 updated = updated.withGranuleSize(Math.toIntExact(p.granuleSize().getAsLong()));
             }
+            updated = vm.tls().withTls(updated, p.tlsCreds(), p.tlsHostname(), p.tlsAuthz());
             vm.migrations().parameters(updated);
         } catch (IllegalArgumentException | ArithmeticException e) {
             throw QmpError.generic(e.getMessage());
@@ -170,8 +171,9 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
 
     /**
      * QEMU's {@code query-migrate-parameters} with Ferry's values for what Ferry owns (QEMU's own are what
-     * Ferry set for its internal RAM migration) and Ferry's {@code x-granule-size}; before QEMU runs here,
-     * Ferry's three alone.
+     * Ferry set for its internal RAM migration: no TLS, since that runs over a local socket) and Ferry's
+     * {@code x-granule-size}; before QEMU runs here, Ferry's alone. The TLS members are always present,
+     * {@code ""} when unset, as QEMU 7.2 gives them.
      */
     private Json parameters() throws QmpError {
         Map<String, Json> members = new LinkedHashMap<>();
@@ -183,6 +185,9 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
             }
         }
         MigrationParameters p = vm.migrations().parameters();
+        members.put("tls-creds", Json.of(p.tlsCreds()));
+        members.put("tls-hostname", Json.of(p.tlsHostname()));
+        members.put("tls-authz", Json.of(p.tlsAuthz()));
         members.put("max-bandwidth", Json.of(p.maxBandwidthBytesPerSec()));
         members.put("downtime-limit", Json.of(p.downtimeLimitMs()));
         members.put("x-granule-size", Json.of(p.granuleSize()));

@@ -243,7 +243,7 @@ class VmConfigParserTest {
 
     @ParameterizedTest
     @CsvSource({"-name", "-m", "-smp", "-kernel", "-initrd", "-append", "-drive", "-serial", "-monitor", "-display", "-accel",
-            "-incoming", "--qemu", "--qemu-arg", "--runtime-dir"})
+            "-incoming", "--qemu", "--qemu-arg", "--runtime-dir", "-machine", "-device", "-netdev", "-cpu", "-pidfile", "--log-dir"})
     void shouldRefuseOptionWithoutValue(String option) {
         assertEquals(option + " needs a value", refusal("-drive", DRIVE, option));
     }
@@ -457,8 +457,6 @@ class VmConfigParserTest {
         assertEquals("-qmp unix:/q,server,wait: unsupported flag wait (Ferry always listens and never waits: server,nowait)",
                 refusalWithDrive("-qmp", "unix:/q,server,wait"));
         assertEquals("-mon chardev=nope: no -chardev with id=nope", refusalWithDrive("-mon", "chardev=nope,mode=control"));
-        assertEquals("-chardev id=s0: no -mon uses it (Ferry takes a -chardev only as a monitor's socket; pass others to QEMU"
-                + " with --qemu-arg)", refusalWithDrive("-chardev", "socket,id=s0,path=/s,server=on,wait=off"));
         assertEquals("-chardev socket,id=q,path=/q: Ferry listens and never waits: give server=on,wait=off",
                 refusalWithDrive("-chardev", "socket,id=q,path=/q", "-mon", "chardev=q,mode=control"));
         assertEquals("-mon chardev=q,mode=control,pretty=on: pretty= is not supported (Ferry takes chardev= and mode=)",
@@ -483,5 +481,38 @@ class VmConfigParserTest {
         assertEquals(Optional.of(new MigrationUri("0.0.0.0", 4444)), config.incoming());
         assertEquals("--qmp PATH is required: the QMP socket of the running QEMU (started with -qmp unix:PATH,server,nowait)",
                 assertThrows(VmConfigParser.BadOptionException.class, () -> AttachConfig.parse(List.of("-name", "x"))).getMessage());
+    }
+
+    // ---- QEMU's own options, passed through -------------------------------------------------------
+
+    @Test
+    void shouldPassQemusOwnOptionsThroughAsWrittenAndInOrder() throws Exception {
+        VmConfig config = withDrive("-cpu", "qemu64,+ssse3", "-netdev", "user,id=n0,hostfwd=tcp::2222-:22",
+                "-device", "virtio-net-pci,netdev=n0,id=nic0", "-chardev", "file,id=log0,path=/tmp/a,,b.log",
+                "-device", "isa-serial,chardev=log0", "-chardev", "socket,id=q,path=/q,server=on,wait=off",
+                "-mon", "chardev=q,mode=control");
+        assertEquals(List.of("-chardev", "file,id=log0,path=/tmp/a,,b.log", "-cpu", "qemu64,+ssse3",
+                "-netdev", "user,id=n0,hostfwd=tcp::2222-:22", "-device", "virtio-net-pci,netdev=n0,id=nic0",
+                "-device", "isa-serial,chardev=log0"), config.qemuArgs(),
+                "a -chardev no -mon names is QEMU's, ahead of the devices; the monitor's stays Ferry's");
+        assertEquals(List.of(new ferry.qmp.QmpEndpoint.Unix(Path.of("/q"))), config.qmpServers());
+        assertEquals(List.of("-device", "e1000"), withDrive("--device", "e1000").qemuArgs(), "QEMU's --long form too");
+    }
+
+    @Test
+    void shouldKeepMachineSmpPidfileDaemonizeAndLogDir() throws Exception {
+        VmConfig config = withDrive("-machine", "q35,smm=off", "-smp", "4,sockets=2,cores=2", "-pidfile", "/run/vm1.pid",
+                "-daemonize", "--log-dir", "/var/log/ferry", "-monitor", "unix:/run/m,server,nowait");
+        assertEquals(new VmConfig.Process(Optional.of("q35,smm=off"), Optional.of("4,sockets=2,cores=2"),
+                Optional.of(Path.of("/run/vm1.pid")), true, Optional.of(Path.of("/var/log/ferry")), Optional.empty()),
+                config.process());
+        assertEquals(Optional.of(new java.net.InetSocketAddress("127.0.0.1", 9464)), withDrive("--metrics", "9464").process().metrics(),
+                "loopback unless told otherwise");
+        assertEquals(4, config.smp());
+        assertEquals(VmConfig.Process.defaults(), withDrive().process());
+        assertEquals("-machine accel=kvm: give a machine type first (e.g. pc, q35, pc-i440fx-7.2)",
+                refusalWithDrive("-machine", "accel=kvm"));
+        assertEquals("-daemonize cannot be used with a -serial or -monitor on stdio (as in QEMU)",
+                refusalWithDrive("-daemonize", "-monitor", "stdio"));
     }
 }
