@@ -133,15 +133,22 @@ final class DestinationSession {
             finish(MigrationStatus.CANCELLED, "cancelled by the source: " + c.getMessage(), null);
         } catch (MigrationException e) {
             if (committed) {
-                return keepAfterCommit(e.oneLine());
+                return keepAfterCommit(e.localLine());
             }
-            finish(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
+            finish(MigrationStatus.FAILED, e.localLine(), new Frame.Error(e.phase().label(), e.getMessage()));
         } catch (Exception e) {
             String reason = describe(e);
             if (committed) {
                 return keepAfterCommit(stats.phase().label() + ": " + reason);
             }
-            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), reason));
+            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), forSource(e)));
+        } catch (Throwable t) {                   // an Error (OutOfMemoryError ...): the listener must go on
+            LOG.log(System.Logger.Level.ERROR, "incoming migration from " + peer + ": " + t, t);
+            if (committed) {
+                return keepAfterCommit(stats.phase().label() + ": " + t);
+            }
+            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + t, new Frame.Error(stats.phase().label(),
+                    "the destination failed (its log says why)"));
         }
         return Optional.empty();
     }
@@ -173,6 +180,19 @@ final class DestinationSession {
             return "corrupt migration stream from " + peer + ": " + e.getMessage();
         }
         return e.getMessage() == null ? e.toString() : e.getMessage();
+    }
+
+    /**
+     * What the source may read of a failure that is not a {@link MigrationException}: the stream's own
+     * problems (timeouts, EOF, a corrupt frame) say what they are; anything else may carry this host's
+     * paths or tools' messages, so the source only learns that the log says why.
+     */
+    private String forSource(Exception e) {
+        if (asyncFailure != null || e instanceof java.io.InterruptedIOException || e instanceof EOFException
+                || e instanceof MigrationWire.WireException) {
+            return describe(e);
+        }
+        return "the destination failed (" + e.getClass().getSimpleName() + "; its log says why)";
     }
 
     /** Stops the session from another thread. */
@@ -389,7 +409,8 @@ final class DestinationSession {
         try {
             image.write(block.offset(), block.data().duplicate());
         } catch (ImageException e) {
-            throw new MigrationException(stats.phase(), "writing disk " + block.disk() + " failed: " + e.getMessage(), e);
+            throw new MigrationException(stats.phase(), "writing disk " + block.disk() + " failed at offset " + block.offset() + ": "
+                    + e.kind(), e.getMessage(), e);
         }
         GranuleDigests d = digests.get(block.disk());
         d.recordData(block.offset() / d.granuleSize(), block.data());
@@ -406,7 +427,8 @@ final class DestinationSession {
         try {
             image.writeZeroes(zero.offset(), zero.length(), true);
         } catch (ImageException e) {
-            throw new MigrationException(stats.phase(), "zeroing disk " + zero.disk() + " failed: " + e.getMessage(), e);
+            throw new MigrationException(stats.phase(), "zeroing disk " + zero.disk() + " failed at offset " + zero.offset() + ": "
+                    + e.kind(), e.getMessage(), e);
         }
         GranuleDigests d = digests.get(zero.disk());
         d.recordZero(zero.offset() / d.granuleSize(), (zero.length() + d.granuleSize() - 1) / d.granuleSize());
@@ -431,7 +453,7 @@ final class DestinationSession {
             try {
                 image.startWriteback();
             } catch (ImageException e) {
-                throw new MigrationException(stats.phase(), "writing back " + image.describe() + " failed: " + e.getMessage(), e);
+                throw new MigrationException(stats.phase(), "writing back a disk failed: " + e.kind(), e.getMessage(), e);
             }
         }
         unflushedBytes = 0;
@@ -442,7 +464,7 @@ final class DestinationSession {
             try {
                 image.flush();
             } catch (ImageException e) {
-                throw new MigrationException(phase, "flushing " + image.describe() + " failed: " + e.getMessage(), e);
+                throw new MigrationException(phase, "flushing a disk failed: " + e.kind(), e.getMessage(), e);
             }
         }
     }
