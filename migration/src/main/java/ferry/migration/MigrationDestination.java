@@ -139,13 +139,8 @@ public final class MigrationDestination implements AutoCloseable {
                 channel = server.accept();
             } catch (java.nio.channels.ClosedChannelException e) {
                 return;                                     // close(), or a completed migration
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.ERROR, "incoming migration listener: accept failed: " + e.getMessage()
-                        + "; retrying in " + ACCEPT_BACKOFF_MS + " ms");
-                sleepQuietly(ACCEPT_BACKOFF_MS);
-                continue;
-            } catch (Throwable t) {
-                LOG.log(System.Logger.Level.ERROR, "incoming migration listener: " + t, t);
+            } catch (Throwable t) {                     // EMFILE and anything else: log, back off, go on
+                logQuietly("incoming migration listener: accept failed: " + t + "; retrying in " + ACCEPT_BACKOFF_MS + " ms");
                 sleepQuietly(ACCEPT_BACKOFF_MS);
                 continue;
             }
@@ -160,7 +155,7 @@ public final class MigrationDestination implements AutoCloseable {
             } catch (Throwable t) {
                 pending.release();
                 closeQuietly(null, channel);
-                LOG.log(System.Logger.Level.ERROR, "incoming migration listener: cannot start a connection thread: " + t, t);
+                logQuietly("incoming migration listener: cannot start a connection thread: " + t);
             }
         }
     }
@@ -235,6 +230,15 @@ public final class MigrationDestination implements AutoCloseable {
         }
         // Its HELLO is unread: drain it (at most 2 s, nothing parsed) so that the ERROR is not overtaken by a reset.
         ferry.tls.GracefulClose.close(channel.socket(), ferry.migration.stream.StreamConnector.REFUSAL_DRAIN_MS);
+    }
+
+    /** Logging may fail too when descriptors ran out (its first use opens the JDK's time zone data): never let it end the loop. */
+    private static void logQuietly(String message) {
+        try {
+            LOG.log(System.Logger.Level.ERROR, message);
+        } catch (Throwable logging) {
+            // nothing left to tell it with
+        }
     }
 
     private static void sleepQuietly(long ms) {

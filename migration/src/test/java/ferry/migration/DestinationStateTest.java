@@ -227,6 +227,31 @@ class DestinationStateTest {
         handshakeFromANewConnection();
     }
 
+    @Test
+    void shouldGoOnListeningAfterRunningOutOfFileDescriptors() throws Exception {
+        List<SocketChannel> held = new java.util.ArrayList<>();
+        try {
+            ferry.testkit.OpenFileLimit.withSpare(4, () -> {         // a few connections, then accept(2) fails with EMFILE
+                for (int i = 0; i < 20; i++) {
+                    try {
+                        SocketChannel ch = SocketChannel.open();
+                        held.add(ch);
+                        ch.connect(new InetSocketAddress("127.0.0.1", destination.port()));
+                    } catch (java.io.IOException emfile) {
+                        break;
+                    }
+                }
+                Thread.sleep(500);                                // the listener meets EMFILE, backs off, retries
+            });
+        } finally {
+            for (SocketChannel ch : held) {
+                ch.close();
+            }
+        }
+        channel.close();                                          // setUp's connection, so that the next gets the session
+        handshakeFromANewConnection();
+    }
+
     /** A new source gets WELCOME: the listener is still there and free. */
     private void handshakeFromANewConnection() throws Exception {
         assertInstanceOf(Frame.Welcome.class, offer(hello(MigrationWire.VERSION)));
