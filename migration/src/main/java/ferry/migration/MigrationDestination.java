@@ -81,6 +81,11 @@ public final class MigrationDestination implements AutoCloseable {
         this.helloTimeoutMs = timeoutMs;
     }
 
+    /** For tests: a session holds the destination (a new source would hear "busy"). */
+    boolean sessionRunning() {
+        return sessionSlot.get();
+    }
+
     /** Why the last connection refused before its session began (TLS, tls-authz), if one was. */
     public Optional<String> lastRefusal() {
         return Optional.ofNullable(lastRefusal);
