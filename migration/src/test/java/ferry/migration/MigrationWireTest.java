@@ -251,6 +251,28 @@ class MigrationWireTest {
     }
 
     @Test
+    void shouldRefuseAFrameTrickledSlowerThanTheFrameTimeout() throws Exception {
+        byte[] frame = written(new Frame.Cancel("a reason of some length"));
+        ChunkedChannel oneByte = new ChunkedChannel(frame, 1);
+        java.nio.channels.ReadableByteChannel slow = new java.nio.channels.ReadableByteChannel() {
+            @Override public int read(ByteBuffer dst) throws IOException {
+                try {
+                    Thread.sleep(5);                       // each read returns well within any socket timeout
+                } catch (InterruptedException e) {
+                    throw new java.io.InterruptedIOException();
+                }
+                return oneByte.read(dst);
+            }
+            @Override public boolean isOpen() { return true; }
+            @Override public void close() { }
+        };
+        java.io.InterruptedIOException e = assertThrows(java.io.InterruptedIOException.class,
+                () -> new FrameReader(slow).frameTimeoutMs(50).next());
+        assertTrue(e.getMessage().startsWith("the peer took more than 50 ms to send one frame (frame 1)"), e.getMessage());
+        assertInstanceOf(Frame.Cancel.class, new FrameReader(new ChunkedChannel(frame, 1)).frameTimeoutMs(50).next(), "a quick frame passes");
+    }
+
+    @Test
     void shouldRefuseAFixedSizeFrameLongerThanItsLayoutFromTheHeaderAlone() {
         record Case(Frame frame, int length, int max) {}
         for (Case c : List.of(new Case(new Frame.Commit(), 1, 0), new Case(new Frame.PassEnd(1, 0), 13, 12),
