@@ -346,7 +346,10 @@ final class DestinationSession {
     /** Waits for {@code vm-start}; then the RAM tunnel can connect to QEMU. */
     private RamTunnel connectTunnel() throws Exception {
         awaitVmStart();
-        RamTunnel t = RamTunnel.connecting(prepared.ramSocket(), writer, e -> abort("QEMU's incoming migration socket failed: " + e.getMessage()));
+        RamTunnel t = RamTunnel.connecting(prepared.ramSocket(), writer, e -> {
+            LOG.log(System.Logger.Level.WARNING, "the destination QEMU's incoming migration socket failed: " + e.getMessage());
+            abort("the destination QEMU's incoming migration socket failed (its log says why)");   // no local path to the source
+        });
         t.start();
         return t;
     }

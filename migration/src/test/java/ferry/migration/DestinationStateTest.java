@@ -229,6 +229,8 @@ class DestinationStateTest {
 
     @Test
     void shouldGoOnListeningAfterRunningOutOfFileDescriptors() throws Exception {
+        channel.close();
+        handshakeFromANewConnection();                            // loads the session's classes before descriptors run out
         List<SocketChannel> held = new java.util.ArrayList<>();
         try {
             ferry.testkit.OpenFileLimit.withSpare(4, () -> {         // a few connections, then accept(2) fails with EMFILE
@@ -248,7 +250,6 @@ class DestinationStateTest {
                 ch.close();
             }
         }
-        channel.close();                                          // setUp's connection, so that the next gets the session
         handshakeFromANewConnection();
     }
 

@@ -279,6 +279,9 @@ class MonitorServerTest {
         Path socket = tmp.resolve("m.sock");
         try (MonitorServer server = new MonitorServer(new RecordingHandler(), List.of(new MonitorEndpoint.Unix(socket)))) {
             server.start();
+            try (Client warm = unixClient(socket)) {                 // loads the session's classes before descriptors run out
+                assertTrue(warm.command("info status").contains("(ferry)"));
+            }
             List<SocketChannel> held = new java.util.ArrayList<>();
             try {
                 ferry.testkit.OpenFileLimit.withSpare(4, () -> {     // a few connections, then accept(2) fails with EMFILE

@@ -14,6 +14,9 @@ import java.nio.file.Path;
  * so that accept(2) meets EMFILE, then restores it. Through getrlimit(2)/setrlimit(2) (FFM); only the
  * soft limit changes, so the restore never needs privileges. Logs one line first: the JDK loads its time
  * zone data on the first log line, and without descriptors that class fails to initialize for good.
+ * The same holds for any class first loaded inside the window (its class file needs a descriptor, and a
+ * failed resolution stays failed in this JVM): run the code under test once before, so that only the
+ * paths that really meet EMFILE run while descriptors are short.
  */
 public final class OpenFileLimit {
     private static final int RLIMIT_NOFILE = 7;
