@@ -8,10 +8,10 @@
 #   rogue/   a client whose certificate another CA signed; its ca-cert.pem holds both CAs, so it
 #            trusts our server while our server must refuse it
 #   expired/ good/'s CA with a server certificate that expired at once
-#   keys/    one RSA and one EC key in each encoding PemFiles reads, an Ed25519 key, and encrypted keys it refuses
+#   (the PEM key fixtures are the tls module's: tls/src/test/resources/keys/make-keys.sh)
 set -euo pipefail
 cd "$(dirname "$0")"
-rm -rf good rogue expired keys && mkdir good rogue expired keys
+rm -rf good rogue expired && mkdir good rogue expired
 tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 days=36500
 
@@ -43,11 +43,3 @@ cp "$tmp/ca-cert.pem" expired/
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out expired/server-key.pem 2>/dev/null
 sign "$tmp" expired/server-key.pem localhost serverAuth expired/server-cert.pem -1
 
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out keys/rsa-pkcs8.pem 2>/dev/null
-openssl pkey -in keys/rsa-pkcs8.pem -traditional -out keys/rsa-pkcs1.pem
-openssl req -x509 -key keys/rsa-pkcs8.pem -out keys/rsa-cert.pem -days $days -subj "/CN=rsa" 2>/dev/null
-openssl ecparam -name secp384r1 -genkey -out keys/ec-sec1.pem              # with its EC PARAMETERS block
-openssl pkey -in keys/ec-sec1.pem -out keys/ec-pkcs8.pem
-openssl genpkey -algorithm ed25519 -out keys/ed25519.pem
-openssl pkcs8 -topk8 -in keys/rsa-pkcs8.pem -passout pass:secret -out keys/encrypted-pkcs8.pem
-openssl rsa -in keys/rsa-pkcs8.pem -traditional -aes128 -passout pass:secret -out keys/encrypted-pkcs1.pem 2>/dev/null

@@ -6,8 +6,8 @@ import ferry.image.Images;
 import ferry.linux.Threads;
 import ferry.nbd.NbdExport;
 import ferry.nbd.NbdServer;
-import ferry.nbd.tls.TlsCredentials;
-import ferry.nbd.tls.TlsException;
+import ferry.tls.TlsCredentials;
+import ferry.tls.TlsException;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -263,7 +263,7 @@ public final class ServeCommand {
         TlsCredentials credentials;
         try {
             credentials = options.tls() == null ? null
-                    : TlsCredentials.load(options.tls().dir(), TlsCredentials.Endpoint.SERVER, options.tls().verifyPeer());
+                    : TlsCredentials.load("serve", options.tls().dir(), ferry.tls.TlsEndpoint.SERVER, options.tls().verifyPeer(), true);
         } catch (TlsException e) {
             err.println("ferry serve: " + e.getMessage());
             return 1;

@@ -27,6 +27,22 @@ final class DestinationSession {
     private static final System.Logger LOG = System.getLogger(DestinationSession.class.getName());
     static final long SOURCE_SILENCE_TIMEOUT_MS = 120_000;
     /**
+     * From the stream's acceptance (after TLS) to a complete HELLO. Ferry's source sends HELLO right after
+     * connecting (it hashes bases before it connects), so this only stops a peer that connects and then
+     * trickles or sends nothing, holding the destination's one session.
+     */
+    static final long HELLO_TIMEOUT_MS = 10_000;
+    /** A frame, once its first byte arrived, must be complete within this (a trickling peer, byte by byte). */
+    static final long FRAME_TIMEOUT_MS = 120_000;
+    /**
+     * Heap the granule digests of one session may take: half the heap. Digest pages grow with the data
+     * received (4 KiB per 1024 granules touched, GranuleDigests), so this is reached only after about
+     * (heap / 2) * 1024 bytes at 4 KiB granules: 1 TiB of data with a 2 GiB heap.
+     */
+    static long digestBudgetBytes() {
+        return Runtime.getRuntime().maxMemory() / 2;
+    }
+    /**
      * Writeback starts every 32 MiB received: one burst of 256 MiB after the bulk pass was still
      * being written when the source paused, and on a shared disk it delayed the source QEMU's own
      * flush at STOP by ~400 ms (benchmark timelines).
@@ -43,6 +59,8 @@ final class DestinationSession {
     private final FrameWriter writer;
     private final DestinationHost host;
     private final MigrationStats stats;
+    private final long helloTimeoutMs;
+    private final java.util.concurrent.CountDownLatch helloArrived = new java.util.concurrent.CountDownLatch(1);
     private State state = State.AWAIT_HELLO;
     private volatile DestinationHost.PreparedVm prepared;
     private volatile RamTunnel tunnel;
@@ -63,7 +81,8 @@ final class DestinationSession {
     private volatile boolean committed;
 
     DestinationSession(MigrationStream channel, String peer, FrameReader reader, FrameWriter writer,
-                       DestinationHost host, MigrationStats stats) {
+                       DestinationHost host, MigrationStats stats, long helloTimeoutMs) {
+        this.helloTimeoutMs = helloTimeoutMs;
         this.channel = channel;
         this.peer = peer;
         this.reader = reader;
@@ -76,15 +95,30 @@ final class DestinationSession {
     Optional<DestinationHost.PreparedVm> run() {
         replyThread = ferry.linux.Threads.unstartedVirtual("migration-reply", this::sendReplies);
         replyThread.start();
+        Thread helloDeadline = ferry.linux.Threads.unstartedVirtual("migration-hello-deadline", this::enforceHelloDeadline);
+        helloDeadline.start();
         try {
             return receiveAndRun();
         } finally {
+            helloArrived.countDown();
+            helloDeadline.interrupt();
             replies.add(NO_MORE_REPLIES);
             try {
                 replyThread.join();
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
+        }
+    }
+
+    /** On {@code migration-hello-deadline}: ends a session whose HELLO is not complete in time ({@link #HELLO_TIMEOUT_MS}). */
+    private void enforceHelloDeadline() {
+        try {
+            if (!helloArrived.await(helloTimeoutMs, java.util.concurrent.TimeUnit.MILLISECONDS)) {
+                abort("the source " + peer + " sent no complete HELLO within " + helloTimeoutMs + " ms");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -99,15 +133,22 @@ final class DestinationSession {
             finish(MigrationStatus.CANCELLED, "cancelled by the source: " + c.getMessage(), null);
         } catch (MigrationException e) {
             if (committed) {
-                return keepAfterCommit(e.oneLine());
+                return keepAfterCommit(e.localLine());
             }
-            finish(MigrationStatus.FAILED, e.oneLine(), new Frame.Error(e.phase().label(), e.getMessage()));
+            finish(MigrationStatus.FAILED, e.localLine(), new Frame.Error(e.phase().label(), e.getMessage()));
         } catch (Exception e) {
             String reason = describe(e);
             if (committed) {
                 return keepAfterCommit(stats.phase().label() + ": " + reason);
             }
-            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), reason));
+            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + reason, new Frame.Error(stats.phase().label(), forSource(e)));
+        } catch (Throwable t) {                   // an Error (OutOfMemoryError ...): the listener must go on
+            LOG.log(System.Logger.Level.ERROR, "incoming migration from " + peer + ": " + t, t);
+            if (committed) {
+                return keepAfterCommit(stats.phase().label() + ": " + t);
+            }
+            finish(MigrationStatus.FAILED, stats.phase().label() + ": " + t, new Frame.Error(stats.phase().label(),
+                    "the destination failed (its log says why)"));
         }
         return Optional.empty();
     }
@@ -141,6 +182,19 @@ final class DestinationSession {
         return e.getMessage() == null ? e.toString() : e.getMessage();
     }
 
+    /**
+     * What the source may read of a failure that is not a {@link MigrationException}: the stream's own
+     * problems (timeouts, EOF, a corrupt frame) say what they are; anything else may carry this host's
+     * paths or tools' messages, so the source only learns that the log says why.
+     */
+    private String forSource(Exception e) {
+        if (asyncFailure != null || e instanceof java.io.InterruptedIOException || e instanceof EOFException
+                || e instanceof MigrationWire.WireException) {
+            return describe(e);
+        }
+        return "the destination failed (" + e.getClass().getSimpleName() + "; its log says why)";
+    }
+
     /** Stops the session from another thread. */
     void abort(String reason) {
         asyncFailure = reason;
@@ -154,6 +208,10 @@ final class DestinationSession {
     private void receive() throws Exception {
         while (true) {
             Frame frame = reader.next();
+            if (state == State.AWAIT_HELLO && !(frame instanceof Frame.Hello || frame instanceof Frame.Cancel
+                    || frame instanceof Frame.Error)) {
+                unexpected(frame);             // nothing but HELLO moves a session forward before HELLO
+            }
             switch (frame) {
                 case Frame.Hello hello -> hello(hello);
                 case Frame.BlockData block -> block(block);
@@ -189,9 +247,8 @@ final class DestinationSession {
             throw new MigrationException(Phase.HANDSHAKE, "unsupported protocol version " + hello.version()
                     + " (this destination speaks " + MigrationWire.VERSION + ")");
         }
-        if (hello.copyDisks() && (hello.granuleSize() < 4096 || Integer.bitCount(hello.granuleSize()) != 1)) {
-            throw new MigrationException(Phase.HANDSHAKE, "bad granule size " + hello.granuleSize());
-        }
+        checkBounds(hello);
+        helloArrived.countDown();
         copyDisks = hello.copyDisks();
         long startNs = System.nanoTime();
         prepared = host.prepare(hello);
@@ -219,6 +276,57 @@ final class DestinationSession {
         stats.phase(hello.copyDisks() ? Phase.BULK_COPY : Phase.RAM);
     }
 
+    /**
+     * What HELLO may ask for, checked before anything is prepared or allocated: granule size, each disk's
+     * size, that the group digests fit one DISKS_DONE, and the heap the digests' page tables take.
+     */
+    static void checkBounds(Frame.Hello hello) throws MigrationException {
+        if (!hello.copyDisks()) {
+            return;
+        }
+        int granule = hello.granuleSize();
+        if (granule < MigrationWire.MIN_GRANULE_SIZE || granule > MigrationWire.MAX_GRANULE_SIZE || Integer.bitCount(granule) != 1) {
+            throw new MigrationException(Phase.HANDSHAKE, "bad granule size " + Integer.toUnsignedString(granule) + ": a power of two from "
+                    + MigrationWire.MIN_GRANULE_SIZE + " to " + MigrationWire.MAX_GRANULE_SIZE + " is needed");
+        }
+        List<Long> sizes = new ArrayList<>();
+        long tableBytes = 0;
+        for (Frame.DiskOffer disk : hello.disks()) {
+            if (disk.size() <= 0 || disk.size() > MigrationWire.MAX_DISK_SIZE) {
+                throw new MigrationException(Phase.HANDSHAKE, "disk " + disk.id() + ": size " + Long.toUnsignedString(disk.size())
+                        + " is out of range (1 byte .. " + MigrationWire.MAX_DISK_SIZE + ")");
+            }
+            sizes.add(disk.size());
+            tableBytes += GranuleDigests.tableBytes(disk.size(), granule);
+        }
+        if (MigrationWire.disksDoneLength(sizes, granule) > MigrationWire.MAX_PAYLOAD) {
+            throw new MigrationException(Phase.HANDSHAKE, "the disks' digests at granule size " + granule + " would not fit one"
+                    + " DISKS_DONE frame: migrate with granule-size " + MigrationWire.smallestGranuleFor(sizes, granule) + " or more");
+        }
+        if (tableBytes > digestBudgetBytes()) {
+            throw new MigrationException(Phase.HANDSHAKE, "the disks' digest tables need " + (tableBytes >> 20) + " MiB of heap,"
+                    + " this destination allows " + (digestBudgetBytes() >> 20) + " MiB: migrate with a larger granule-size");
+        }
+    }
+
+    /** Refuses, before it is exceeded, a session whose digests would take more heap than {@link #digestBudgetBytes()}. */
+    private void checkDigestBudget() throws MigrationException {
+        long inUse = 0;
+        for (GranuleDigests d : digests) {
+            inUse += d.pageBytesInUse();
+        }
+        long budget = digestBudgetBytes();
+        if (inUse > budget) {
+            long worst = 0;
+            for (int i = 0; i < digests.size(); i++) {
+                worst += GranuleDigests.allPagesBytes(images.get(i).size(), digests.get(i).granuleSize());
+            }
+            throw new MigrationException(stats.phase(), "the granule digests of the data received so far take " + (inUse >> 20)
+                    + " MiB of heap, more than this destination allows (" + (budget >> 20) + " MiB, half its heap); all of these disks"
+                    + " would need " + (worst >> 20) + " MiB: restart the destination with a larger -Xmx or migrate with a larger granule-size");
+        }
+    }
+
     /** On {@code vm-start}: QEMU starts while the bulk pass arrives. */
     private void startVm() {
         try {
@@ -238,7 +346,10 @@ final class DestinationSession {
     /** Waits for {@code vm-start}; then the RAM tunnel can connect to QEMU. */
     private RamTunnel connectTunnel() throws Exception {
         awaitVmStart();
-        RamTunnel t = RamTunnel.connecting(prepared.ramSocket(), writer, e -> abort("QEMU's incoming migration socket failed: " + e.getMessage()));
+        RamTunnel t = RamTunnel.connecting(prepared.ramSocket(), writer, e -> {
+            LOG.log(System.Logger.Level.WARNING, "the destination QEMU's incoming migration socket failed: " + e.getMessage());
+            abort("the destination QEMU's incoming migration socket failed (its log says why)");   // no local path to the source
+        });
         t.start();
         return t;
     }
@@ -301,10 +412,12 @@ final class DestinationSession {
         try {
             image.write(block.offset(), block.data().duplicate());
         } catch (ImageException e) {
-            throw new MigrationException(stats.phase(), "writing disk " + block.disk() + " failed: " + e.getMessage(), e);
+            throw new MigrationException(stats.phase(), "writing disk " + block.disk() + " failed at offset " + block.offset() + ": "
+                    + e.kind(), e.getMessage(), e);
         }
         GranuleDigests d = digests.get(block.disk());
         d.recordData(block.offset() / d.granuleSize(), block.data());
+        checkDigestBudget();
         stats.addDiskBytes(length);
         unflushedBytes += length;
         if (unflushedBytes >= WRITEBACK_CHUNK) {
@@ -317,10 +430,12 @@ final class DestinationSession {
         try {
             image.writeZeroes(zero.offset(), zero.length(), true);
         } catch (ImageException e) {
-            throw new MigrationException(stats.phase(), "zeroing disk " + zero.disk() + " failed: " + e.getMessage(), e);
+            throw new MigrationException(stats.phase(), "zeroing disk " + zero.disk() + " failed at offset " + zero.offset() + ": "
+                    + e.kind(), e.getMessage(), e);
         }
         GranuleDigests d = digests.get(zero.disk());
         d.recordZero(zero.offset() / d.granuleSize(), (zero.length() + d.granuleSize() - 1) / d.granuleSize());
+        checkDigestBudget();
         unflushedBytes += 1;
     }
 
@@ -341,7 +456,7 @@ final class DestinationSession {
             try {
                 image.startWriteback();
             } catch (ImageException e) {
-                throw new MigrationException(stats.phase(), "writing back " + image.describe() + " failed: " + e.getMessage(), e);
+                throw new MigrationException(stats.phase(), "writing back a disk failed: " + e.kind(), e.getMessage(), e);
             }
         }
         unflushedBytes = 0;
@@ -352,7 +467,7 @@ final class DestinationSession {
             try {
                 image.flush();
             } catch (ImageException e) {
-                throw new MigrationException(phase, "flushing " + image.describe() + " failed: " + e.getMessage(), e);
+                throw new MigrationException(phase, "flushing a disk failed: " + e.kind(), e.getMessage(), e);
             }
         }
     }

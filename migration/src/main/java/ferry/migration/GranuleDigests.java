@@ -11,32 +11,85 @@ import java.util.zip.CRC32C;
  * Untouched granules keep 0 on both sides. A mismatch means the copies differ and the switchover
  * is aborted with the source VM resuming.
  *
+ * <h2>Design notes</h2>
+ * The granule digests live in pages of one group each ({@link #GROUP_GRANULES} ints, 4 KiB), made on
+ * the first granule recorded in that group; a group never touched has the digest of 1024 zeroes,
+ * computed once. Memory therefore follows the bytes that moved, not the disk's size: a fixed 4 bytes
+ * per group for the page table (16 MiB for a 16 TiB disk at 4 KiB granules) plus 4 KiB per group
+ * touched (1/1024 of the data sent at 4 KiB granules). A flat {@code int[]} per granule needed 16 GiB
+ * for that disk (and could not even index it), and the destination allocated it from the peer's HELLO.
+ * {@link #pageBytesInUse()} says what the pages hold now, for the heap budget.
+ *
  * <p>Threads: one writer (the copier or the receiver thread) at a time.
  */
 public final class GranuleDigests {
     public static final int GROUP_GRANULES = 1024;
+    /** Heap per page: one group's granule digests. */
+    public static final int PAGE_BYTES = GROUP_GRANULES * Integer.BYTES;
 
     private final int granuleSize;
     private final long diskSize;
-    private final int[] digests;
+    private final long granules;
+    private final int[][] pages;   // pages[group] == null: every granule of the group still 0
+    private long pagesInUse;
 
     public GranuleDigests(long diskSize, int granuleSize) {
+        if (diskSize < 0 || granuleSize <= 0) {
+            throw new IllegalArgumentException("bad disk: size=" + diskSize + " granule=" + granuleSize);
+        }
         long count = (diskSize + granuleSize - 1) / granuleSize;
-        if (count > Integer.MAX_VALUE - 8) {
+        long groups = groups(diskSize, granuleSize);
+        if (groups > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("too many granules: size=" + diskSize + " granule=" + granuleSize);
         }
         this.granuleSize = granuleSize;
         this.diskSize = diskSize;
-        this.digests = new int[(int) count];
+        this.granules = count;
+        this.pages = new int[(int) groups][];
+    }
+
+    /** How many groups a disk of {@code diskSize} bytes has at {@code granuleSize}. */
+    public static long groups(long diskSize, int granuleSize) {
+        long count = (diskSize + granuleSize - 1) / granuleSize;
+        return (count + GROUP_GRANULES - 1) / GROUP_GRANULES;
+    }
+
+    /** Heap the fixed part takes (the page table), before any granule is recorded. */
+    public static long tableBytes(long diskSize, int granuleSize) {
+        return groups(diskSize, granuleSize) * 8 + 16;
+    }
+
+    /** Heap every page would take if every granule were recorded. */
+    public static long allPagesBytes(long diskSize, int granuleSize) {
+        return groups(diskSize, granuleSize) * (PAGE_BYTES + 16);
     }
 
     public int granuleSize() {
         return granuleSize;
     }
 
+    /** Heap the pages take now. */
+    public long pageBytesInUse() {
+        return pagesInUse * (PAGE_BYTES + 16);
+    }
+
     /** Bytes in granule {@code granule} (the last one may be short). */
     public int granuleLength(long granule) {
         return (int) Math.min(granuleSize, diskSize - granule * granuleSize);
+    }
+
+    private void set(long granule, int digest) {
+        if (granule < 0 || granule >= granules) {
+            throw new IndexOutOfBoundsException("granule " + granule + " of " + granules);
+        }
+        int group = (int) (granule / GROUP_GRANULES);
+        int[] page = pages[group];
+        if (page == null) {
+            page = new int[GROUP_GRANULES];
+            pages[group] = page;
+            pagesInUse++;
+        }
+        page[(int) (granule % GROUP_GRANULES)] = digest;
     }
 
     /** Records the content of the granules that {@code data} (position..limit) holds, starting at {@code firstGranule}. */
@@ -49,7 +102,7 @@ public final class GranuleDigests {
             ByteBuffer slice = view.slice(view.position(), length);
             crc.reset();
             crc.update(slice);
-            digests[(int) granule] = digestOf((int) crc.getValue(), length);
+            set(granule, digestOf((int) crc.getValue(), length));
             view.position(view.position() + length);
             granule++;
         }
@@ -58,27 +111,37 @@ public final class GranuleDigests {
     /** Records that {@code [firstGranule, firstGranule + count)} now read as zeroes. */
     public void recordZero(long firstGranule, long count) {
         for (long g = firstGranule; g < firstGranule + count; g++) {
-            digests[(int) g] = zeroDigest(granuleLength(g));
+            set(g, zeroDigest(granuleLength(g)));
         }
     }
 
     /** The per-group digests sent in DISKS_DONE. */
     public int[] groupDigests() {
-        int groups = (digests.length + GROUP_GRANULES - 1) / GROUP_GRANULES;
+        int groups = pages.length;
         int[] out = new int[groups];
-        ByteBuffer bytes = ByteBuffer.allocate(GROUP_GRANULES * 4);
+        ByteBuffer bytes = ByteBuffer.allocate(PAGE_BYTES);
         CRC32C crc = new CRC32C();
+        int untouched = 0;
+        boolean untouchedKnown = false;
         for (int g = 0; g < groups; g++) {
+            int inGroup = (int) Math.min(GROUP_GRANULES, granules - (long) g * GROUP_GRANULES);
+            int[] page = pages[g];
+            if (page == null && inGroup == GROUP_GRANULES && untouchedKnown) {
+                out[g] = untouched;
+                continue;
+            }
             bytes.clear();
-            int from = g * GROUP_GRANULES;
-            int to = Math.min(digests.length, from + GROUP_GRANULES);
-            for (int i = from; i < to; i++) {
-                bytes.putInt(digests[i]);
+            for (int i = 0; i < inGroup; i++) {
+                bytes.putInt(page == null ? 0 : page[i]);
             }
             bytes.flip();
             crc.reset();
             crc.update(bytes);
             out[g] = (int) crc.getValue();
+            if (page == null && inGroup == GROUP_GRANULES) {
+                untouched = out[g];
+                untouchedKnown = true;
+            }
         }
         return out;
     }

@@ -5,6 +5,7 @@ import ferry.migration.stream.MigrationStream;
 import ferry.migration.stream.StreamAcceptor;
 import ferry.migration.stream.StreamRefused;
 import ferry.migration.stream.StreamSecurity;
+import ferry.migration.wire.Frame;
 import ferry.migration.wire.FrameReader;
 import ferry.migration.wire.FrameWriter;
 import java.io.IOException;
@@ -73,6 +74,18 @@ public final class MigrationDestination implements AutoCloseable {
         }
     }
 
+    private volatile long helloTimeoutMs = DestinationSession.HELLO_TIMEOUT_MS;
+
+    /** For tests: a shorter HELLO deadline for later sessions. */
+    void helloTimeoutMs(long timeoutMs) {
+        this.helloTimeoutMs = timeoutMs;
+    }
+
+    /** For tests: a session holds the destination (a new source would hear "busy"). */
+    boolean sessionRunning() {
+        return sessionSlot.get();
+    }
+
     /** Why the last connection refused before its session began (TLS, tls-authz), if one was. */
     public Optional<String> lastRefusal() {
         return Optional.ofNullable(lastRefusal);
@@ -110,50 +123,134 @@ public final class MigrationDestination implements AutoCloseable {
         return Optional.ofNullable(runningVm);
     }
 
+    /** How long the accept loop waits after a failed accept (EMFILE: out of descriptors) before it tries again. */
+    static final long ACCEPT_BACKOFF_MS = 100;
+    /** Connections being decided at once (TLS handshake, busy answer); a further one is closed at once. */
+    static final int MAX_PENDING_CONNECTIONS = 8;
+    private final java.util.concurrent.Semaphore pending = new java.util.concurrent.Semaphore(MAX_PENDING_CONNECTIONS);
+    private final java.util.concurrent.atomic.AtomicBoolean sessionSlot = new java.util.concurrent.atomic.AtomicBoolean();
+    private final java.util.concurrent.atomic.AtomicInteger connections = new java.util.concurrent.atomic.AtomicInteger();
+
+    /**
+     * On {@code migration-listen}: accepts and hands each connection to a {@code migration-conn-N} thread,
+     * so that neither a slow TLS handshake nor a running session keeps the next peer from its answer. It
+     * goes on after any failure (an accept failing with EMFILE backs off first) until the listener is
+     * closed or a migration completed here.
+     */
     private void listen() {
-        while (!closing) {
+        while (!closing && server.isOpen()) {
             SocketChannel channel;
             try {
                 channel = server.accept();
-            } catch (IOException e) {
-                if (!closing) {
-                    LOG.log(System.Logger.Level.ERROR, "incoming migration listener failed: " + e.getMessage(), e);
-                }
+            } catch (java.nio.channels.ClosedChannelException e) {
+                return;                                     // close(), or a completed migration
+            } catch (Throwable t) {                     // EMFILE and anything else: log, back off, go on
+                logQuietly("incoming migration listener: accept failed: " + t + "; retrying in " + ACCEPT_BACKOFF_MS + " ms");
+                sleepQuietly(ACCEPT_BACKOFF_MS);
+                continue;
+            }
+            if (!pending.tryAcquire()) {
+                LOG.log(System.Logger.Level.WARNING, "incoming migration: " + MAX_PENDING_CONNECTIONS
+                        + " connections are being answered already; closing another one at once");
+                closeQuietly(null, channel);
+                continue;
+            }
+            try {
+                Threads.unstartedVirtual("migration-conn-" + connections.incrementAndGet(), () -> connection(channel)).start();
+            } catch (Throwable t) {
+                pending.release();
+                closeQuietly(null, channel);
+                logQuietly("incoming migration listener: cannot start a connection thread: " + t);
+            }
+        }
+    }
+
+    /** On {@code migration-conn-N}: decides the stream, then runs the session, or answers "busy" while another runs. */
+    private void connection(SocketChannel channel) {
+        MigrationStream stream = null;
+        boolean ownsSlot = false;
+        boolean released = false;
+        String peer = "?";
+        try {
+            channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
+            channel.setOption(StandardSocketOptions.SO_KEEPALIVE, true);
+            channel.setOption(StandardSocketOptions.SO_RCVBUF, MigrationSource.SOCKET_BUFFER);
+            peer = String.valueOf(channel.getRemoteAddress());
+            try {
+                stream = StreamAcceptor.accept(channel, security);
+            } catch (StreamRefused refused) {
+                lastRefusal = refused.getMessage();
+                LOG.log(System.Logger.Level.WARNING, "refused an incoming migration from " + peer + ": " + refused.getMessage());
                 return;
             }
-            MigrationStream stream = null;
-            try {
-                channel.setOption(StandardSocketOptions.TCP_NODELAY, true);
-                channel.setOption(StandardSocketOptions.SO_KEEPALIVE, true);
-                channel.setOption(StandardSocketOptions.SO_RCVBUF, MigrationSource.SOCKET_BUFFER);
-                String peer = String.valueOf(channel.getRemoteAddress());
-                try {
-                    stream = StreamAcceptor.accept(channel, security);
-                } catch (StreamRefused refused) {
-                    lastRefusal = refused.getMessage();
-                    LOG.log(System.Logger.Level.WARNING, "refused an incoming migration from " + peer + ": " + refused.getMessage());
-                    continue;
-                }
-                stream.readTimeoutMs((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
-                MigrationStats sessionStats = new MigrationStats();
-                listeners.forEach(sessionStats::addListener);
-                stats = sessionStats;
-                LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer + " over " + stream.description());
-                DestinationSession session = new DestinationSession(stream, peer, new FrameReader(stream.input()),
-                        new FrameWriter(stream.output(), new RateLimiter(Long.MAX_VALUE / 4)), destinationHost, sessionStats);
-                current = session;
-                Optional<DestinationHost.PreparedVm> vm = session.run();
-                current = null;
-                if (vm.isPresent()) {
-                    runningVm = vm.get();
-                    completed.countDown();
-                    return;
-                }
-            } catch (IOException e) {
-                LOG.log(System.Logger.Level.ERROR, "incoming migration connection failed: " + e.getMessage(), e);
-            } finally {
-                closeQuietly(stream, channel);
+            ownsSlot = runningVm == null && !closing && sessionSlot.compareAndSet(false, true);
+            if (!ownsSlot) {
+                busy(stream, channel, peer);
+                return;
             }
+            pending.release();                      // a session is not a pending connection: it has its own deadlines
+            released = true;
+            session(stream, peer);
+        } catch (Throwable t) {
+            LOG.log(System.Logger.Level.ERROR, "incoming migration connection from " + peer + " failed: " + t, t);
+        } finally {
+            closeQuietly(stream, channel);
+            if (ownsSlot) {
+                current = null;
+                sessionSlot.set(false);
+            }
+            if (!released) {
+                pending.release();
+            }
+        }
+    }
+
+    private void session(MigrationStream stream, String peer) throws IOException {
+        stream.readTimeoutMs((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
+        MigrationStats sessionStats = new MigrationStats();
+        listeners.forEach(sessionStats::addListener);
+        stats = sessionStats;
+        LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer + " over " + stream.description());
+        DestinationSession session = new DestinationSession(stream, peer,
+                new FrameReader(stream.input()).frameTimeoutMs(DestinationSession.FRAME_TIMEOUT_MS),
+                new FrameWriter(stream.output(), new RateLimiter(Long.MAX_VALUE / 4)), destinationHost, sessionStats, helloTimeoutMs);
+        current = session;
+        Optional<DestinationHost.PreparedVm> vm = session.run();
+        if (vm.isPresent()) {
+            runningVm = vm.get();
+            completed.countDown();
+            server.close();                          // the VM runs here now: nothing more may come in
+        }
+    }
+
+    /** The answer to a source that comes while another session runs: one ERROR frame, nothing read. */
+    private void busy(MigrationStream stream, SocketChannel channel, String peer) {
+        String why = runningVm != null ? "an incoming migration already completed here; this destination takes no other"
+                : "busy: this destination is receiving another migration; try again when it has ended";
+        LOG.log(System.Logger.Level.WARNING, "refused an incoming migration from " + peer + ": " + why);
+        try {
+            new FrameWriter(stream.output(), new RateLimiter(Long.MAX_VALUE / 4)).send(new Frame.Error(Phase.HANDSHAKE.label(), why));
+        } catch (IOException | InterruptedException e) {
+            LOG.log(System.Logger.Level.DEBUG, "could not tell " + peer + " that this destination is busy: " + e.getMessage());
+        }
+        // Its HELLO is unread: drain it (at most 2 s, nothing parsed) so that the ERROR is not overtaken by a reset.
+        ferry.tls.GracefulClose.close(channel.socket(), ferry.migration.stream.StreamConnector.REFUSAL_DRAIN_MS);
+    }
+
+    /** Logging may fail too when descriptors ran out (its first use opens the JDK's time zone data): never let it end the loop. */
+    private static void logQuietly(String message) {
+        try {
+            LOG.log(System.Logger.Level.ERROR, message);
+        } catch (Throwable logging) {
+            // nothing left to tell it with
+        }
+    }
+
+    private static void sleepQuietly(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -162,7 +259,9 @@ public final class MigrationDestination implements AutoCloseable {
             if (stream != null) {
                 stream.close();
             }
-            channel.close();
+            if (channel != null) {
+                channel.close();
+            }
         } catch (IOException e) {
             LOG.log(System.Logger.Level.DEBUG, "closing a migration connection: " + e.getMessage());
         }

@@ -66,7 +66,7 @@ public final class MigrationSource implements AutoCloseable {
     private final BlockingQueue<SourceEvent> events = new LinkedBlockingQueue<>();
     private final RateLimiter limiter;
     private final long downtimeLimitMs;
-    private final int granuleSize;
+    private int granuleSize;   // the parameter, raised in handshake() when the disks' digests need it
 
     private Thread sendThread;
     private volatile Thread recvThread;
@@ -183,8 +183,9 @@ public final class MigrationSource implements AutoCloseable {
 
     private void run() {
         try {
+            List<Frame.DiskOffer> offers = offers();   // before connecting: a base's digest may take long, HELLO may not
             connect();
-            handshake();
+            handshake(offers);
             if (request.copyDisks()) {
                 copyDisks();
             } else {
@@ -286,7 +287,7 @@ public final class MigrationSource implements AutoCloseable {
         recvThread.start();
     }
 
-    private void handshake() throws MigrationException, InterruptedException, Cancelled {
+    private List<Frame.DiskOffer> offers() throws MigrationException {
         List<Frame.DiskOffer> offers = new ArrayList<>();
         for (SourceDisk disk : disks) {
             java.util.Optional<Frame.BaseIdentity> base = java.util.Optional.empty();
@@ -296,6 +297,13 @@ public final class MigrationSource implements AutoCloseable {
                 LOG.log(System.Logger.Level.INFO, "base of " + disk.id() + " hashed in " + sinceMs(startNs) + " ms");
             }
             offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(), base));
+        }
+        return offers;
+    }
+
+    private void handshake(List<Frame.DiskOffer> offers) throws MigrationException, InterruptedException, Cancelled {
+        if (request.copyDisks()) {
+            granuleSize = granuleFor(disks.stream().map(SourceDisk::size).toList(), granuleSize);
         }
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
                 request.incremental(), offers, vm.fingerprint()));
@@ -309,6 +317,24 @@ public final class MigrationSource implements AutoCloseable {
     }
 
     private List<Boolean> fresh = List.of();
+
+    /**
+     * The granule-size parameter, doubled until the disks' group digests fit one DISKS_DONE frame: 4 KiB
+     * granules do up to about 16 TiB of disks, larger ones need coarser granules (more bytes resent per
+     * guest write, half the bitmap and digest memory per doubling).
+     */
+    static int granuleFor(List<Long> sizes, int wanted) throws MigrationException {
+        int granule = MigrationWire.smallestGranuleFor(sizes, wanted);
+        if (granule < 0) {
+            throw new MigrationException(Phase.HANDSHAKE, "the disks are too large to migrate: " + sizes.stream().mapToLong(s -> s).sum()
+                    + " bytes need more digests than one DISKS_DONE frame carries even at granule-size " + MigrationWire.MAX_GRANULE_SIZE);
+        }
+        if (granule != wanted) {
+            LOG.log(System.Logger.Level.INFO, "granule-size " + wanted + " raised to " + granule + " for this migration: the digests of "
+                    + sizes.stream().mapToLong(s -> s).sum() + " bytes of disks must fit one DISKS_DONE frame");
+        }
+        return granule;
+    }
 
     // ---- disks --------------------------------------------------------------------------------
 

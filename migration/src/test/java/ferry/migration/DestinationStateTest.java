@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.migration.wire.Frame;
@@ -161,7 +162,117 @@ class DestinationStateTest {
     @Test
     void shouldRefuseBlocksBeforeHello() throws Exception {
         writer.send(new Frame.BlockZero(0, 0, GRANULE));
-        assertEquals("protocol error: block frame in state AWAIT_HELLO", refusal());
+        assertEquals("protocol error: unexpected BLOCK_ZERO frame in state AWAIT_HELLO", refusal());
+    }
+
+    @Test
+    void shouldRefuseAKeepaliveBeforeHelloSoThatItCannotHoldTheListener() throws Exception {
+        writer.send(new Frame.PassEnd(0, 0));
+        assertEquals("protocol error: unexpected PASS_END frame in state AWAIT_HELLO", refusal());
+        assertTrue(host.prepared.isEmpty());
+    }
+
+    @Test
+    void shouldEndASessionWithoutACompleteHelloAfterItsDeadline() throws Exception {
+        destination.helloTimeoutMs(1_000);
+        long startNs = System.nanoTime();
+        ByteBuffer partial = ByteBuffer.wrap(new byte[] {0x46, 0x45, 0x52});   // three bytes of a header, then nothing
+        channel.write(partial);
+        assertThrows(java.io.EOFException.class, reader::next, "the destination closes the connection");
+        long ms = (System.nanoTime() - startNs) / 1_000_000;
+        String message = "";
+        for (long until = System.nanoTime() + 5_000_000_000L; message.isEmpty() && System.nanoTime() < until; Thread.sleep(10)) {
+            message = destination.stats().report().error().orElse("");   // set right after the close
+        }
+        assertTrue(message.contains("sent no complete HELLO within 1000 ms"), message);
+        assertTrue(ms >= 900 && ms < 6_000, ms + " ms");
+        assertTrue(host.prepared.isEmpty());
+        handshakeFromANewConnection();
+    }
+
+    @Test
+    void shouldRefuseWhatHelloCannotAskForBeforeAnythingIsPrepared() throws Exception {
+        record Case(int granule, long size, String expected) {}
+        for (Case c : List.of(
+                new Case(2048, DISK_SIZE, "bad granule size 2048: a power of two from 4096 to 16777216 is needed"),
+                new Case(-2147483648, DISK_SIZE, "bad granule size 2147483648"),
+                new Case(3 << 12, DISK_SIZE, "bad granule size 12288"),
+                new Case(GRANULE, 0, "disk disk0: size 0 is out of range"),
+                new Case(GRANULE, -1, "disk disk0: size 18446744073709551615 is out of range"),
+                new Case(GRANULE, MigrationWire.MAX_DISK_SIZE + 1, "is out of range"),
+                new Case(4096, 16L << 40, "would not fit one DISKS_DONE frame: migrate with granule-size 8192 or more"))) {
+            Frame.Error error = assertInstanceOf(Frame.Error.class, offer(new Frame.Hello(MigrationWire.VERSION, "vm", c.granule(), true,
+                    false, List.of(new Frame.DiskOffer("disk0", c.size(), "raw", Optional.empty())), ferry.migration.wire.VmFingerprint.of())));
+            assertTrue(error.message().contains(c.expected()), c + ": " + error.message());
+        }
+        assertTrue(host.prepared.isEmpty(), "nothing may be prepared for an offer out of bounds");
+    }
+
+    @Test
+    void shouldAnswerBusyAtOnceWhileASessionRunsAndServeTheNextSourceAfterIt() throws Exception {
+        handshake();                                          // the first session holds the destination
+        for (int i = 0; i < 3; i++) {
+            long startNs = System.nanoTime();
+            SocketChannel other = SocketChannel.open(new InetSocketAddress("127.0.0.1", destination.port()));
+            other.socket().setSoTimeout(20_000);
+            new FrameWriter(other, new RateLimiter(Long.MAX_VALUE / 4)).send(hello(MigrationWire.VERSION));
+            Frame.Error busy = assertInstanceOf(Frame.Error.class, new FrameReader(Channels.newChannel(other.socket().getInputStream())).next());
+            assertTrue(busy.message().startsWith("busy: this destination is receiving another migration"), busy.message());
+            assertTrue((System.nanoTime() - startNs) / 1_000_000 < 3_000, "busy must be answered at once");
+            other.close();
+        }
+        assertEquals(1, host.prepared.size(), "a busy answer prepares nothing");
+        writer.send(new Frame.Cancel("done"));
+        assertNotNull(awaitAborted());
+        handshakeFromANewConnection();
+    }
+
+    @Test
+    void shouldGoOnListeningAfterRunningOutOfFileDescriptors() throws Exception {
+        channel.close();
+        handshakeFromANewConnection();                            // loads the session's classes before descriptors run out
+        List<SocketChannel> held = new java.util.ArrayList<>();
+        try {
+            ferry.testkit.OpenFileLimit.withSpare(4, () -> {         // a few connections, then accept(2) fails with EMFILE
+                for (int i = 0; i < 20; i++) {
+                    try {
+                        SocketChannel ch = SocketChannel.open();
+                        held.add(ch);
+                        ch.connect(new InetSocketAddress("127.0.0.1", destination.port()));
+                    } catch (java.io.IOException emfile) {
+                        break;
+                    }
+                }
+                Thread.sleep(500);                                // the listener meets EMFILE, backs off, retries
+            });
+        } finally {
+            for (SocketChannel ch : held) {
+                ch.close();
+            }
+        }
+        handshakeFromANewConnection();
+    }
+
+    /** A new source gets WELCOME: the listener is still there and free. */
+    private void handshakeFromANewConnection() throws Exception {
+        assertInstanceOf(Frame.Welcome.class, offer(hello(MigrationWire.VERSION)));
+    }
+
+    /** The answer to {@code hello} on a new connection, asking again while the previous session winds down ("busy"). */
+    private Frame offer(Frame.Hello hello) throws Exception {
+        long deadline = System.nanoTime() + 20_000_000_000L;
+        while (true) {
+            try (SocketChannel ch = SocketChannel.open(new InetSocketAddress("127.0.0.1", destination.port()))) {
+                ch.socket().setSoTimeout(20_000);
+                new FrameWriter(ch, new RateLimiter(Long.MAX_VALUE / 4)).send(hello);
+                Frame answer = new FrameReader(Channels.newChannel(ch.socket().getInputStream())).next();
+                if (!(answer instanceof Frame.Error e && e.message().startsWith("busy"))) {
+                    return answer;
+                }
+                assertTrue(System.nanoTime() < deadline, "still busy");
+                Thread.sleep(20);
+            }
+        }
     }
 
     @Test

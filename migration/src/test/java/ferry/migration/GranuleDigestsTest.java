@@ -3,6 +3,7 @@ package ferry.migration;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.ByteBuffer;
 import java.util.Random;
@@ -108,5 +109,25 @@ class GranuleDigestsTest {
     void shouldReportMismatchWhenGroupCountsDiffer() {
         assertEquals(1, GranuleDigests.firstMismatch(new int[] {5}, new int[] {5, 6}));
         assertEquals(0, GranuleDigests.firstMismatch(new int[0], new int[] {5}));
+    }
+
+    @Test
+    void shouldKeepASixteenTibDiskInAFewMibUntilDataArrives() {
+        long size = 16L << 40;
+        int granule = 8192;                                    // what the source picks for 16 TiB (MigrationWire.smallestGranuleFor)
+        GranuleDigests d = new GranuleDigests(size, granule);
+        assertEquals(2L << 20, GranuleDigests.groups(size, granule));
+        assertTrue(GranuleDigests.tableBytes(size, granule) <= 17L << 20, "page table: 8 bytes per group at most");
+        assertEquals(0, d.pageBytesInUse());
+        d.recordData(0, ByteBuffer.allocate(1 << 20));         // 1 MiB at the start
+        d.recordZero((size - granule) / granule, 1);           // the last granule
+        assertEquals(2 * (GranuleDigests.PAGE_BYTES + 16), d.pageBytesInUse(), "two groups touched, two pages");
+        int[] groups = d.groupDigests();
+        assertEquals(2 << 20, groups.length);
+        assertEquals(groups[1], groups[groups.length / 2], "untouched groups share one digest");
+        GranuleDigests flat = new GranuleDigests(size, granule);
+        flat.recordData(0, ByteBuffer.allocate(1 << 20));
+        flat.recordZero((size - granule) / granule, 1);
+        assertArrayEquals(groups, flat.groupDigests());
     }
 }

@@ -242,11 +242,57 @@ class MigrationWireTest {
     @Test
     void shouldRejectOversizedLength() {
         for (long length : new long[] {MigrationWire.MAX_PAYLOAD + 1L, 0x80000000L, 0xffffffffL}) {
-            ByteBuffer header = ByteBuffer.wrap(written(new Frame.Commit()));
+            ByteBuffer header = ByteBuffer.wrap(written(new Frame.RamEof()));
+            header.putShort(MigrationWire.TYPE_OFFSET, (short) MigrationWire.Type.RAM.code);
             header.putInt(MigrationWire.LENGTH_OFFSET, (int) length);
             MigrationWire.WireException e = assertThrows(MigrationWire.WireException.class, () -> read(header.array()));
-            assertEquals("frame too large: type=COMMIT length=" + length + " max=" + MigrationWire.MAX_PAYLOAD, e.getMessage());
+            assertEquals("frame too large: type=RAM length=" + length + " max=" + MigrationWire.MAX_PAYLOAD, e.getMessage());
         }
+    }
+
+    @Test
+    void shouldRefuseAFrameTrickledSlowerThanTheFrameTimeout() throws Exception {
+        byte[] frame = written(new Frame.Cancel("a reason of some length"));
+        ChunkedChannel oneByte = new ChunkedChannel(frame, 1);
+        java.nio.channels.ReadableByteChannel slow = new java.nio.channels.ReadableByteChannel() {
+            @Override public int read(ByteBuffer dst) throws IOException {
+                try {
+                    Thread.sleep(5);                       // each read returns well within any socket timeout
+                } catch (InterruptedException e) {
+                    throw new java.io.InterruptedIOException();
+                }
+                return oneByte.read(dst);
+            }
+            @Override public boolean isOpen() { return true; }
+            @Override public void close() { }
+        };
+        java.io.InterruptedIOException e = assertThrows(java.io.InterruptedIOException.class,
+                () -> new FrameReader(slow).frameTimeoutMs(50).next());
+        assertTrue(e.getMessage().startsWith("the peer took more than 50 ms to send one frame (frame 1)"), e.getMessage());
+        assertInstanceOf(Frame.Cancel.class, new FrameReader(new ChunkedChannel(frame, 1)).frameTimeoutMs(50).next(), "a quick frame passes");
+    }
+
+    @Test
+    void shouldRefuseAFixedSizeFrameLongerThanItsLayoutFromTheHeaderAlone() {
+        record Case(Frame frame, int length, int max) {}
+        for (Case c : List.of(new Case(new Frame.Commit(), 1, 0), new Case(new Frame.PassEnd(1, 0), 13, 12),
+                new Case(new Frame.BlockZero(0, 0, 4096), 19, 18), new Case(new Frame.Cancel("x"), 2 + 4097, 2 + 4096),
+                new Case(new Frame.Welcome(List.of()), 2 + 65, 2 + 64))) {
+            ByteBuffer header = ByteBuffer.wrap(java.util.Arrays.copyOf(written(c.frame()), MigrationWire.HEADER_LENGTH));
+            header.putInt(MigrationWire.LENGTH_OFFSET, c.length());
+            MigrationWire.WireException e = assertThrows(MigrationWire.WireException.class, () -> read(header.array()));
+            assertEquals("frame too large: type=" + c.frame().type() + " length=" + c.length() + " max=" + c.max(), e.getMessage());
+        }
+    }
+
+    @Test
+    void shouldPickTheSmallestGranuleWhoseDigestsFitOneDisksDone() {
+        long tib = 1L << 40;
+        assertEquals(4096, MigrationWire.smallestGranuleFor(List.of(tib), 4096));
+        assertEquals(8192, MigrationWire.smallestGranuleFor(List.of(16 * tib), 4096), "16 TiB at 4 KiB: 4 Mi groups, 6 bytes too many");
+        assertTrue(MigrationWire.disksDoneLength(List.of(16 * tib), 4096) > MigrationWire.MAX_PAYLOAD);
+        assertEquals(65536, MigrationWire.smallestGranuleFor(List.of(16 * tib), 65536));
+        assertEquals(-1, MigrationWire.smallestGranuleFor(List.of(Long.MAX_VALUE / 2), 4096));
     }
 
     @Test

@@ -30,10 +30,17 @@ public sealed interface MonitorEndpoint {
         }
     }
 
-    /** A TCP listener, any number of clients; port 0 picks a free port ({@link MonitorServer#tcpPort()}). */
+    /**
+     * A TCP listener, any number of clients; port 0 picks a free port ({@link MonitorServer#tcpPort()}).
+     * An empty host is loopback (127.0.0.1): the monitor runs any command on the VM, so it listens beyond
+     * this host only where a host is given ({@code tcp:0.0.0.0:4444} for every interface).
+     */
     record Tcp(String host, int port) implements MonitorEndpoint {
+        public static final String DEFAULT_HOST = "127.0.0.1";
+
         public Tcp {
             Objects.requireNonNull(host);
+            host = host.isEmpty() ? DEFAULT_HOST : host;
             if (port < 0 || port > 65535) {
                 throw new IllegalArgumentException("monitor port must be 0..65535: " + port);
             }

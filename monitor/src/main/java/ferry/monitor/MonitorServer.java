@@ -177,13 +177,25 @@ public final class MonitorServer implements AutoCloseable {
                 if (closing) {
                     return;
                 }
-                LOG.log(System.Logger.Level.ERROR, "monitor accept failed", e);
+                logAcceptFailure(e);
                 try {
                     Thread.sleep(ACCEPT_ERROR_PAUSE_MS);
                 } catch (InterruptedException interrupted) {
                     return;
                 }
             }
+        }
+    }
+
+    /**
+     * Logs an accept failure without letting the logging itself end the loop: out of descriptors
+     * (EMFILE), the logger's first use may need a file of its own (the JDK's time zone data) and fail too.
+     */
+    private static void logAcceptFailure(Throwable e) {
+        try {
+            LOG.log(System.Logger.Level.ERROR, "monitor accept failed; retrying in " + ACCEPT_ERROR_PAUSE_MS + " ms", e);
+        } catch (Throwable logging) {
+            // nothing left to tell it with; the loop goes on and the next failure tries again
         }
     }
 

@@ -2,6 +2,7 @@ package ferry.monitor;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.migration.MigrationReport;
@@ -252,5 +253,58 @@ class MonitorServerTest {
         assertEquals(GREETING + "VM status: running\n" + MonitorServer.PROMPT
                 + "Error: migrate_set_speed: invalid size '10Q': expected a number with an optional suffix B, K, M, G, T"
                 + " (no suffix: MiB)\n" + MonitorHelp.topic("migrate_set_speed").orElseThrow() + "\n" + MonitorServer.PROMPT, out);
+    }
+
+    @Test
+    void shouldListenOnLoopbackUnlessAHostIsGiven() throws Exception {
+        assertEquals("127.0.0.1", new MonitorEndpoint.Tcp("", 0).host());
+        try (MonitorServer server = new MonitorServer(new RecordingHandler(), List.of(new MonitorEndpoint.Tcp("", 0)))) {
+            server.start();
+            try (Client c = new Client(SocketChannel.open(new InetSocketAddress(InetAddress.getLoopbackAddress(), server.tcpPort())))) {
+                assertTrue(c.untilPrompt().startsWith(MonitorServer.BANNER));
+            }
+            for (InetAddress address : java.util.Collections.list(java.net.NetworkInterface.getNetworkInterfaces()).stream()
+                    .flatMap(i -> java.util.Collections.list(i.getInetAddresses()).stream())
+                    .filter(a -> !a.isLoopbackAddress() && a instanceof java.net.Inet4Address).toList()) {
+                try (SocketChannel outside = SocketChannel.open()) {
+                    assertThrows(IOException.class, () -> outside.connect(new InetSocketAddress(address, server.tcpPort())),
+                            "the monitor answered on " + address);
+                }
+            }
+        }
+    }
+
+    @Test
+    void shouldGoOnAcceptingAfterRunningOutOfFileDescriptors() throws Exception {
+        Path socket = tmp.resolve("m.sock");
+        try (MonitorServer server = new MonitorServer(new RecordingHandler(), List.of(new MonitorEndpoint.Unix(socket)))) {
+            server.start();
+            try (Client warm = unixClient(socket)) {                 // loads the session's classes before descriptors run out
+                assertTrue(warm.command("info status").contains("(ferry)"));
+            }
+            List<SocketChannel> held = new java.util.ArrayList<>();
+            try {
+                ferry.testkit.OpenFileLimit.withSpare(4, () -> {     // a few connections, then accept(2) fails with EMFILE
+                    for (int i = 0; i < 20; i++) {
+                        try {
+                            SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+                            held.add(ch);
+                            ch.connect(UnixDomainSocketAddress.of(socket));
+                        } catch (IOException emfile) {
+                            break;                            // our own side ran out too
+                        }
+                    }
+                    Thread.sleep(500);                        // the accept loop meets EMFILE, backs off, retries
+                });
+            } finally {
+                for (SocketChannel ch : held) {
+                    ch.close();
+                }
+            }
+            try (Client c = unixClient(socket)) {
+                assertTrue(c.untilPrompt().startsWith(MonitorServer.BANNER), "the monitor stopped accepting after EMFILE");
+                assertTrue(c.command("info status").contains("(ferry)"));
+            }
+        }
     }
 }

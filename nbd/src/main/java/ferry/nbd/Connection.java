@@ -1,7 +1,7 @@
 package ferry.nbd;
 
-import ferry.nbd.tls.TlsCredentials;
-import ferry.nbd.tls.TlsException;
+import ferry.tls.TlsCredentials;
+import ferry.tls.TlsException;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.channels.SocketChannel;

@@ -3,8 +3,8 @@ package ferry.nbd;
 import static ferry.nbd.NbdWire.*;
 
 import ferry.nbd.tls.TlsChannel;
-import ferry.nbd.tls.TlsCredentials;
-import ferry.nbd.tls.TlsException;
+import ferry.tls.TlsCredentials;
+import ferry.tls.TlsException;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;

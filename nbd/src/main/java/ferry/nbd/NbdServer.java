@@ -1,7 +1,7 @@
 package ferry.nbd;
 
 import ferry.linux.Threads;
-import ferry.nbd.tls.TlsCredentials;
+import ferry.tls.TlsCredentials;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.System.Logger.Level;
@@ -103,7 +103,7 @@ public final class NbdServer implements AutoCloseable {
         if (listener != null || closed) {
             throw new IllegalStateException("TLS must be set before start: address=" + bindAddress);
         }
-        if (credentials.endpoint() != TlsCredentials.Endpoint.SERVER) {
+        if (credentials.endpoint() != ferry.tls.TlsEndpoint.SERVER) {
             throw new IllegalArgumentException("an NBD server needs endpoint=server credentials: " + credentials.describe());
         }
         this.tls = credentials;

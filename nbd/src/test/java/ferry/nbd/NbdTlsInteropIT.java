@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import ferry.image.raw.RawImage;
 import ferry.nbd.tls.OpensslCerts;
-import ferry.nbd.tls.TlsCredentials;
+import ferry.tls.TlsCredentials;
 import ferry.testkit.Tools;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -74,7 +74,7 @@ class NbdTlsInteropIT {
         socket = tmp.resolve("nbd.sock");
         Logger.getLogger(Connection.class.getName()).addHandler(logHandler);
         server = NbdServer.unix(socket, List.of(new NbdExport("disk", image, false)))
-                .tls(TlsCredentials.load(serverDir, TlsCredentials.Endpoint.SERVER, true)).start();
+                .tls(TlsCredentials.load("tls0", serverDir, ferry.tls.TlsEndpoint.SERVER, true, true)).start();
         tlsUri = "nbds+unix:///disk?socket=" + socket + "&tls-certificates=" + clientDir;
     }
 
@@ -209,7 +209,7 @@ class NbdTlsInteropIT {
     @Test
     void overTcpClientsCheckTheServerCertificateAgainstTheAddress() throws IOException {
         try (NbdServer tcp = NbdServer.tcp("127.0.0.1", 0, List.of(new NbdExport("disk", image, true)))
-                .tls(TlsCredentials.load(tmp.resolve("server"), TlsCredentials.Endpoint.SERVER, true)).start()) {
+                .tls(TlsCredentials.load("tls0", tmp.resolve("server"), ferry.tls.TlsEndpoint.SERVER, true, true)).start()) {
             Tools.run(60, "qemu-img", "info", "--object", "tls-creds-x509,id=tls0,dir=" + clientDir + ",endpoint=client",
                     "--image-opts", "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port=" + tcp.port()
                             + ",export=disk,tls-creds=tls0").orFail();
@@ -230,7 +230,7 @@ class NbdTlsInteropIT {
         Path open = tmp.resolve("open.sock");
         Path serverDir = tmp.resolve("server");
         try (NbdServer lenient = NbdServer.unix(open, List.of(new NbdExport("disk", image, true)))
-                .tls(TlsCredentials.load(serverDir, TlsCredentials.Endpoint.SERVER, false)).start()) {
+                .tls(TlsCredentials.load("tls0", serverDir, ferry.tls.TlsEndpoint.SERVER, false, true)).start()) {
             String info = Tools.run(60, "qemu-img", "info", "--output=json", "--object",
                     "tls-creds-x509,id=tls0,dir=" + noCertDir + ",endpoint=client", "--image-opts",
                     "driver=nbd,path=" + lenient.socketPath() + ",export=disk,tls-creds=tls0,tls-hostname=localhost").orFail().stdout();

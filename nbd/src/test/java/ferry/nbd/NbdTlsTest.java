@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.*;
 
 import ferry.nbd.tls.Fixtures;
 import ferry.nbd.tls.TlsChannel;
-import ferry.nbd.tls.TlsCredentials;
+import ferry.tls.TlsCredentials;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
@@ -195,7 +195,7 @@ class NbdTlsTest {
         java.nio.file.Files.createDirectories(noCert);
         java.nio.file.Files.copy(Fixtures.dir("good").resolve("ca-cert.pem"), noCert.resolve("ca-cert.pem"));
         List<javax.net.ssl.SSLEngine> refused = List.of(Fixtures.insistentClient("rogue"),
-                TlsCredentials.load(noCert, TlsCredentials.Endpoint.CLIENT, true).clientEngine("localhost"));
+                TlsCredentials.load("tls0", noCert, ferry.tls.TlsEndpoint.CLIENT, true, true).clientEngine("localhost"));
         List<String> alerts = List.of("certificate_unknown", "certificate_required");
         for (int i = 0; i < refused.size(); i++) {
             javax.net.ssl.SSLEngine client = refused.get(i);
@@ -227,7 +227,7 @@ class NbdTlsTest {
             Path noCert = java.nio.file.Files.createDirectories(tmp.resolve("no-cert"));
             java.nio.file.Files.copy(Fixtures.dir("good").resolve("ca-cert.pem"), noCert.resolve("ca-cert.pem"));
             try (RawPeer peer = peer(socket)) {
-                SSLEngine engine = TlsCredentials.load(noCert, TlsCredentials.Endpoint.CLIENT, true).clientEngine("localhost");
+                SSLEngine engine = TlsCredentials.load("tls0", noCert, ferry.tls.TlsEndpoint.CLIENT, true, true).clientEngine("localhost");
                 assertThrows(IOException.class, () -> peer.startTls(engine).read(ByteBuffer.allocate(1)));
             }
             long deadline = System.nanoTime() + 5_000_000_000L;
@@ -249,7 +249,7 @@ class NbdTlsTest {
         try (NbdServer open = NbdServer.unix(tmp.resolve("open.sock"), List.of(new NbdExport("disk", image, true)))
                 .tls(Fixtures.server(false)).start();
              RawPeer peer = peer(open.socketPath())) {
-            TlsChannel tls = peer.startTls(TlsCredentials.load(noCert, TlsCredentials.Endpoint.CLIENT, true).clientEngine("localhost"));
+            TlsChannel tls = peer.startTls(TlsCredentials.load("tls0", noCert, ferry.tls.TlsEndpoint.CLIENT, true, true).clientEngine("localhost"));
             assertEquals("CN=localhost", tls.peerSubject());
             peer.option(OPT_LIST, new byte[0]);
             assertEquals(REP_SERVER, peer.skipReply().replyType());

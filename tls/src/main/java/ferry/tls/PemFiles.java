@@ -48,6 +48,9 @@ public final class PemFiles {
             "1.3.101.112", "Ed25519",
             "1.3.101.113", "Ed448");
 
+    /** Far above any certificate bundle; a larger file is not credentials and is not read into memory. */
+    static final long MAX_FILE_LENGTH = 4 << 20;
+
     private PemFiles() {}
 
     /** One {@code -----BEGIN LABEL-----} block: its label and decoded bytes. */
@@ -75,10 +78,21 @@ public final class PemFiles {
 
     private static String read(Path file) throws TlsException {
         try {
+            if (!Files.isRegularFile(file)) {   // follows links, as QEMU does; a FIFO would block the reader
+                throw new TlsException(TlsException.Kind.FILE, "Unable to access credentials " + file + ": "
+                        + (Files.exists(file, java.nio.file.LinkOption.NOFOLLOW_LINKS) ? "not a regular file" : "no such file"));
+            }
+            long length = Files.size(file);
+            if (length > MAX_FILE_LENGTH) {
+                throw new TlsException(TlsException.Kind.FORMAT, "not a PEM file: " + file + " (" + length
+                        + " bytes; credentials files are at most " + MAX_FILE_LENGTH + ")");
+            }
             return Files.readString(file, StandardCharsets.US_ASCII);
         } catch (java.nio.charset.MalformedInputException e) {
             throw new TlsException(TlsException.Kind.FORMAT, "not a PEM file: " + file + " (binary content; Ferry reads PEM,"
                     + " as QEMU does)");
+        } catch (TlsException e) {
+            throw e;
         } catch (IOException e) {
             throw new TlsException(TlsException.Kind.FILE, "Unable to access credentials " + file + ": " + e.getMessage(), e);
         }

@@ -24,6 +24,7 @@ import java.util.Set;
 import javax.net.ssl.KeyManager;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLParameters;
 import javax.net.ssl.SSLSocket;
 import javax.net.ssl.TrustManager;
@@ -217,6 +218,45 @@ public final class TlsCredentials {
         socket.setSSLParameters(parameters);
         socket.setUseClientMode(false);
         return socket;
+    }
+
+    /**
+     * A server-side engine for a connection that upgrades in the middle of its own protocol (NBD's
+     * STARTTLS, driven by {@code ferry.nbd.tls.TlsChannel}): TLS 1.3, a client certificate required when
+     * verify-peer is on; the same policy as {@link #server}.
+     */
+    public SSLEngine serverEngine() throws TlsException {
+        requireEndpoint(TlsEndpoint.SERVER);
+        SSLEngine engine = context.createSSLEngine();
+        engine.setUseClientMode(false);
+        SSLParameters parameters = engine.getSSLParameters();
+        parameters.setProtocols(new String[] {PROTOCOL});
+        parameters.setNeedClientAuth(verifyPeer);
+        engine.setSSLParameters(parameters);
+        return engine;
+    }
+
+    /**
+     * A client-side engine, the policy of {@link #client}: with verify-peer the server's certificate must
+     * chain to ca-cert.pem and, when {@code serverName} is not null, name that host.
+     */
+    public SSLEngine clientEngine(String serverName) throws TlsException {
+        requireEndpoint(TlsEndpoint.CLIENT);
+        SSLEngine engine = serverName == null ? context.createSSLEngine() : context.createSSLEngine(serverName, -1);
+        engine.setUseClientMode(true);
+        SSLParameters parameters = engine.getSSLParameters();
+        parameters.setProtocols(new String[] {PROTOCOL});
+        if (verifyPeer && serverName != null) {
+            parameters.setEndpointIdentificationAlgorithm("HTTPS");     // RFC 2818: SAN DNS/IP, leftmost wildcard
+        }
+        engine.setSSLParameters(parameters);
+        return engine;
+    }
+
+    /** For logs: {@code dir=/etc/pki/ferry endpoint=server verify-peer=on subject=CN=host}. */
+    public String describe() {
+        return "dir=" + dir + " endpoint=" + endpoint.qemuName() + " verify-peer=" + (verifyPeer ? "on" : "off")
+                + certificate.map(c -> " subject=" + c.getSubjectX500Principal().getName()).orElse("");
     }
 
     private void requireEndpoint(TlsEndpoint wanted) throws TlsException {

@@ -3,7 +3,7 @@ package ferry.tls;
 import java.io.IOException;
 
 /**
- * A TLS credential or authorization problem, with a stable kind. Messages follow "what failed: detail",
+ * A TLS credential, authorization or connection problem, with a stable kind. Messages follow "what failed: detail",
  * name the file or object, and never contain key material.
  */
 public final class TlsException extends IOException {
@@ -17,7 +17,11 @@ public final class TlsException extends IOException {
         /** QEMU's sanity check: the certificates do not fit together or are not valid now */
         SANITY,
         /** an authorization object cannot decide (its rule file is unreadable or wrong) */
-        AUTHZ
+        AUTHZ,
+        /** a connection's TLS handshake failed: the peer's certificate is not trusted, no common protocol, it hung up */
+        HANDSHAKE,
+        /** a record failed after the handshake (bad MAC, unexpected message), or the session is closed */
+        SESSION
     }
 
     private final Kind kind;

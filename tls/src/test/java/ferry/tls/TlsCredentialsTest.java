@@ -96,6 +96,20 @@ class TlsCredentialsTest {
     }
 
     @Test
+    void shouldMakeEnginesWithTheSamePolicyForStartTls() throws Exception {
+        javax.net.ssl.SSLEngine server = TestPki.server(pki.good).serverEngine();
+        assertTrue(server.getNeedClientAuth());
+        assertEquals(List.of("TLSv1.3"), List.of(server.getEnabledProtocols()));
+        assertTrue(!TlsCredentials.load("tls0", pki.good, TlsEndpoint.SERVER, false, false).serverEngine().getNeedClientAuth());
+        javax.net.ssl.SSLEngine client = TestPki.client(pki.good).clientEngine("localhost");
+        assertTrue(client.getUseClientMode());
+        assertEquals("HTTPS", client.getSSLParameters().getEndpointIdentificationAlgorithm());
+        assertThrows(TlsException.class, () -> TestPki.server(pki.good).clientEngine("localhost"));
+        assertTrue(TestPki.server(pki.good).describe().contains("endpoint=server verify-peer=on subject=CN=localhost"),
+                TestPki.server(pki.good).describe());
+    }
+
+    @Test
     void shouldRefuseAServerFromAnotherCaWithOneLine() throws Exception {
         Outcome outcome = handshake(TestPki.server(pki.otherCa), TestPki.client(pki.good), "localhost");
         assertTrue(refusal(outcome.client()).matches("the server certificate 'CN=localhost' is not signed by a CA in .*good/ca-cert.pem"

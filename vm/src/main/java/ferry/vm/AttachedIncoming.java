@@ -76,22 +76,24 @@ final class AttachedIncoming implements DestinationHost {
                     continue;                           // shared storage: QEMU alone opens the images
                 }
                 Path file = Path.of(inserted.file());
-                BlockImage image = Images.open(file, inserted.drv(), false);
-                images.add(image);
-                paths.add(file);
-                boolean holdsData = IncomingVm.holdsData(image);
-                if (holdsData && !overwrite && !writtenByUs.contains(file)) {
-                    throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": " + file + " holds data;"
-                            + " refusing to overwrite it (give ferry attach --incoming-overwrite, or an empty image)");
+                boolean holdsData;
+                try (BlockImage check = Images.open(file, inserted.drv(), true)) {   // read-only: a refusal changes nothing
+                    holdsData = IncomingVm.holdsData(check);
                 }
+                if (holdsData && !overwrite && !writtenByUs.contains(file)) {
+                    throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": the destination's image holds data;"
+                            + " refusing to overwrite it", file + ": give ferry attach --incoming-overwrite, or an empty image", null);
+                }
+                images.add(Images.open(file, inserted.drv(), false));
+                paths.add(file);
                 fresh.add(!holdsData);
             }
         } catch (QmpException e) {
             IncomingVm.closeAll(images);
-            throw new MigrationException(Phase.HANDSHAKE, "asking the destination QEMU failed: " + e.getMessage(), e);
+            throw new MigrationException(Phase.HANDSHAKE, "asking the destination QEMU failed (its log says why)", e.getMessage(), e);
         } catch (IOException e) {
             IncomingVm.closeAll(images);
-            throw new MigrationException(Phase.HANDSHAKE, e.getMessage(), e);
+            throw new MigrationException(Phase.HANDSHAKE, "preparing the disks failed", e.getMessage(), e);
         } catch (MigrationException e) {
             IncomingVm.closeAll(images);
             throw e;
@@ -115,12 +117,12 @@ final class AttachedIncoming implements DestinationHost {
                     + ", the drive here is " + inserted.drv());
         }
         if (inserted.virtualSize() != offer.size()) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": " + inserted.file() + " has "
-                    + inserted.virtualSize() + " bytes here, " + offer.size() + " on the source (create it with qemu-img create -f "
-                    + offer.format() + " " + inserted.file() + " " + offer.size() + ")");
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": the drive here has another size than the source's "
+                    + offer.size() + " bytes", inserted.file() + " has " + inserted.virtualSize() + " bytes; create it with qemu-img create -f "
+                    + offer.format() + " " + inserted.file() + " " + offer.size(), null);
         }
         if (!Files.isRegularFile(Path.of(inserted.file()))) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": " + inserted.file() + " is not a file here");
+            throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": the drive here is not a file", inserted.file(), null);
         }
         return inserted;
     }
@@ -163,7 +165,8 @@ final class AttachedIncoming implements DestinationHost {
                     qmp.execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
                     incomingStarted = true;
                 } catch (QmpException e) {
-                    throw new MigrationException(Phase.HANDSHAKE, "the destination QEMU refused migrate-incoming: " + e.getMessage(), e);
+                    throw new MigrationException(Phase.HANDSHAKE, "the destination QEMU refused migrate-incoming (its log says why)",
+                            e.getMessage(), e);
                 }
             }
         }

@@ -99,8 +99,17 @@ final class IncomingVm implements DestinationHost {
             throw e;
         } catch (IOException e) {
             undo(images, created);
-            throw new MigrationException(Phase.HANDSHAKE, e.getMessage(), e);
+            throw new MigrationException(Phase.HANDSHAKE, "preparing the disks failed"
+                    + (e instanceof ImageException i ? ": " + i.kind() : ""), e.getMessage(), e);
         }
+    }
+
+    /**
+     * A refusal: {@code toSource} is all the source reads (its own disk ids and sizes, never a path, a size
+     * or a name of this host's files); {@code here} goes to this host's log and {@code info migrate}.
+     */
+    private static MigrationException refuse(String toSource, String here) {
+        return new MigrationException(Phase.HANDSHAKE, toSource, here, null);
     }
 
     private void openForCopy(Frame.DiskOffer offer, VmConfig.Drive drive, boolean incremental, List<BlockImage> images,
@@ -112,20 +121,24 @@ final class IncomingVm implements DestinationHost {
             fresh.add(false);                       // the overlay reads its base: nothing may be skipped as zero
             return;
         }
-        if (Files.exists(file)) {
-            BlockImage existing = Images.open(file, drive.format(), false);
-            boolean holdsData = holdsData(existing);
-            if (existing.size() != offer.size()) {
-                existing.close();
-                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists with "
-                        + "a different size (" + existing.size() + " bytes, source has " + offer.size() + "); remove it or fix the path");
+        if (Files.exists(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            // Checked read-only: a qcow2 opened for writing clears the autoclear bits it does not know
+            // (QEMU's bitmaps), and a refusal must leave the file as it was.
+            boolean holdsData;
+            long size;
+            try (BlockImage existing = Images.open(file, drive.format(), true)) {
+                holdsData = holdsData(existing);
+                size = existing.size();
+            }
+            if (size != offer.size()) {
+                throw refuse("disk " + drive.id() + ": the destination's image exists with a different size than the source's "
+                        + offer.size() + " bytes", file + " has " + size + " bytes; remove it or fix the path");
             }
             if (holdsData && !config.incomingOverwrite()) {
-                existing.close();
-                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists and holds data;"
-                        + " refusing to overwrite it (remove it, or start the destination with --incoming-overwrite)");
+                throw refuse("disk " + drive.id() + ": the destination's image exists and holds data; refusing to overwrite it",
+                        file + ": remove it, or start the destination with --incoming-overwrite");
             }
-            images.add(existing);
+            images.add(Images.open(file, drive.format(), false));   // every check passed: now for the receiver's writes
             fresh.add(!holdsData);
             return;
         }
@@ -147,22 +160,18 @@ final class IncomingVm implements DestinationHost {
             throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration needs a qcow2"
                     + " overlay, but this destination's -drive says format=" + drive.format());
         }
-        if (Files.exists(file) && !config.incomingOverwrite()) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": " + file + " exists; refusing to"
-                    + " overwrite it (remove it, or start the destination with --incoming-overwrite)");
+        if (Files.exists(file, java.nio.file.LinkOption.NOFOLLOW_LINKS) && !config.incomingOverwrite()) {
+            throw refuse("disk " + drive.id() + ": the destination's overlay exists; refusing to overwrite it",
+                    file + ": remove it, or start the destination with --incoming-overwrite");
         }
-        Path basePath = file.toAbsolutePath().getParent().resolve(base.fileName());
-        if (!Files.exists(basePath)) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration needs the base image "
-                    + basePath + " on this host too; copy it here first (it was not found)");
-        }
+        Path basePath = knownBase(drive, base.fileName());
         String baseFormat = Images.probeFormat(basePath);
         long ourSize;
         try (BlockImage local = Images.open(basePath, baseFormat, true)) {
             ourSize = local.size();
         }
         if (ourSize != base.size()) {
-            throw new MigrationException(Phase.HANDSHAKE, differs(drive, basePath, "size " + ourSize + " vs " + base.size()));
+            throw refuse(differs(drive, "size"), basePath + " has " + ourSize + " bytes, the source's " + base.size());
         }
         // The content digest reads the whole base: it runs while the bulk pass arrives (BaseCheck),
         // not here, where a large base would outlast the source's wait for WELCOME.
@@ -173,9 +182,57 @@ final class IncomingVm implements DestinationHost {
                 java.util.Optional.of(new ferry.image.qcow2.Backing(base.fileName(), baseFormat)));
     }
 
-    private static String differs(VmConfig.Drive drive, Path basePath, String how) {
-        return "disk " + drive.id() + ": the base image " + basePath + " differs from the source's (" + how
+    private static String differs(VmConfig.Drive drive, String how) {
+        return "disk " + drive.id() + ": the destination's base image differs from the source's (" + how
                 + "): refusing incremental migration onto it";
+    }
+
+    /**
+     * The base a {@code -i} overlay of {@code drive} may sit on, for the base name the source gave. The
+     * name is only compared, never followed: it must be a plain file name (no '/', not '.' or '..', no
+     * control characters), and the file it names in the drive's directory must be this host's own base:
+     * the backing file the existing overlay names when there is one, else a regular file (not a FIFO or
+     * device, which could block or read what is no image). A name that fails any of this is refused
+     * with one line that names nothing of this host.
+     */
+    static Path knownBase(VmConfig.Drive drive, String offeredName) throws MigrationException {
+        boolean plain = !offeredName.isEmpty() && !offeredName.equals(".") && !offeredName.equals("..")
+                && offeredName.chars().noneMatch(c -> c == '/' || c == '\\' || c < 0x20 || c == 0x7f);
+        if (!plain) {
+            throw refuse("disk " + drive.id() + ": the source's base name is not a plain file name: refusing incremental migration",
+                    "the source named its base '" + offeredName.replaceAll("\\p{Cntrl}", "?") + "'");
+        }
+        Path dir = drive.file().toAbsolutePath().getParent();
+        Path basePath = dir.resolve(offeredName);
+        java.util.Optional<String> ownBacking = existingBacking(drive.file());
+        if (ownBacking.isPresent() && !dir.resolve(ownBacking.get()).normalize().equals(basePath)) {
+            throw refuse("disk " + drive.id() + ": the source's base is not the base of the destination's overlay: refusing"
+                    + " incremental migration", "the overlay " + drive.file() + " sits on " + ownBacking.get()
+                    + ", the source named " + offeredName);
+        }
+        if (!Files.isRegularFile(basePath)) {
+            throw refuse("disk " + drive.id() + ": incremental migration needs the source's base image on the destination too;"
+                    + " it is not there", basePath + (Files.exists(basePath, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+                    ? " is not a regular file" : " was not found") + "; copy the base here first");
+        }
+        return basePath;
+    }
+
+    /** The backing file an existing qcow2 overlay names (read from its header, read-only), if any. */
+    private static java.util.Optional<String> existingBacking(Path overlay) {
+        if (!Files.isRegularFile(overlay, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            return java.util.Optional.empty();
+        }
+        try (java.nio.channels.FileChannel in = java.nio.channels.FileChannel.open(overlay, java.nio.file.StandardOpenOption.READ,
+                java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            java.nio.ByteBuffer first = java.nio.ByteBuffer.allocate((int) Math.min(in.size(), 1 << ferry.image.qcow2.Qcow2Header.MAX_CLUSTER_BITS));
+            while (first.hasRemaining() && in.read(first, first.position()) > 0) {
+                // the buffer's position is also the file offset of the next read
+            }
+            return ferry.image.qcow2.Qcow2Header.parse(first.flip(), overlay.toString()).backingFile();
+        } catch (IOException e) {
+            return java.util.Optional.empty();     // not a qcow2 we read: --incoming-overwrite replaces it
+        }
     }
 
     /** A base whose content digest must match the source's before the disks may be verified. */
@@ -186,10 +243,11 @@ final class IncomingVm implements DestinationHost {
             try (BlockImage local = Images.open(basePath, baseFormat, true)) {
                 ours = ferry.migration.BaseIdentities.of(local, expected.fileName(), stop);
             } catch (IOException e) {
-                throw new MigrationException(Phase.BULK_COPY, "reading the base image " + basePath + " failed: " + e.getMessage(), e);
+                throw new MigrationException(Phase.BULK_COPY, "reading the destination's base image failed", basePath + ": "
+                        + e.getMessage(), e);
             }
             if (!java.util.Arrays.equals(ours.sha256(), expected.sha256())) {
-                throw new MigrationException(Phase.BULK_COPY, differs(drive, basePath, "same size, different content"));
+                throw new MigrationException(Phase.BULK_COPY, differs(drive, "same size, different content"), basePath.toString(), null);
             }
             LOG.log(System.Logger.Level.INFO, "base " + basePath + " matches the source's (" + expected.size() + " bytes hashed in "
                     + (System.nanoTime() - startNs) / 1_000_000 + " ms)");
@@ -198,16 +256,16 @@ final class IncomingVm implements DestinationHost {
 
     private static BlockImage openShared(Frame.DiskOffer offer, VmConfig.Drive drive) throws MigrationException, IOException {
         if (!Files.exists(drive.file())) {
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": migrate without -b needs shared storage,"
-                    + " but " + drive.file() + " does not exist on the destination (use migrate -b to copy the disks)");
+            throw refuse("disk " + drive.id() + ": migrate without -b needs shared storage, but the disk's image does not exist"
+                    + " on the destination (use migrate -b to copy the disks)", drive.file() + " does not exist");
         }
         // Read-only: the source's QEMU owns the shared image now. A writable open would write to it
         // (a qcow2 writer clears the autoclear features it does not know, e.g. QEMU's bitmaps bit).
         BlockImage image = Images.open(drive.file(), drive.format(), true);
         if (image.size() != offer.size()) {
             image.close();
-            throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": shared image " + drive.file() + " has "
-                    + image.size() + " bytes here but " + offer.size() + " on the source: not the same disk");
+            throw refuse("disk " + drive.id() + ": the shared image has another size here than the source's " + offer.size()
+                    + " bytes: not the same disk", drive.file() + " has " + image.size() + " bytes");
         }
         return image;
     }
@@ -285,7 +343,7 @@ final class IncomingVm implements DestinationHost {
                 qemu.qmp().execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
                 qemu.qmp().execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
             } catch (QemuException | QmpException e) {
-                throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed: " + e.getMessage(), e);
+                throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed (its log says why)", e.getMessage(), e);
             }
             for (BaseCheck check : baseChecks) {
                 check.run(() -> stopping);     // on vm-start, while the bulk pass arrives

@@ -3,13 +3,14 @@ package ferry.vm;
 import java.io.IOException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Comparator;
 import java.util.stream.Stream;
 
 /**
- * The private directory (mode 0700) that holds one {@code ferry run}'s sockets: QEMU's QMP socket,
+ * The private directory (mode 0700, made exclusively, owner checked) that holds one {@code ferry run}'s sockets: QEMU's QMP socket,
  * the socket of QEMU's own NBD server while a migration runs, the RAM tunnel sockets, QEMU's log.
  * Removed on exit. Directories left by a Ferry that was killed with {@code -9} are removed at the
  * next start once their QEMU is gone too (while it runs, its QMP socket here is the way back to it).
@@ -27,22 +28,91 @@ public final class RuntimeDir implements AutoCloseable {
         this.path = path;
     }
 
+    /**
+     * Makes this Ferry's directory under {@code parent}: exclusively (an existing name, a symlink
+     * included, is an error, never reused), mode 0700, and checked to be a directory this user owns
+     * before anything is written into it. When {@code parent} is Ferry's default shared location
+     * ({@link #defaultParent()} without XDG_RUNTIME_DIR) it is made and checked the same way.
+     */
     public static RuntimeDir create(Path parent, String vmName) throws IOException {
-        Files.createDirectories(parent);
+        if (parent.equals(sharedDefault())) {
+            privateDirectory(parent);                      // /run/ferry or /tmp/ferry-UID: another user may have made it first
+        } else {
+            Files.createDirectories(parent);
+        }
         removeStale(parent);
         String safe = vmName.replaceAll("[^A-Za-z0-9._-]", "_");
         if (safe.length() > 24) {
             safe = safe.substring(0, 24);                  // unix socket paths are limited to 108 bytes
         }
         Path dir = parent.resolve(PREFIX + safe + "-" + ProcessHandle.current().pid());
-        Files.createDirectories(dir, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------")));
-        Files.writeString(dir.resolve(OWNER_FILE), Long.toString(ProcessHandle.current().pid()));
+        try {
+            Files.createDirectory(dir, PRIVATE);           // exclusive: fails on anything already there, a symlink too
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            throw new IOException("runtime directory " + dir + " already exists (another user's, or a symlink): refusing to use it", e);
+        }
+        checkPrivate(dir);
+        Files.writeString(dir.resolve(OWNER_FILE), Long.toString(ProcessHandle.current().pid()),
+                java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
         return new RuntimeDir(dir);
     }
 
+    private static final java.nio.file.attribute.FileAttribute<?> PRIVATE =
+            PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rwx------"));
+
+    /**
+     * Where runtime directories go: {@code $XDG_RUNTIME_DIR} (per user, made by the login manager); else
+     * {@code /run/ferry} for root and {@code TMPDIR/ferry-UID} for others, both made 0700 by Ferry and
+     * refused when someone else made them first ({@link #create}).
+     */
     public static Path defaultParent() {
         String xdg = System.getenv("XDG_RUNTIME_DIR");
-        return xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("java.io.tmpdir"));
+        return xdg != null && !xdg.isBlank() ? Path.of(xdg) : sharedDefault();
+    }
+
+    static Path sharedDefault() {
+        long uid = ownUid();
+        return uid == 0 ? Path.of("/run/ferry") : Path.of(System.getProperty("java.io.tmpdir")).resolve("ferry-" + uid);
+    }
+
+    private static long ownUid() {
+        try {
+            return ((Number) Files.getAttribute(Path.of("/proc/self"), "unix:uid")).longValue();
+        } catch (IOException | UnsupportedOperationException e) {
+            throw new IllegalStateException("cannot tell this process's uid from /proc/self: " + e.getMessage(), e);
+        }
+    }
+
+    /** Makes {@code dir} (0700) if it is missing, then checks it as {@link #checkPrivate}. */
+    static void privateDirectory(Path dir) throws IOException {
+        try {
+            Files.createDirectory(dir, PRIVATE);
+        } catch (java.nio.file.FileAlreadyExistsException e) {
+            // made earlier, by us or by someone else: the check below decides
+        }
+        checkPrivate(dir);
+    }
+
+    /** A directory itself (not a symlink to one), owned by this user, with no permission for group or others. */
+    static void checkPrivate(Path dir) throws IOException {
+        java.nio.file.attribute.PosixFileAttributes attributes =
+                Files.readAttributes(dir, java.nio.file.attribute.PosixFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        if (!attributes.isDirectory()) {
+            throw new IOException("runtime directory " + dir + " is " + (attributes.isSymbolicLink() ? "a symlink" : "not a directory")
+                    + ": refusing to use it");
+        }
+        long owner = ((Number) Files.getAttribute(dir, "unix:uid", LinkOption.NOFOLLOW_LINKS)).longValue();
+        if (owner != ownUid()) {
+            throw new IOException("runtime directory " + dir + " belongs to uid " + owner + ", not to this user (uid " + ownUid()
+                    + "): refusing to use it");
+        }
+        java.util.Set<java.nio.file.attribute.PosixFilePermission> others = java.util.EnumSet.copyOf(attributes.permissions());
+        others.removeAll(java.util.EnumSet.of(java.nio.file.attribute.PosixFilePermission.OWNER_READ,
+                java.nio.file.attribute.PosixFilePermission.OWNER_WRITE, java.nio.file.attribute.PosixFilePermission.OWNER_EXECUTE));
+        if (!others.isEmpty()) {
+            throw new IOException("runtime directory " + dir + " has mode " + PosixFilePermissions.toString(attributes.permissions())
+                    + ": others may use it; refusing (it must be rwx------)");
+        }
     }
 
     public Path path() {
@@ -62,25 +132,28 @@ public final class RuntimeDir implements AutoCloseable {
         return path.resolve(name);
     }
 
+    /** Removes the directories of dead Ferrys: only real directories this user owns, holding a regular owner file; no symlink is followed. */
     private static void removeStale(Path parent) throws IOException {
         try (DirectoryStream<Path> dirs = Files.newDirectoryStream(parent, PREFIX + "*-*")) {
             for (Path dir : dirs) {
                 Path owner = dir.resolve(OWNER_FILE);
-                if (!Files.isDirectory(dir) || !Files.isRegularFile(owner)) {
-                    continue;                               // not ours (e.g. a kept ferry-demo work directory)
+                if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS) || !Files.isRegularFile(owner, LinkOption.NOFOLLOW_LINKS)
+                        || ((Number) Files.getAttribute(dir, "unix:uid", LinkOption.NOFOLLOW_LINKS)).longValue() != ownUid()) {
+                    continue;                               // not ours (a kept ferry-demo work directory, another user's, a symlink)
                 }
-                String pidText = Files.readString(owner).strip();
-                if (!pidText.matches("\\d{1,18}")) {
+                java.util.Optional<Long> ferryPid = pidIn(owner);
+                if (ferryPid.isEmpty()) {
                     continue;
                 }
-                long pid = Long.parseLong(pidText);
+                long pid = ferryPid.get();
                 java.util.Optional<Long> qemu = livePid(dir.resolve(QEMU_FILE));
-                if (ProcessHandle.of(pid).isEmpty() && qemu.isPresent()) {
+                boolean dead = ProcessHandle.of(pid).isEmpty() || pid == ProcessHandle.current().pid();
+                if (dead && qemu.isPresent()) {
                     LOG.log(System.Logger.Level.INFO, "ferry pid " + pid + " is gone but its QEMU (pid " + qemu.get()
                             + ") still runs the VM; leaving " + dir + " (its QMP socket) alone");
                     continue;
                 }
-                if (ProcessHandle.of(pid).isEmpty()) {
+                if (dead) {                                 // our own pid there: a dead Ferry's, reused
                     LOG.log(System.Logger.Level.INFO, "removing stale runtime directory of dead ferry pid " + pid + ": " + dir);
                     delete(dir);
                 }
@@ -88,18 +161,26 @@ public final class RuntimeDir implements AutoCloseable {
         }
     }
 
-    private static java.util.Optional<Long> livePid(Path file) throws IOException {
-        if (!Files.isRegularFile(file, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+    /** The pid in a small regular file, read without following a symlink. */
+    private static java.util.Optional<Long> pidIn(Path file) throws IOException {
+        if (!Files.isRegularFile(file, LinkOption.NOFOLLOW_LINKS)) {
             return java.util.Optional.empty();
         }
-        String text = Files.readString(file).strip();
-        if (!text.matches("\\d{1,18}")) {
-            return java.util.Optional.empty();
+        java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocate(32);
+        try (var in = Files.newByteChannel(file, java.nio.file.StandardOpenOption.READ, LinkOption.NOFOLLOW_LINKS)) {
+            while (buffer.hasRemaining() && in.read(buffer) > 0) {
+                // a pid file is a few bytes; more is not ours
+            }
         }
-        long pid = Long.parseLong(text);
-        return ProcessHandle.of(pid).filter(ProcessHandle::isAlive).map(p -> pid);
+        String text = new String(buffer.array(), 0, buffer.position(), java.nio.charset.StandardCharsets.US_ASCII).strip();
+        return text.matches("\\d{1,18}") ? java.util.Optional.of(Long.parseLong(text)) : java.util.Optional.empty();
     }
 
+    private static java.util.Optional<Long> livePid(Path file) throws IOException {
+        return pidIn(file).filter(pid -> ProcessHandle.of(pid).filter(ProcessHandle::isAlive).isPresent());
+    }
+
+    /** Deletes {@code dir} and what is in it; Files.walk follows no symlink (a link is removed, never what it names). */
     private static void delete(Path dir) throws IOException {
         try (Stream<Path> walk = Files.walk(dir)) {
             for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {

@@ -1,6 +1,8 @@
 package ferry.vm;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.file.Files;
@@ -47,5 +49,48 @@ class RuntimeDirTest {
         try (RuntimeDir dir = RuntimeDir.create(parent, "vm")) {
             assertFalse(Files.exists(orphan), "once QEMU is gone too the directory is stale");
         }
+    }
+
+    @Test
+    void shouldRefuseASymlinkPlantedAtItsOwnNameAndWriteNothingThroughIt() throws Exception {
+        Path elsewhere = Files.createDirectories(parent.resolve("elsewhere"));
+        Files.createSymbolicLink(parent.resolve("ferry-vm-" + ProcessHandle.current().pid()), elsewhere);
+        java.io.IOException e = assertThrows(java.io.IOException.class, () -> RuntimeDir.create(parent, "vm"));
+        assertTrue(e.getMessage().contains("already exists"), e.getMessage());
+        try (var listing = Files.list(elsewhere)) {
+            assertEquals(0, listing.count(), "nothing may be written through the symlink");
+        }
+    }
+
+    @Test
+    void shouldRefuseASharedParentThatIsASymlinkOrOpenToOthers() throws Exception {
+        Path open = Files.createDirectories(parent.resolve("open"));
+        Files.setPosixFilePermissions(open, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
+        assertTrue(assertThrows(java.io.IOException.class, () -> RuntimeDir.privateDirectory(open)).getMessage()
+                .contains("others may use it"));
+        Path link = Files.createSymbolicLink(parent.resolve("link"), Files.createDirectories(parent.resolve("target")));
+        assertTrue(assertThrows(java.io.IOException.class, () -> RuntimeDir.privateDirectory(link)).getMessage().contains("a symlink"));
+        Path fresh = parent.resolve("fresh");
+        RuntimeDir.privateDirectory(fresh);
+        assertEquals("rwx------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(fresh)));
+        RuntimeDir.privateDirectory(fresh);                   // made before by this user: fine
+        assertTrue(RuntimeDir.sharedDefault().toString().startsWith(ProcessHandle.current().info().user().orElse("").equals("root")
+                ? "/run/ferry" : System.getProperty("java.io.tmpdir")), RuntimeDir.sharedDefault().toString());
+    }
+
+    @Test
+    void shouldNeverFollowASymlinkWhenRemovingAStaleDirectory() throws Exception {
+        Path victim = Files.createDirectories(parent.resolve("victim"));
+        Files.writeString(victim.resolve("ferry.pid"), "999999996");          // looks stale, but is reached only through links
+        Files.writeString(victim.resolve("precious"), "data");
+        Files.createSymbolicLink(parent.resolve("ferry-vm-999999996"), victim);
+        Path stale = Files.createDirectories(parent.resolve("ferry-vm-999999995"));
+        Files.writeString(stale.resolve("ferry.pid"), "999999995");
+        Files.createSymbolicLink(stale.resolve("inside-link"), victim);
+        try (RuntimeDir dir = RuntimeDir.create(parent, "vm")) {
+            assertFalse(Files.exists(stale, java.nio.file.LinkOption.NOFOLLOW_LINKS), "the real stale directory goes");
+        }
+        assertTrue(Files.exists(victim.resolve("precious")), "a symlink's target was removed");
+        assertTrue(Files.isSymbolicLink(parent.resolve("ferry-vm-999999996")), "a symlink is never taken for a stale directory");
     }
 }

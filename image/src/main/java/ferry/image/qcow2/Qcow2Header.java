@@ -136,7 +136,7 @@ public record Qcow2Header(
         long refcountTableOffset = b.getLong(REFCOUNT_TABLE_OFFSET_OFFSET);
         int refcountTableClusters = b.getInt(REFCOUNT_TABLE_CLUSTERS_OFFSET);
         long l2Coverage = (long) clusterSize * (clusterSize / 8);
-        long neededL1 = (size + l2Coverage - 1) / l2Coverage;
+        long neededL1 = size / l2Coverage + (size % l2Coverage != 0 ? 1 : 0);   // no size + coverage - 1: it wraps near 2^63
         if (l1Size < 0 || l1Size > MAX_L1_ENTRIES || l1Size < neededL1) {
             throw invalid(path, "l1_size=" + l1Size + " needed=" + neededL1);
         }
@@ -152,8 +152,9 @@ public record Qcow2Header(
         int backingSize = b.getInt(BACKING_FILE_SIZE_OFFSET);
         Optional<String> backingFile = Optional.empty();
         if (backingOffset != 0) {
+            // Subtract, never add: a backing_file_offset near 2^63 plus the size wraps negative and passed.
             if (backingSize < 0 || backingSize > MAX_BACKING_FILE_SIZE || backingOffset < headerLength
-                    || backingOffset + backingSize > Math.min(clusterSize, limit)) {
+                    || backingOffset > Math.min(clusterSize, limit) - backingSize) {
                 throw invalid(path, "backing_file_offset=" + backingOffset + " backing_file_size=" + backingSize);
             }
             backingFile = Optional.of(string(b, (int) backingOffset, backingSize));

@@ -31,7 +31,7 @@ final class Qcow2Layout {
         }
         int bits = Integer.numberOfTrailingZeros(clusterSize);
         long l2Coverage = (long) clusterSize * (clusterSize / 8);
-        long l1Size = (size + l2Coverage - 1) / l2Coverage;
+        long l1Size = size / l2Coverage + (size % l2Coverage != 0 ? 1 : 0);   // no size + coverage - 1: it wraps near 2^63
         if (l1Size > Qcow2Header.MAX_L1_ENTRIES) {
             throw new ImageException(Kind.UNSUPPORTED, where + "the L1 table would need " + l1Size
                     + " entries, over QEMU's limit of " + Qcow2Header.MAX_L1_ENTRIES + "; use larger clusters");

@@ -80,6 +80,11 @@ public final class RawImage implements BlockImage {
         } catch (NativeIoException e) {
             ImageException failure = failure("create", "path=" + path + " size=" + size, e);
             closeAfterFailure(file, failure);
+            try {
+                java.nio.file.Files.deleteIfExists(path);   // made by createNew above: ours; a size the file system
+            } catch (java.io.IOException removal) {         // refuses (EFBIG) must not leave an empty file behind
+                failure.addSuppressed(removal);
+            }
             throw failure;
         }
     }

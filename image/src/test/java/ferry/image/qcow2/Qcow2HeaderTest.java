@@ -109,4 +109,119 @@ class Qcow2HeaderTest {
         assertEquals("bit 9 (frobnicate)", h.featureNames().describe(Qcow2Header.FeatureNames.TYPE_INCOMPATIBLE,
                 h.incompatibleFeatures()));
     }
+
+    /** One header field set to a hostile value: field offset, width in bytes, value. */
+    private record Hostile(String what, int offset, int width, long value) {}
+
+    @Test
+    void shouldRefuseHostileHeaderFieldsWithAnImageExceptionEveryTime() {
+        long max = Long.MAX_VALUE;
+        for (Hostile h : java.util.List.of(
+                new Hostile("backing offset + size wraps past 2^63", 8, 8, max - 3),
+                new Hostile("backing offset negative", 8, 8, -8),
+                new Hostile("backing offset past the cluster", 8, 8, 1L << 40),
+                new Hostile("backing offset inside the header", 8, 8, 16),
+                new Hostile("backing size negative", 16, 4, -1),
+                new Hostile("backing size over 1023", 16, 4, 1024),
+                new Hostile("backing size past the buffer", 16, 4, 1000),
+                new Hostile("cluster bits huge", 20, 4, 63),
+                new Hostile("cluster bits negative", 20, 4, -1),
+                new Hostile("size negative", 24, 8, -1),
+                new Hostile("size huge", 24, 8, max),
+                new Hostile("l1 size negative", 36, 4, -1),
+                new Hostile("l1 size huge", 36, 4, Integer.MAX_VALUE),
+                new Hostile("l1 offset unaligned", 40, 8, 1),
+                new Hostile("l1 offset negative", 40, 8, Long.MIN_VALUE),
+                new Hostile("refcount table offset negative", 48, 8, -4096),
+                new Hostile("refcount table clusters huge", 56, 4, Integer.MAX_VALUE),
+                new Hostile("refcount table clusters negative", 56, 4, -1),
+                new Hostile("refcount order 7", 96, 4, 7),
+                new Hostile("refcount order negative", 96, 4, -1),
+                new Hostile("header length huge", 100, 4, Integer.MAX_VALUE),
+                new Hostile("header length negative", 100, 4, -8),
+                new Hostile("header length unaligned", 100, 4, 105),
+                new Hostile("extension length wraps", 0x6c, 4, 0xfffffff8L),
+                new Hostile("extension length past the end", 0x6c, 4, 0x7ffffff0L),
+                new Hostile("version 4", 4, 4, 4))) {
+            ByteBuffer b = bytes(V3_BACKING);
+            if (h.width() == 8) {
+                b.putLong(h.offset(), h.value());
+            } else {
+                b.putInt(h.offset(), (int) h.value());
+            }
+            ImageException e = assertThrows(ImageException.class, () -> Qcow2Header.parse(b, "x"), h.what());
+            assertTrue(e.getMessage().startsWith("open qcow2 failed: path=x"), h.what() + ": " + e.getMessage());
+        }
+    }
+
+    /**
+     * Random bytes written over random places of both fixtures, 200 000 times: parse returns a header or
+     * throws an ImageException, nothing else (an IndexOutOfBoundsException used to escape from the backing name).
+     */
+    @Test
+    void shouldOnlyEverThrowImageExceptionOnMutatedHeaders() {
+        java.util.Random random = new java.util.Random(10);
+        byte[][] seeds = {HexFormat.of().parseHex(V2.replace(" ", "")), HexFormat.of().parseHex(V3_BACKING.replace(" ", ""))};
+        long[] interesting = {0, 1, -1, 8, 0x68, 0x80, 1023, 1024, 4096, 1L << 31, Long.MAX_VALUE, Long.MIN_VALUE, Long.MAX_VALUE - 7};
+        int parsed = 0, refused = 0;
+        for (int i = 0; i < 200_000; i++) {
+            byte[] seed = seeds[random.nextInt(seeds.length)];
+            byte[] bytes = java.util.Arrays.copyOf(seed, random.nextInt(4) == 0 ? random.nextInt(seed.length + 64) : seed.length);
+            ByteBuffer b = ByteBuffer.wrap(bytes);
+            for (int m = 1 + random.nextInt(4); m > 0 && bytes.length > 8; m--) {
+                int at = random.nextInt(bytes.length - 7) & ~3;       // fields are 4-aligned
+                switch (random.nextInt(3)) {
+                    case 0 -> bytes[random.nextInt(bytes.length)] = (byte) random.nextInt(256);
+                    case 1 -> b.putInt(at, (int) interesting[random.nextInt(interesting.length)]);
+                    default -> b.putLong(at, interesting[random.nextInt(interesting.length)]);
+                }
+            }
+            if (bytes.length >= 4 && random.nextBoolean()) {
+                b.putInt(0, Qcow2Header.MAGIC);                        // keep most cases past the magic check
+            }
+            try {
+                Qcow2Header.parse(b, "fuzz");
+                parsed++;
+            } catch (ImageException e) {
+                refused++;
+            } catch (RuntimeException e) {
+                throw new AssertionError("case " + i + ": " + HexFormat.of().formatHex(bytes) + " threw " + e, e);
+            }
+        }
+        assertTrue(parsed > 100 && refused > 100_000, "parsed=" + parsed + " refused=" + refused);
+    }
+
+    /** The same over whole files: Qcow2Image.open, a read and the allocation map of 2 000 mutated images. */
+    @Test
+    void shouldOpenMutatedImagesOrRefuseThemWithAnImageException(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp) throws Exception {
+        java.nio.file.Path good = tmp.resolve("good.qcow2");
+        try (Qcow2Image image = Qcow2Image.create(good, 4L << 20, 4096, Optional.empty())) {
+            image.write(8192, ByteBuffer.wrap(new byte[] {1, 2, 3}));
+        }
+        byte[] seed = java.nio.file.Files.readAllBytes(good);
+        java.util.Random random = new java.util.Random(11);
+        long[] interesting = {0, 1, -1, 4096, 1L << 31, Long.MAX_VALUE, Long.MIN_VALUE, 1L << 40};
+        java.nio.file.Path file = tmp.resolve("fuzz.qcow2");
+        for (int i = 0; i < 2_000; i++) {
+            byte[] bytes = seed.clone();
+            ByteBuffer b = ByteBuffer.wrap(bytes);
+            for (int m = 1 + random.nextInt(3); m > 0; m--) {
+                int at = random.nextInt(random.nextBoolean() ? 112 : bytes.length - 8) & ~3;
+                switch (random.nextInt(3)) {
+                    case 0 -> bytes[at + random.nextInt(4)] = (byte) random.nextInt(256);
+                    case 1 -> b.putInt(at, (int) interesting[random.nextInt(interesting.length)]);
+                    default -> b.putLong(at, interesting[random.nextInt(interesting.length)]);
+                }
+            }
+            java.nio.file.Files.write(file, bytes);
+            try (Qcow2Image image = Qcow2Image.open(file, true)) {
+                image.read(0, ByteBuffer.allocate(16384));
+                image.extents(0, image.size());
+            } catch (ImageException e) {
+                // refused cleanly
+            } catch (RuntimeException | OutOfMemoryError e) {
+                throw new AssertionError("case " + i + " threw " + e, e);
+            }
+        }
+    }
 }

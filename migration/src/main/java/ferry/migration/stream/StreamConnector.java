@@ -22,7 +22,7 @@ public final class StreamConnector {
     /** The whole handshake, both flights: loopback takes ~10 ms, a WAN round trip or two more. */
     public static final int HANDSHAKE_TIMEOUT_MS = 10_000;
     /** How long a refusing side reads the peer's last bytes so that the peer reads the refusal, not a reset. */
-    static final int REFUSAL_DRAIN_MS = 2_000;
+    public static final int REFUSAL_DRAIN_MS = 2_000;
 
     private StreamConnector() {}
 

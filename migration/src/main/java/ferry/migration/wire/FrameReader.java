@@ -18,9 +18,20 @@ public final class FrameReader {
     private ByteBuffer payload = ByteBuffer.allocateDirect(MigrationWire.MAX_BLOCK_PAYLOAD + MigrationWire.BLOCK_DATA_PREFIX);
     private final AtomicLong bytesRead = new AtomicLong();
     private long frames;
+    private long frameTimeoutNs = Long.MAX_VALUE;
+    private long frameStartNs;     // when the current frame's first byte arrived; 0 before it
 
     public FrameReader(ReadableByteChannel channel) {
         this.channel = channel;
+    }
+
+    /**
+     * Bounds how long one frame may take from its first byte to its last: the socket's read timeout
+     * bounds the silence between two reads, this a peer that trickles a frame a byte at a time.
+     */
+    public FrameReader frameTimeoutMs(long timeoutMs) {
+        this.frameTimeoutNs = timeoutMs * 1_000_000;
+        return this;
     }
 
     public long bytesRead() {
@@ -30,6 +41,7 @@ public final class FrameReader {
     /** The next frame; EOFException when the peer closed the stream between frames. */
     public Frame next() throws IOException, MigrationWire.WireException {
         header.clear();
+        frameStartNs = 0;
         if (!fill(header, true)) {
             throw new EOFException("migration stream closed by peer after " + frames + " frames");
         }
@@ -61,7 +73,16 @@ public final class FrameReader {
                 }
                 throw new EOFException("migration stream closed by peer in the middle of a frame");
             }
-            any |= n > 0;
+            if (n > 0) {
+                any = true;
+                long now = System.nanoTime();
+                if (frameStartNs == 0) {
+                    frameStartNs = now;
+                } else if (buffer.hasRemaining() && now - frameStartNs > frameTimeoutNs) {
+                    throw new java.io.InterruptedIOException("the peer took more than " + frameTimeoutNs / 1_000_000
+                            + " ms to send one frame (frame " + (frames + 1) + ")");
+                }
+            }
         }
         return true;
     }

@@ -40,6 +40,50 @@ public final class MigrationWire {
     public static final int BLOCK_DATA_PREFIX = 2 + 8;          // disk u16, offset u64
     public static final int MAX_STRING = 4096;
     public static final int MAX_DISKS = 64;
+    /** Granule sizes: powers of two in this range (the source's {@code granule-size} parameter has the same bounds). */
+    public static final int MIN_GRANULE_SIZE = 4096, MAX_GRANULE_SIZE = 16 << 20;
+    /**
+     * Largest disk a HELLO may offer: 1 PiB, far above QEMU's raw images on ext4 (16 TiB) and anything
+     * migrated over one stream, well below where sizes overflow in offset arithmetic.
+     */
+    public static final long MAX_DISK_SIZE = 1L << 50;
+
+    /** Payload bytes of a DISKS_DONE for disks of these sizes at {@code granuleSize}. */
+    public static long disksDoneLength(List<Long> diskSizes, int granuleSize) {
+        long bytes = 2;
+        for (long size : diskSizes) {
+            long granules = (size + granuleSize - 1) / granuleSize;
+            bytes += 4 + 4 * ((granules + 1023) / 1024);   // GranuleDigests.GROUP_GRANULES
+        }
+        return bytes;
+    }
+
+    /**
+     * The smallest granule size, from {@code wanted} up by doubling, whose DISKS_DONE fits in one frame
+     * ({@link #MAX_PAYLOAD}); at 4 KiB granules that holds about 16 TiB of disks. -1 when even
+     * {@link #MAX_GRANULE_SIZE} is too small.
+     */
+    public static int smallestGranuleFor(List<Long> diskSizes, int wanted) {
+        for (long granule = wanted; granule <= MAX_GRANULE_SIZE; granule *= 2) {
+            if (disksDoneLength(diskSizes, (int) granule) <= MAX_PAYLOAD) {
+                return (int) granule;
+            }
+        }
+        return -1;
+    }
+
+    /** Largest payload of each type; frames of fixed layout are refused from the header alone, before a payload buffer is sized. */
+    static int maxPayload(Type type) {
+        return switch (type) {
+            case INVALID, RAM_EOF, VERIFIED, DEST_READY, COMMIT, RUNNING -> 0;
+            case BLOCK_ZERO -> 2 + 8 + 8;
+            case PASS_END -> 4 + 8;
+            case WELCOME -> 2 + MAX_DISKS;
+            case ERROR -> 2 * (2 + MAX_STRING);
+            case CANCEL -> 2 + MAX_STRING;
+            case HELLO, BLOCK_DATA, RAM, DISKS_DONE -> MAX_PAYLOAD;
+        };
+    }
 
     /** Frame types. The numbers are the wire values; 0 is reserved. */
     public enum Type {
@@ -90,8 +134,9 @@ public final class MigrationWire {
         }
         int flags = Short.toUnsignedInt(h.getShort(base + FLAGS_OFFSET));
         int length = h.getInt(base + LENGTH_OFFSET);
-        if (length < 0 || length > MAX_PAYLOAD) {
-            throw new WireException("frame too large: type=" + type + " length=" + Integer.toUnsignedString(length) + " max=" + MAX_PAYLOAD);
+        if (length < 0 || length > maxPayload(type)) {
+            throw new WireException("frame too large: type=" + type + " length=" + Integer.toUnsignedString(length) + " max="
+                    + maxPayload(type));
         }
         return new Header(type, flags, length, h.getInt(base + CRC_OFFSET));
     }

@@ -1,5 +1,6 @@
 package ferry.nbd.tls;
 
+import ferry.tls.TlsException;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;

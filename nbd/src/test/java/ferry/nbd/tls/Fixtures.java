@@ -1,5 +1,9 @@
 package ferry.nbd.tls;
 
+import ferry.tls.PemFiles;
+import ferry.tls.TlsCredentials;
+import ferry.tls.TlsEndpoint;
+import ferry.tls.TlsException;
 import java.net.Socket;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
@@ -26,12 +30,12 @@ public final class Fixtures {
     }
 
     public static TlsCredentials server(boolean verifyPeer) throws TlsException {
-        return TlsCredentials.load(dir("good"), TlsCredentials.Endpoint.SERVER, verifyPeer);
+        return TlsCredentials.load("tls0", dir("good"), TlsEndpoint.SERVER, verifyPeer, true);
     }
 
     /** A client of {@code dir} ("good", "rogue"). */
     public static TlsCredentials client(String dir) throws TlsException {
-        return TlsCredentials.load(dir(dir), TlsCredentials.Endpoint.CLIENT, true);
+        return TlsCredentials.load("tls0", dir(dir), TlsEndpoint.CLIENT, true, true);
     }
 
     /**

@@ -2,6 +2,8 @@ package ferry.nbd.tls;
 
 import static org.junit.jupiter.api.Assertions.*;
 
+import ferry.tls.TlsCredentials;
+import ferry.tls.TlsException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;

@@ -1,4 +1,4 @@
-package ferry.nbd.tls;
+package ferry.tls;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -7,7 +7,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.PrivateKey;
 import java.security.cert.X509Certificate;
-import java.util.HexFormat;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -15,8 +14,13 @@ import org.junit.jupiter.api.io.TempDir;
 class PemFilesTest {
     @TempDir Path tmp;
 
+    /** The committed key fixtures (keys/make-keys.sh). */
     private static Path key(String name) {
-        return Fixtures.dir("keys").resolve(name);
+        try {
+            return Path.of(PemFilesTest.class.getResource("/keys/" + name).toURI());
+        } catch (java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     @Test
@@ -46,15 +50,17 @@ class PemFilesTest {
     void shouldRefuseEncryptedKeysSayingSo() {
         for (String name : List.of("encrypted-pkcs8.pem", "encrypted-pkcs1.pem")) {
             TlsException e = assertThrows(TlsException.class, () -> PemFiles.privateKey(key(name)));
-            assertEquals(TlsException.Kind.CREDENTIALS, e.kind());
+            assertEquals(TlsException.Kind.UNSUPPORTED, e.kind());
             assertTrue(e.getMessage().contains("encrypted") && e.getMessage().contains(name), e.getMessage());
         }
     }
 
     @Test
     void shouldReadEveryCertificateOfABundleInFileOrder() throws Exception {
-        List<X509Certificate> cas = PemFiles.certificates(Fixtures.dir("rogue").resolve("ca-cert.pem"));
-        assertEquals(List.of("CN=Ferry test CA", "CN=Rogue CA"), cas.stream().map(c -> c.getSubjectX500Principal().getName()).toList());
+        Path bundle = tmp.resolve("bundle.pem");
+        Files.writeString(bundle, Files.readString(key("rsa-cert.pem")) + Files.readString(key("rsa-cert.pem")).replace("\n", "\r\n"));
+        List<X509Certificate> cas = PemFiles.certificates(bundle);
+        assertEquals(List.of("CN=rsa", "CN=rsa"), cas.stream().map(c -> c.getSubjectX500Principal().getName()).toList());
     }
 
     @Test
@@ -84,7 +90,7 @@ class PemFilesTest {
             Path file = tmp.resolve("bad-" + i + ".pem");
             Files.writeString(file, bad.get(i), StandardCharsets.US_ASCII);
             TlsException e = assertThrows(TlsException.class, () -> PemFiles.privateKey(file), "case " + i);
-            assertEquals(TlsException.Kind.CREDENTIALS, e.kind());
+            assertTrue(e.kind() == TlsException.Kind.FORMAT || e.kind() == TlsException.Kind.UNSUPPORTED, e.kind() + ": case " + i);
             assertTrue(e.getMessage().contains(file.toString()), e.getMessage());
             assertFalse(e.getMessage().contains("\n"), e.getMessage());
         }
@@ -94,16 +100,15 @@ class PemFilesTest {
     }
 
     @Test
-    void shouldWalkAndWriteDer() throws Exception {
-        // SEQUENCE { INTEGER 1, OCTET STRING 300 bytes }: a long-form length (0x82 0x01 0x2c) inside
-        byte[] der = Der.encode(Der.SEQUENCE, Der.encode(Der.INTEGER, new byte[] {1}), Der.encode(Der.OCTET_STRING, new byte[300]));
-        assertEquals("30820133" + "020101" + "0482012c", HexFormat.of().formatHex(der, 0, 11));
-        List<Der.Element> children = Der.readOne(der).children();
-        assertEquals(2, children.size());
-        assertEquals(300, children.get(1).content().length);
-        assertEquals("1.2.840.10045.2.1", Der.dotted(Der.OID_EC_PUBLIC_KEY));
-        assertEquals("1.3.101.112", Der.dotted(Der.OID_ED25519));
-        assertThrows(Der.MalformedException.class, () -> Der.readOne(HexFormat.of().parseHex("3005020101")));   // runs past the end
-        assertThrows(Der.MalformedException.class, () -> Der.readOne(HexFormat.of().parseHex("30850000000000")));   // 5 length bytes
+    void shouldRefuseAFifoOrAHugeFileWithoutReadingIt() throws Exception {
+        Path fifo = tmp.resolve("fifo.pem");
+        new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor();
+        TlsException e = assertThrows(TlsException.class, () -> PemFiles.certificates(fifo));
+        assertTrue(e.getMessage().contains("not a regular file"), e.getMessage());
+        Path huge = tmp.resolve("huge.pem");
+        try (var f = new java.io.RandomAccessFile(huge.toFile(), "rw")) {
+            f.setLength(PemFiles.MAX_FILE_LENGTH + 1);
+        }
+        assertTrue(assertThrows(TlsException.class, () -> PemFiles.privateKey(huge)).getMessage().contains("at most"));
     }
 }
