@@ -32,6 +32,12 @@ public sealed interface MonitorCommand {
     /** {@code info migrate_parameters}: render with {@link InfoMigrateParametersView}. */
     record InfoMigrateParameters() implements MonitorCommand {}
 
+    /** {@code info migrate_capabilities}: Ferry's migration capabilities (events, block), QEMU 7.2's format. */
+    record InfoMigrateCapabilities() implements MonitorCommand {}
+
+    /** {@code migrate_set_capability NAME on|off}: Ferry's capabilities; QEMU's others can only be off. */
+    record MigrateSetCapability(String capability, boolean state) implements MonitorCommand {}
+
     /** {@code stop} or {@code s}. */
     record Stop() implements MonitorCommand {}
 

@@ -79,9 +79,9 @@ class MonitorParserTest {
 
     @Test
     void shouldRefuseQemuMigrationCommandsThatBypassFerry() {
-        MonitorException e = fails("migrate_set_capability block on");
+        MonitorException e = fails("migrate_continue pre-switchover");
         assertEquals(MonitorException.Kind.REFUSED, e.kind());
-        assertTrue(e.getMessage().startsWith("Error: migrate_set_capability is not available"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("Error: migrate_continue is not available"), e.getMessage());
         assertEquals(MonitorException.Kind.REFUSED, fails("migrate_continue pre-switchover").kind());
         assertEquals(MonitorException.Kind.REFUSED, fails("   ").kind());
     }
@@ -272,7 +272,7 @@ class MonitorParserTest {
         assertTrue(all.startsWith("help|? [cmd] -- show the help\ninfo [subcommand] -- "), all);
         assertTrue(all.contains("\nmigrate_set_downtime value -- set maximum tolerated downtime (in seconds) for migrations\n"), all);
         assertTrue(all.endsWith("\n" + MonitorHelp.PASSTHROUGH_NOTE), all);
-        assertEquals(16, all.lines().count());   // 13 commands, migrate on 3 lines, the note
+        assertEquals(17, all.lines().count());   // 14 commands, migrate on 3 lines, the note
         assertEquals(Optional.of("migrate_incoming uri -- Continue an incoming migration from an -incoming defer"),
                 MonitorHelp.topic("migrate_incoming"));                  // QEMU 7.2's words
         assertEquals(Optional.of("cont|c  -- resume emulation"), MonitorHelp.topic("c"));
@@ -280,5 +280,14 @@ class MonitorParserTest {
         assertTrue(MonitorHelp.topic("info").orElseThrow().endsWith("Other info subcommands are passed to QEMU's monitor."));
         assertEquals(Optional.empty(), MonitorHelp.topic("info registers"));
         assertEquals(Optional.empty(), MonitorHelp.topic("nosuch"));
+    }
+
+    @Test
+    void shouldParseFerrysMigrationCapabilitiesInsteadOfPassingThemToQemu() throws Exception {
+        assertEquals(new MonitorCommand.InfoMigrateCapabilities(), parse("info migrate_capabilities"));
+        assertEquals(new MonitorCommand.MigrateSetCapability("block", true), parse("migrate_set_capability block on"));
+        assertEquals(new MonitorCommand.MigrateSetCapability("events", false), parse("migrate_set_capability events off"));
+        assertEquals(MonitorException.Kind.USAGE, fails("migrate_set_capability block").kind());
+        assertEquals(MonitorException.Kind.USAGE, fails("migrate_set_capability block yes").kind());
     }
 }
