@@ -20,8 +20,15 @@ public sealed interface MonitorCommand {
     /** {@code info status}: running or paused, as QEMU prints it. */
     record InfoStatus() implements MonitorCommand {}
 
-    /** {@code info block}: the VM's disks as Ferry serves them. */
-    record InfoBlock() implements MonitorCommand {}
+    /**
+     * {@code info block [-n] [-v] [ID]}: the VM's disks (QEMU's view, which knows each disk by its
+     * {@code -drive id=}); {@code arguments} are QEMU's, as typed, empty for all disks.
+     */
+    record InfoBlock(String arguments) implements MonitorCommand {
+        public InfoBlock() {
+            this("");
+        }
+    }
 
     /** {@code info version}: Ferry's version and QEMU's. */
     record InfoVersion() implements MonitorCommand {}

@@ -54,7 +54,7 @@ public final class MonitorHelp {
                     "Enable/Disable the usage of a capability for migration (Ferry's: events, block)"));
 
     private static final List<Entry> INFO = List.of(
-            new Entry("info block", "", "show the VM's disks as Ferry serves them"),
+            new Entry("info block", "[-n] [-v] [device]", "show the VM's disks as Ferry serves them (device: a -drive id)"),
             new Entry("info migrate", "", "show migration status"),
             new Entry("info migrate_parameters", "", "show current migration parameters"),
             new Entry("info migrate_capabilities", "", "show current migration capabilities"),

@@ -108,7 +108,7 @@ public final class MonitorParser {
         List<String> rest = args.subList(1, args.size());
         return switch (sub) {
             case "status" -> noArguments("info status", rest, new InfoStatus());
-            case "block" -> noArguments("info block", rest, new InfoBlock());
+            case "block" -> new InfoBlock(String.join(" ", rest));   // QEMU takes [-n] [-v] [device]: a -drive id
             case "version" -> noArguments("info version", rest, new InfoVersion());
             case "migrate" -> noArguments("info migrate", rest, new InfoMigrate());
             case "migrate_parameters" -> noArguments("info migrate_parameters", rest, new InfoMigrateParameters());

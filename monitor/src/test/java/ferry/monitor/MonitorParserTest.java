@@ -45,6 +45,11 @@ class MonitorParserTest {
     void shouldParseCommandsWithoutArguments() throws Exception {
         assertEquals(new InfoStatus(), parse("info status"));
         assertEquals(new InfoBlock(), parse("info block"));
+        assertEquals(new InfoBlock("disk0"), parse("info block disk0"));      // a -drive id reaches QEMU
+        assertEquals(new InfoBlock("-v disk0"), parse("info block -v disk0"));
+        assertEquals(new Passthrough("block_resize disk0 2G"), parse("block_resize disk0 2G"));
+        assertEquals(new Passthrough("block_set_io_throttle disk0 0 0 0 0 0 0"), parse("block_set_io_throttle disk0 0 0 0 0 0 0"));
+        assertEquals(new Passthrough("eject disk0"), parse("eject disk0"));
         assertEquals(new InfoVersion(), parse("info version"));
         assertEquals(new InfoMigrate(), parse("  info   migrate  "));
         assertEquals(new InfoMigrateParameters(), parse("info migrate_parameters"));
@@ -255,7 +260,6 @@ class MonitorParserTest {
             "system_powerdown x#system_powerdown: extraneous characters at the end of line: 'x'#system_powerdown  -- send system power down event",
             "migrate_cancel now#migrate_cancel: extraneous characters at the end of line: 'now'#migrate_cancel  -- cancel the current VM migration",
             "info migrate x y#info migrate: extraneous characters at the end of line: 'x y'#info migrate  -- show migration status",
-            "info block -v#info block: extraneous characters at the end of line: '-v'#info block  -- show the VM's disks as Ferry serves them",
             "info status x#info status: extraneous characters at the end of line: 'x'#info status  -- show the current VM status (running|paused)",
             "info version x#info version: extraneous characters at the end of line: 'x'#info version  -- show the version of Ferry and QEMU",
             "info migrate_parameters x#info migrate_parameters: extraneous characters at the end of line: 'x'#info migrate_parameters  -- show current migration parameters",

@@ -48,7 +48,7 @@ final class VmMonitor implements MonitorHandler {
             case MonitorCommand.Help help -> out.println(help.topic().map(t -> MonitorHelp.topic(t).orElseGet(() -> passthrough("help " + t)))
                     .orElse(MonitorHelp.all()));
             case MonitorCommand.InfoStatus s -> out.println(status());
-            case MonitorCommand.InfoBlock b -> out.println(blocks());
+            case MonitorCommand.InfoBlock b -> out.println(blocks(b.arguments()));
             case MonitorCommand.InfoVersion v -> out.println(version());
             case MonitorCommand.InfoMigrate m -> out.println(InfoMigrateView.render(report()));
             case MonitorCommand.InfoMigrateParameters p -> out.println(InfoMigrateParametersView.render(vm.migrations().parameters()));
@@ -104,11 +104,11 @@ final class VmMonitor implements MonitorHandler {
     }
 
     /** QEMU owns the disks: its own {@code info block} describes them. */
-    private String blocks() throws MonitorException {
+    private String blocks(String arguments) throws MonitorException {
         if (vm.qmp().isEmpty()) {
             return "no disks yet: they are created when the incoming migration starts";
         }
-        return passthroughOrFail("info block");
+        return passthroughOrFail(arguments.isEmpty() ? "info block" : "info block " + arguments);
     }
 
     private MigrationReport report() {
