@@ -2,19 +2,22 @@ package ferry.cli;
 
 import ferry.image.BlockImage;
 import ferry.image.ImageException;
+import ferry.image.ImageLock;
 import ferry.image.Images;
-import ferry.linux.Threads;
 import ferry.nbd.NbdExport;
 import ferry.nbd.NbdServer;
 import ferry.tls.TlsCredentials;
 import ferry.tls.TlsException;
+import ferry.vm.LogDir;
 import java.io.IOException;
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CountDownLatch;
 
 /**
@@ -28,18 +31,32 @@ import java.util.concurrent.CountDownLatch;
  * syntax, commas in values doubled), whose directory holds QEMU's file names (ca-cert.pem,
  * server-cert.pem, server-key.pem); {@code --tls-creds DIR} without an object is the short form with
  * verify-peer=on. Every client must then STARTTLS (the URIs become {@code nbds+unix://}, {@code nbds://}).
- * Runs on the main thread; the server's threads and the shutdown hook are its own.
+ *
+ * <p>qemu-nbd's options are taken beside Ferry's: {@code ferry serve [-k PATH] [-x NAME] [-f FORMAT] [-r] [-t]
+ * [-e N] [--fork] [--pid-file FILE] FILE}, and their long forms ({@code --socket}, {@code --export-name},
+ * {@code --format}, {@code --read-only}, {@code --persistent}, {@code --shared}). Ferry always serves until
+ * it is signalled, so {@code -t} changes nothing; {@code -e N} allows N clients at once (Ferry's default: no
+ * limit; qemu-nbd's: 1).
+ *
+ * <p>The image is locked as QEMU locks it ({@link ImageLock}): qemu-img and qemu-io refuse to write an image
+ * Ferry serves, and Ferry refuses one that QEMU (or a writer of any kind that honours QEMU's locks) holds.
+ *
+ * <p>Runs on the main thread, which also stops the server: SIGTERM, SIGINT and SIGHUP only wake it
+ * ({@link Signals}), so the exit status after one of them is 0, as qemu-nbd's.
  */
 public final class ServeCommand {
     static final String USAGE = "usage: ferry serve --image PATH [--format raw|qcow2] (--socket PATH | --listen HOST:PORT)"
             + " [--export NAME] [--read-only]\n"
+            + "         [-e N|--shared N] [--fork] [--pid-file FILE] [-t|--persistent]\n"
+            + "   or: ferry serve -k PATH [-x NAME] [-f raw|qcow2] [-r] [-e N] [-t] [--fork] [--pid-file FILE] FILE   (qemu-nbd's options)\n"
             + "         [--tls-creds DIR | --object tls-creds-x509,id=ID,dir=DIR,endpoint=server[,verify-peer=on|off] --tls-creds ID]";
 
     /** TLS settings: QEMU's tls-creds-x509 directory and whether client certificates are required. */
     record Tls(Path dir, boolean verifyPeer) {}
 
     /** The parsed command line. Exactly one of {@code socket} and {@code host}/{@code port} is set; {@code tls} may be null. */
-    record Options(Path image, String format, Path socket, String host, int port, String export, boolean readOnly, Tls tls) {
+    record Options(Path image, String format, Path socket, String host, int port, String export, boolean readOnly, Tls tls,
+            Process process) {
         String uri() {
             String s = tls == null ? "" : "s";
             return socket != null
@@ -48,9 +65,12 @@ public final class ServeCommand {
         }
 
         Options withPort(int bound) {
-            return new Options(image, format, socket, host, bound, export, readOnly, tls);
+            return new Options(image, format, socket, host, bound, export, readOnly, tls, process);
         }
     }
+
+    /** How the server process runs: qemu-nbd's -e, --fork and --pid-file. {@code maxConnections} 0: no limit. */
+    record Process(int maxConnections, boolean fork, Optional<Path> pidFile) {}
 
     /** A command line that cannot be run; its message is the one line the user sees. */
     static final class UsageException extends Exception {
@@ -68,6 +88,9 @@ public final class ServeCommand {
         String listen = null;
         String export = "";
         boolean readOnly = false;
+        int maxConnections = 0;
+        boolean fork = false;
+        Path pidFile = null;
         String tlsCreds = null;
         List<String> objects = new ArrayList<>();
         for (int i = 0; i < args.size(); i++) {
@@ -77,12 +100,28 @@ public final class ServeCommand {
                 inline = arg.substring(arg.indexOf('=') + 1);
                 arg = arg.substring(0, arg.indexOf('='));
             }
+            arg = QEMU_NBD_NAMES.getOrDefault(arg, arg);
             switch (arg) {
-                case "--read-only" -> {
+                case "--read-only", "--persistent", "--fork" -> {
                     if (inline != null) {
-                        throw new UsageException("ferry serve: --read-only takes no value");
+                        throw new UsageException("ferry serve: " + arg + " takes no value");
                     }
-                    readOnly = true;
+                    switch (arg) {
+                        case "--read-only" -> readOnly = true;
+                        case "--fork" -> fork = true;
+                        default -> { }   // -t: Ferry always serves until it is signalled
+                    }
+                }
+                case "--shared", "--pid-file" -> {
+                    if (inline == null && i + 1 >= args.size()) {
+                        throw new UsageException("ferry serve: " + arg + " needs a value");
+                    }
+                    String value = inline != null ? inline : args.get(++i);
+                    if (arg.equals("--pid-file")) {
+                        pidFile = Path.of(value);
+                    } else {
+                        maxConnections = connectionLimit(value);
+                    }
                 }
                 case "--image", "--format", "--socket", "--listen", "--export", "--tls-creds", "--object" -> {
                     if (inline == null && i + 1 >= args.size()) {
@@ -99,12 +138,20 @@ public final class ServeCommand {
                         default -> export = value;
                     }
                 }
-                default -> throw new UsageException("ferry serve: unknown option: " + arg);
+                default -> {
+                    if (arg.startsWith("-") || arg.isEmpty()) {
+                        throw new UsageException("ferry serve: unknown option: " + arg);
+                    }
+                    if (image != null) {   // qemu-nbd's FILE
+                        throw new UsageException("ferry serve: one image only: " + image + " and " + arg);
+                    }
+                    image = Path.of(arg);
+                }
             }
         }
         Tls tls = tls(tlsCreds, objects);
         if (image == null) {
-            throw new UsageException("ferry serve: --image is required");
+            throw new UsageException("ferry serve: --image is required (or qemu-nbd's FILE argument)");
         }
         if ((socket == null) == (listen == null)) {
             throw new UsageException("ferry serve: give exactly one of --socket PATH and --listen HOST:PORT");
@@ -115,11 +162,30 @@ public final class ServeCommand {
         if (export.length() > 4096 || export.indexOf('\0') >= 0) {
             throw new UsageException("ferry serve: bad --export name");
         }
+        Process process = new Process(maxConnections, fork, Optional.ofNullable(pidFile));
         if (listen == null) {
-            return new Options(image, format, socket, null, -1, export, readOnly, tls);
+            return new Options(image, format, socket, null, -1, export, readOnly, tls, process);
         }
         HostPort tcp = HostPort.parse(listen);
-        return new Options(image, format, null, tcp.host(), tcp.port(), export, readOnly, tls);
+        return new Options(image, format, null, tcp.host(), tcp.port(), export, readOnly, tls, process);
+    }
+
+    /** qemu-nbd's option names, mapped to Ferry's. */
+    private static final Map<String, String> QEMU_NBD_NAMES = Map.of(
+            "-k", "--socket", "-x", "--export", "--export-name", "--export", "-f", "--format", "-r", "--read-only",
+            "-t", "--persistent", "-e", "--shared");
+
+    /** qemu-nbd's {@code -e N}: 0 is no limit. */
+    private static int connectionLimit(String value) throws UsageException {
+        try {
+            int n = Integer.parseInt(value);
+            if (n >= 0) {
+                return n;
+            }
+        } catch (NumberFormatException e) {
+            // falls through to the one message
+        }
+        throw new UsageException("ferry serve: --shared needs a number of clients (0: no limit), got: " + value);
     }
 
     /** {@code --listen}'s value. */
@@ -259,6 +325,9 @@ public final class ServeCommand {
             err.println(USAGE);
             return 2;
         }
+        if (options.process().fork() && !Daemon.isChild()) {
+            return fork(options, err);
+        }
         oneLineLogs();
         TlsCredentials credentials;
         try {
@@ -268,11 +337,19 @@ public final class ServeCommand {
             err.println("ferry serve: " + e.getMessage());
             return 1;
         }
+        ImageLock lock;
+        try {
+            lock = ImageLock.forServing(options.image(), options.readOnly());   // before open: QEMU's order
+        } catch (ImageException e) {
+            err.println("ferry serve: " + e.getMessage());
+            return 1;
+        }
         BlockImage image;
         try {
             image = Images.open(options.image(), options.format(), options.readOnly());
         } catch (ImageException e) {
             err.println("ferry serve: cannot open image: " + e.getMessage());
+            release(lock, err);
             return 1;
         }
         List<NbdExport> exports = List.of(new NbdExport(options.export(), image, options.readOnly()));
@@ -282,29 +359,71 @@ public final class ServeCommand {
         if (credentials != null) {
             server.tls(credentials);
         }
+        server.maxConnections(options.process().maxConnections());
+        CountDownLatch signalled = new CountDownLatch(1);
+        Signals.onTermination(why -> {
+            err.println("ferry serve: " + why);
+            signalled.countDown();
+        });
         try {
             server.start();
+            if (options.process().pidFile().isPresent()) {
+                Files.writeString(options.process().pidFile().get(), ProcessHandle.current().pid() + "\n");
+            }
         } catch (IOException e) {
             err.println("ferry serve: " + e.getMessage());
             closeQuietly(image, err);
+            release(lock, err);
             return 1;
         }
         Options bound = options.socket() != null ? options : options.withPort(server.port());
-        CountDownLatch stopped = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(Threads.platform("ferry-serve-stop").newThread(() -> {
-            stop(server, image, err);
-            stopped.countDown();
-        }));
         out.println("ferry serve: serving " + image.describe() + " size=" + image.size()
                 + (options.readOnly() ? " read-only" : "") + " at " + bound.uri()
                 + (credentials == null ? "" : " with TLS " + credentials.describe()));
         out.flush();
+        if (Daemon.isChild()) {
+            Daemon.ready();
+        }
         try {
-            stopped.await();
+            signalled.await();
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
+        stop(server, image, err);
+        release(lock, err);   // after the flush: nobody may write the image before our last write is down
+        options.process().pidFile().ifPresent(file -> deleteQuietly(file, err));
         return 0;
+    }
+
+    /** {@code --fork}: the same command again, detached ({@link Daemon}); returns once it serves. */
+    private static int fork(Options options, PrintStream err) {
+        Path log = LogDir.of(Optional.empty()).resolve("serve-" + options.image().getFileName() + ".ferry.log");
+        try {
+            return Daemon.detach("serve", log);
+        } catch (IOException e) {
+            err.println("ferry serve: --fork failed: " + e.getMessage());
+            return 1;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return 1;
+        }
+    }
+
+    private static void release(ImageLock lock, PrintStream err) {
+        try {
+            lock.close();
+        } catch (ImageException e) {
+            err.println("ferry serve: " + e.getMessage());
+        }
+    }
+
+    /** qemu-nbd removes its --pid-file on exit too. */
+    private static void deleteQuietly(Path file, PrintStream err) {
+        try {
+            Files.deleteIfExists(file);
+        } catch (IOException e) {
+            err.println("ferry serve: cannot remove the pid file " + file + ": " + e.getMessage());
+        }
     }
 
     private static void oneLineLogs() {

@@ -134,4 +134,44 @@ class ServeCommandTest {
         assertEquals("keep me", Files.readString(file));
         assertTrue(Files.isDirectory(dir));
     }
+
+    @Test
+    void shouldTakeQemuNbdsOptionsBesideItsOwn() throws Exception {
+        ServeCommand.Options o = ServeCommand.parse(List.of("-k", "/run/s.sock", "-x", "vda", "-f", "qcow2", "-r", "-t",
+                "-e", "4", "--fork", "--pid-file", "/run/serve.pid", "/srv/d.qcow2"));
+        assertEquals(Path.of("/srv/d.qcow2"), o.image());
+        assertEquals("qcow2", o.format());
+        assertTrue(o.readOnly());
+        assertEquals("nbd+unix:///vda?socket=/run/s.sock", o.uri());
+        assertEquals(new ServeCommand.Process(4, true, java.util.Optional.of(Path.of("/run/serve.pid"))), o.process());
+        ServeCommand.Options longForms = ServeCommand.parse(List.of("--socket=/s", "--export-name=x", "--persistent",
+                "--shared=0", "d.raw"));
+        assertEquals(0, longForms.process().maxConnections());
+        assertFalse(longForms.process().fork());
+        assertEquals("nbd+unix:///x?socket=/s", longForms.uri());
+    }
+
+    @Test
+    void shouldRefuseBadQemuNbdOptionsWithOneLine() {
+        for (List<String> args : List.of(List.of("-k", "/s", "-e", "many", "d.raw"), List.of("-k", "/s", "a.raw", "b.raw"),
+                List.of("-k", "/s", "-e", "-1", "d.raw"), List.of("-k", "/s", "--fork=yes", "d.raw"))) {
+            assertThrows(ServeCommand.UsageException.class, () -> ServeCommand.parse(args), args.toString());
+        }
+    }
+
+    @Test
+    void shouldRefuseAnImageAnotherProcessLocksWithOneLineNamingIt() throws Exception {
+        Path disk = tmp.resolve("held.raw");
+        Files.write(disk, new byte[1 << 20]);
+        try (ferry.image.ImageLock held = ferry.image.ImageLock.forServing(disk, true)) {   // a read-only user, as qemu-img
+            ByteArrayOutputStream err = new ByteArrayOutputStream();
+            int code = ServeCommand.run(List.of("-k", tmp.resolve("s.sock").toString(), disk.toString()),
+                    new PrintStream(new ByteArrayOutputStream()), new PrintStream(err));
+            assertEquals(1, code);
+            String line = err.toString();
+            assertTrue(line.startsWith("ferry serve: image is in use: path=" + disk + ": Failed to get \"write\" lock"), line);
+            assertEquals(1, line.lines().count(), line);
+            assertFalse(Files.exists(tmp.resolve("s.sock")), "no server started");
+        }
+    }
 }

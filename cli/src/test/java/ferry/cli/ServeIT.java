@@ -48,6 +48,7 @@ class ServeIT {
             p.destroy();   // SIGTERM
             assertTrue(p.waitFor(30, TimeUnit.SECONDS));
         }
+        assertEquals(0, p.exitValue(), "SIGTERM is a clean stop, exit 0 as qemu-nbd's");
         String err = Files.readString(tmp.resolve("err.txt"));
         assertTrue(err.contains("nbd connection opened"), err);
         assertTrue(err.contains("image flushed and closed"), err);
@@ -162,6 +163,70 @@ class ServeIT {
                 fail("no '" + text + "' in the server's log within " + seconds + " s:\n" + Files.readString(log));
             }
             Thread.sleep(50);
+        }
+    }
+
+    @Test
+    void locksTheImageAsQemuDoesSoQemuIoCannotWriteItWhileServed() throws Exception {
+        Tools.require("qemu-img");
+        Tools.require("qemu-io");
+        Path root = Path.of(System.getProperty("user.dir")).getParent();
+        assumeTrue(Files.exists(root.resolve("cli/target/ferry.jar")), "cli/target/ferry.jar not built");
+        Path disk = tmp.resolve("d.raw");
+        Path socket = tmp.resolve("s.sock");
+        Path pidFile = tmp.resolve("serve.pid");
+        Tools.run(30, "qemu-img", "create", "-f", "raw", disk.toString(), "16M").orFail();
+        // qemu-nbd's spelling: -k SOCKET -x NAME -f FORMAT -t --pid-file FILE IMAGE
+        Process p = new ProcessBuilder(root.resolve("bin/ferry").toString(), "serve", "-k", socket.toString(), "-x", "vda",
+                "-f", "raw", "-t", "--pid-file", pidFile.toString(), disk.toString())
+                .redirectError(tmp.resolve("err.txt").toFile()).start();
+        try {
+            assertNotNull(new BufferedReader(new InputStreamReader(p.getInputStream())).readLine(), "no ready line");
+            assertEquals(p.pid() + "\n", Files.readString(pidFile));
+            Tools.Result write = Tools.run(60, "qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k", disk.toString());
+            assertNotEquals(0, write.exitCode());
+            assertTrue(write.stderr().contains("Failed to get \"write\" lock"), write.stderr());
+            Tools.Result secondServer = Tools.run(60, "qemu-nbd", "-k", tmp.resolve("q.sock").toString(), "-f", "raw", disk.toString());
+            assertNotEquals(0, secondServer.exitCode(), "qemu-nbd must not serve it too");
+            Tools.run(60, "qemu-io", "-f", "raw", "-c", "write -P 0x22 0 64k", "nbd+unix:///vda?socket=" + socket).orFail();
+        } finally {
+            p.destroy();   // SIGTERM
+            assertTrue(p.waitFor(30, TimeUnit.SECONDS));
+        }
+        assertEquals(0, p.exitValue());
+        assertFalse(Files.exists(pidFile), "pid file removed on exit, as qemu-nbd's");
+        Tools.run(60, "qemu-io", "-f", "raw", "-c", "read -P 0x22 0 64k", "-c", "write -P 0x33 0 64k", disk.toString()).orFail();
+    }
+
+    @Test
+    void refusesAnImageThatQemuNbdServesWithOneLineNamingIt() throws Exception {
+        Tools.require("qemu-img");
+        Tools.require("qemu-nbd");
+        Path root = Path.of(System.getProperty("user.dir")).getParent();
+        assumeTrue(Files.exists(root.resolve("cli/target/ferry.jar")), "cli/target/ferry.jar not built");
+        Path disk = tmp.resolve("held.raw");
+        Tools.run(30, "qemu-img", "create", "-f", "raw", disk.toString(), "16M").orFail();
+        Path qsock = tmp.resolve("q.sock");
+        Process qemuNbd = new ProcessBuilder("qemu-nbd", "-k", qsock.toString(), "-f", "raw", "-t", disk.toString())
+                .redirectErrorStream(true).start();
+        try {
+            for (int i = 0; i < 100 && !Files.exists(qsock); i++) {
+                Thread.sleep(50);
+            }
+            assertTrue(Files.exists(qsock), "qemu-nbd did not start");
+            for (List<String> mode : List.of(List.of("-r"), List.<String>of())) {   // read-only and writable alike
+                List<String> argv = new ArrayList<>(List.of(root.resolve("bin/ferry").toString(), "serve", "-k",
+                        tmp.resolve("s.sock").toString()));
+                argv.addAll(mode);
+                argv.add(disk.toString());
+                Tools.Result serve = Tools.run(60, argv);
+                assertEquals(1, serve.exitCode(), serve.toString());
+                assertTrue(serve.stderr().startsWith("ferry serve: image is in use: path=" + disk + ": Failed to get "), serve.stderr());
+                assertEquals(1, serve.stderr().lines().count(), serve.stderr());
+            }
+        } finally {
+            qemuNbd.destroy();
+            qemuNbd.waitFor(30, TimeUnit.SECONDS);
         }
     }
 }

@@ -9,7 +9,7 @@ import java.io.IOException;
  * The NBD layer maps {@link Kind} to an NBD error in one switch.
  */
 public final class ImageException extends IOException {
-    public enum Kind { IO, NO_SPACE, READ_ONLY, OUT_OF_BOUNDS, INVALID_FORMAT, UNSUPPORTED, CORRUPT }
+    public enum Kind { IO, NO_SPACE, READ_ONLY, OUT_OF_BOUNDS, INVALID_FORMAT, UNSUPPORTED, CORRUPT, IN_USE }
 
     private final Kind kind;
 

@@ -3,10 +3,12 @@ package ferry.linux;
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
+import static java.lang.foreign.ValueLayout.JAVA_SHORT;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemoryLayout.PathElement;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
@@ -19,7 +21,8 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 /**
  * One Linux file descriptor, used through the Foreign Function &amp; Memory API (no JNI):
  * positional {@code pread}/{@code pwrite}, {@code lseek} with {@code SEEK_DATA}/{@code SEEK_HOLE},
- * {@code fallocate} (punch hole, zero range), {@code fdatasync}, {@code ftruncate}.
+ * {@code fallocate} (punch hole, zero range), {@code fdatasync}, {@code ftruncate}, and open file
+ * description locks ({@code fcntl} {@code F_OFD_SETLK}/{@code F_OFD_GETLK}, the ones QEMU takes).
  *
  * <h2>Design notes</h2>
  * <ul>
@@ -81,6 +84,31 @@ public final class NativeFile implements AutoCloseable {
     public static final int SYNC_FILE_RANGE_WRITE = 2;
     private static final MethodHandle FTRUNCATE = downcall("ftruncate",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG));
+
+    // int fcntl(int fd, int cmd, ...): the struct flock pointer is the first variadic argument.
+    private static final MethodHandle FCNTL = downcall("fcntl",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS), Linker.Option.firstVariadicArg(2));
+    static final int F_OFD_GETLK = 36;
+    static final int F_OFD_SETLK = 37;
+    static final short F_RDLCK = 0;
+    static final short F_WRLCK = 1;
+    static final short F_UNLCK = 2;
+    static final short SEEK_SET = 0;
+    /**
+     * {@code struct flock} on x86_64 and aarch64, 32 bytes:
+     * <pre>
+     *  | l_type s16 | l_whence s16 | pad | l_start s64 | l_len s64 | l_pid s32 | pad |
+     *  0            2              4     8             16          24          28    32
+     * </pre>
+     */
+    private static final StructLayout FLOCK = MemoryLayout.structLayout(
+            JAVA_SHORT.withName("l_type"), JAVA_SHORT.withName("l_whence"), MemoryLayout.paddingLayout(4),
+            JAVA_LONG.withName("l_start"), JAVA_LONG.withName("l_len"),
+            JAVA_INT.withName("l_pid"), MemoryLayout.paddingLayout(4));
+    private static final VarHandle L_TYPE = FLOCK.varHandle(PathElement.groupElement("l_type"));
+    private static final VarHandle L_WHENCE = FLOCK.varHandle(PathElement.groupElement("l_whence"));
+    private static final VarHandle L_START = FLOCK.varHandle(PathElement.groupElement("l_start"));
+    private static final VarHandle L_LEN = FLOCK.varHandle(PathElement.groupElement("l_len"));
 
     private static MethodHandle downcall(String name, FunctionDescriptor descriptor, Linker.Option... extra) {
         MemorySegment symbol = LINKER.defaultLookup().find(name)
@@ -375,6 +403,65 @@ public final class NativeFile implements AutoCloseable {
                 Errno errno = errno(state);
                 if (!errno.equals(Errno.EINTR) || interrupted++ == EINTR_RETRIES) {
                     throw new NativeIoException(call, "path=" + path, errno);
+                }
+            }
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
+    /**
+     * Takes a shared (read) open file description lock on {@code [offset, offset + length)} without
+     * waiting ({@code F_OFD_SETLK}, {@code F_RDLCK}); false when another open file description holds a
+     * conflicting (write) lock there. The lock belongs to this descriptor, not to the process: it
+     * lasts until {@link #unlock} or {@link #close()}, and closing another descriptor of the same file
+     * does not drop it (unlike a POSIX record lock).
+     */
+    public boolean tryReadLock(long offset, long length) throws NativeIoException {
+        return ofdLock(F_OFD_SETLK, F_RDLCK, offset, length, "fcntl(F_OFD_SETLK)") != -1;
+    }
+
+    /** Drops this descriptor's locks on {@code [offset, offset + length)} ({@code F_OFD_SETLK}, {@code F_UNLCK}). */
+    public void unlock(long offset, long length) throws NativeIoException {
+        ofdLock(F_OFD_SETLK, F_UNLCK, offset, length, "fcntl(F_OFD_SETLK)");
+    }
+
+    /**
+     * Whether another open file description holds any lock on {@code [offset, offset + length)}: asks
+     * {@code F_OFD_GETLK} whether a write lock could be placed there. This descriptor's own locks never count.
+     */
+    public boolean lockedByOthers(long offset, long length) throws NativeIoException {
+        return ofdLock(F_OFD_GETLK, F_WRLCK, offset, length, "fcntl(F_OFD_GETLK)") != F_UNLCK;
+    }
+
+    /** One fcntl lock call; returns the l_type the kernel left (F_OFD_GETLK), or -1 when SETLK met a conflict. */
+    private int ofdLock(int command, short type, long offset, long length, String call) throws NativeIoException {
+        lockOpen(call);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            MemorySegment lock = arena.allocate(FLOCK);   // zeroed: l_pid must be 0 for OFD locks
+            L_TYPE.set(lock, 0L, type);
+            L_WHENCE.set(lock, 0L, SEEK_SET);
+            L_START.set(lock, 0L, offset);
+            L_LEN.set(lock, 0L, length);
+            for (int interrupted = 0; ; ) {
+                int result;
+                try {
+                    // NATIVE: fd is held open by closeLock's read lock; lock is a struct flock in this
+                    // confined arena, alive for the call, which the kernel reads (and, for GETLK, rewrites).
+                    result = (int) FCNTL.invokeExact(state, fd, command, lock);
+                } catch (Throwable t) {
+                    throw rethrow(call, t);
+                }
+                if (result != -1) {
+                    return (short) L_TYPE.get(lock, 0L);
+                }
+                Errno errno = errno(state);
+                if (command == F_OFD_SETLK && (errno.equals(Errno.EAGAIN) || errno.equals(Errno.EACCES))) {
+                    return -1;   // a conflicting lock is held by another open file description
+                }
+                if (!errno.equals(Errno.EINTR) || interrupted++ == EINTR_RETRIES) {
+                    throw new NativeIoException(call, "path=" + path + " offset=" + offset + " length=" + length, errno);
                 }
             }
         } finally {

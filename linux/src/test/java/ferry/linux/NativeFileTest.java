@@ -2,7 +2,9 @@ package ferry.linux;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -93,5 +95,25 @@ class NativeFileTest {
         assertEquals(Errno.ENOENT, assertThrows(NativeIoException.class,
                 () -> NativeFile.open(dir.resolve("missing"), true)).errno());
         assertEquals(0, Files.size(path));
+    }
+
+    @Test
+    void shouldSeeAnotherDescriptorsOfdReadLockButNeverItsOwn() throws Exception {
+        Path path = dir.resolve("locked.raw");
+        Files.write(path, new byte[4096]);
+        try (NativeFile a = NativeFile.open(path, true); NativeFile b = NativeFile.open(path, false)) {
+            assertTrue(a.tryReadLock(101, 1));
+            assertFalse(a.lockedByOthers(101, 1), "own locks do not count");
+            assertTrue(b.lockedByOthers(101, 1), "another open file description's lock is seen, even in this process");
+            assertFalse(b.lockedByOthers(102, 1));
+            assertTrue(b.tryReadLock(101, 1), "read locks share");
+            a.unlock(101, 1);
+            b.unlock(101, 1);
+            assertFalse(b.lockedByOthers(101, 1));
+            assertTrue(a.tryReadLock(200, 1));
+        }
+        try (NativeFile c = NativeFile.open(path, true)) {
+            assertFalse(c.lockedByOthers(100, 200), "close drops the descriptor's locks");
+        }
     }
 }

@@ -48,7 +48,11 @@ final class DestinationSession {
      * flush at STOP by ~400 ms (benchmark timelines).
      */
     static final long WRITEBACK_CHUNK = 32L << 20;
-    /** Test hook: {@code -Dferry.fault=drop-block} drops one BLOCK_DATA frame, which the digest check must catch. */
+    /**
+     * Test hook: {@code -Dferry.fault=drop-block} drops the first BLOCK_DATA frame and every later one
+     * that covers its first byte again, which the digest check must catch. (Dropping only the first
+     * frame was healed, now and then, when the guest rewrote that granule and a dirty pass resent it.)
+     */
     private final boolean dropOneBlock = "drop-block".equals(System.getProperty("ferry.fault"));
 
     private enum State { AWAIT_HELLO, RECEIVING, VERIFIED, RUNNING }
@@ -71,6 +75,8 @@ final class DestinationSession {
     private final List<BlockImage> images = new ArrayList<>();
     private final List<GranuleDigests> digests = new ArrayList<>();
     private boolean dropped;
+    private int droppedDisk = -1;
+    private long droppedOffset = -1;
     /** Frames for {@code migration-reply} to send; {@link #NO_MORE_REPLIES} ends it. */
     private final java.util.concurrent.BlockingQueue<Frame> replies = new java.util.concurrent.LinkedBlockingQueue<>();
     private static final Frame NO_MORE_REPLIES = new Frame.PassEnd(-1, -1);
@@ -404,8 +410,13 @@ final class DestinationSession {
     private void block(Frame.BlockData block) throws MigrationException {
         int length = block.data().remaining();
         BlockImage image = image(block.disk(), block.offset(), length);
-        if (dropOneBlock && !dropped) {
-            dropped = true;
+        if (dropOneBlock && (!dropped || (block.disk() == droppedDisk && block.offset() <= droppedOffset
+                && droppedOffset < block.offset() + length))) {
+            if (!dropped) {
+                dropped = true;
+                droppedDisk = block.disk();
+                droppedOffset = block.offset();
+            }
             LOG.log(System.Logger.Level.WARNING, "test hook ferry.fault=drop-block: dropping block at offset " + block.offset());
             return;
         }

@@ -646,7 +646,8 @@ public final class MigrationSource implements AutoCloseable {
         switch (status) {
             case PRE_SWITCHOVER -> moveTo(SourceState.PRE_SWITCHOVER);
             case FAILED, CANCELLED -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration "
-                    + status.name().toLowerCase(java.util.Locale.ROOT) + " (see QEMU's log)");
+                    + status.name().toLowerCase(java.util.Locale.ROOT) + " (see " + vm.qemuLog().map(l -> "QEMU's log " + l)
+                    .orElse("the log of that QEMU: Ferry attached to it, and its output goes where its owner sent it") + ")");
             case SETUP, ACTIVE, DEVICE, CANCELLING, COMPLETED, OTHER ->
                     LOG.log(System.Logger.Level.DEBUG, "QEMU migration status: " + status);
         }

@@ -30,6 +30,11 @@ public interface SourceVm {
     /** {@code migrate-continue pre-switchover}: QEMU sends the device state and completes. */
     void continueSwitchover() throws MigrationException;
 
+    /** QEMU's log file, when Ferry started QEMU and keeps it; empty for a QEMU Ferry only attached to. */
+    default java.util.Optional<Path> qemuLog() {
+        return java.util.Optional.empty();
+    }
+
     /** Cancels QEMU's RAM migration if one runs, and waits until QEMU has left {@code cancelling}. */
     void cancelRamMigration() throws MigrationException;
 

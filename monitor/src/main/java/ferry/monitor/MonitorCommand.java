@@ -20,8 +20,15 @@ public sealed interface MonitorCommand {
     /** {@code info status}: running or paused, as QEMU prints it. */
     record InfoStatus() implements MonitorCommand {}
 
-    /** {@code info block}: the VM's disks as Ferry serves them. */
-    record InfoBlock() implements MonitorCommand {}
+    /**
+     * {@code info block [-n] [-v] [ID]}: the VM's disks (QEMU's view, which knows each disk by its
+     * {@code -drive id=}); {@code arguments} are QEMU's, as typed, empty for all disks.
+     */
+    record InfoBlock(String arguments) implements MonitorCommand {
+        public InfoBlock() {
+            this("");
+        }
+    }
 
     /** {@code info version}: Ferry's version and QEMU's. */
     record InfoVersion() implements MonitorCommand {}
@@ -31,6 +38,12 @@ public sealed interface MonitorCommand {
 
     /** {@code info migrate_parameters}: render with {@link InfoMigrateParametersView}. */
     record InfoMigrateParameters() implements MonitorCommand {}
+
+    /** {@code info migrate_capabilities}: Ferry's migration capabilities (events, block), QEMU 7.2's format. */
+    record InfoMigrateCapabilities() implements MonitorCommand {}
+
+    /** {@code migrate_set_capability NAME on|off}: Ferry's capabilities; QEMU's others can only be off. */
+    record MigrateSetCapability(String capability, boolean state) implements MonitorCommand {}
 
     /** {@code stop} or {@code s}. */
     record Stop() implements MonitorCommand {}

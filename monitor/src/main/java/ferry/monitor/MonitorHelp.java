@@ -49,12 +49,15 @@ public final class MonitorHelp {
             new Entry("migrate_set_downtime", "value",
                     "set maximum tolerated downtime (in seconds) for migrations"),
             new Entry("migrate_set_parameter", "parameter value",
-                    "Set the parameter for migration (" + MigrationParameter.names() + ")"));
+                    "Set the parameter for migration (" + MigrationParameter.names() + ")"),
+            new Entry("migrate_set_capability", "capability state",
+                    "Enable/Disable the usage of a capability for migration (Ferry's: events, block)"));
 
     private static final List<Entry> INFO = List.of(
-            new Entry("info block", "", "show the VM's disks as Ferry serves them"),
+            new Entry("info block", "[-n] [-v] [device]", "show the VM's disks as Ferry serves them (device: a -drive id)"),
             new Entry("info migrate", "", "show migration status"),
             new Entry("info migrate_parameters", "", "show current migration parameters"),
+            new Entry("info migrate_capabilities", "", "show current migration capabilities"),
             new Entry("info status", "", "show the current VM status (running|paused)"),
             new Entry("info version", "", "show the version of Ferry and QEMU"));
 

@@ -38,7 +38,7 @@ import java.util.regex.Pattern;
  */
 public final class MonitorParser {
     /** QEMU commands that drive QEMU's migration behind Ferry's back: Ferry refuses them. */
-    private static final Set<String> RESERVED = Set.of("migrate_set_capability",
+    private static final Set<String> RESERVED = Set.of(
             "migrate_continue", "migrate_recover", "migrate_pause", "migrate_start_postcopy",
             "migrate_set_cache_size");
 
@@ -76,6 +76,7 @@ public final class MonitorParser {
             case "migrate_set_downtime" -> new MigrateSetDowntime(downtimeSeconds(oneArgument(name, args, "value")));
             case "migrate_set_parameter" -> setParameter(args);
             case "migrate_incoming" -> migrateIncoming(args);
+            case "migrate_set_capability" -> setCapability(args);
             default -> {
                 if (RESERVED.contains(name)) {
                     throw new MonitorException(MonitorException.Kind.REFUSED, name
@@ -87,6 +88,18 @@ public final class MonitorParser {
         };
     }
 
+    /** {@code migrate_set_capability NAME on|off} (QEMU's HMP takes on/off only). */
+    private static MonitorCommand setCapability(List<String> args) throws MonitorException {
+        if (args.size() != 2) {
+            throw usage("migrate_set_capability", args.size() < 2 ? "missing argument" : "too many arguments");
+        }
+        return switch (args.get(1)) {
+            case "on" -> new MonitorCommand.MigrateSetCapability(args.get(0), true);
+            case "off" -> new MonitorCommand.MigrateSetCapability(args.get(0), false);
+            default -> throw usage("migrate_set_capability", "expected 'on' or 'off', got '" + args.get(1) + "'");
+        };
+    }
+
     private static MonitorCommand info(List<String> args, String text) throws MonitorException {
         if (args.isEmpty()) {
             return new Help(Optional.of("info"));
@@ -95,10 +108,11 @@ public final class MonitorParser {
         List<String> rest = args.subList(1, args.size());
         return switch (sub) {
             case "status" -> noArguments("info status", rest, new InfoStatus());
-            case "block" -> noArguments("info block", rest, new InfoBlock());
+            case "block" -> new InfoBlock(String.join(" ", rest));   // QEMU takes [-n] [-v] [device]: a -drive id
             case "version" -> noArguments("info version", rest, new InfoVersion());
             case "migrate" -> noArguments("info migrate", rest, new InfoMigrate());
             case "migrate_parameters" -> noArguments("info migrate_parameters", rest, new InfoMigrateParameters());
+            case "migrate_capabilities" -> noArguments("info migrate_capabilities", rest, new MonitorCommand.InfoMigrateCapabilities());
             default -> new Passthrough(text);
         };
     }

@@ -45,6 +45,11 @@ class MonitorParserTest {
     void shouldParseCommandsWithoutArguments() throws Exception {
         assertEquals(new InfoStatus(), parse("info status"));
         assertEquals(new InfoBlock(), parse("info block"));
+        assertEquals(new InfoBlock("disk0"), parse("info block disk0"));      // a -drive id reaches QEMU
+        assertEquals(new InfoBlock("-v disk0"), parse("info block -v disk0"));
+        assertEquals(new Passthrough("block_resize disk0 2G"), parse("block_resize disk0 2G"));
+        assertEquals(new Passthrough("block_set_io_throttle disk0 0 0 0 0 0 0"), parse("block_set_io_throttle disk0 0 0 0 0 0 0"));
+        assertEquals(new Passthrough("eject disk0"), parse("eject disk0"));
         assertEquals(new InfoVersion(), parse("info version"));
         assertEquals(new InfoMigrate(), parse("  info   migrate  "));
         assertEquals(new InfoMigrateParameters(), parse("info migrate_parameters"));
@@ -79,9 +84,9 @@ class MonitorParserTest {
 
     @Test
     void shouldRefuseQemuMigrationCommandsThatBypassFerry() {
-        MonitorException e = fails("migrate_set_capability block on");
+        MonitorException e = fails("migrate_continue pre-switchover");
         assertEquals(MonitorException.Kind.REFUSED, e.kind());
-        assertTrue(e.getMessage().startsWith("Error: migrate_set_capability is not available"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("Error: migrate_continue is not available"), e.getMessage());
         assertEquals(MonitorException.Kind.REFUSED, fails("migrate_continue pre-switchover").kind());
         assertEquals(MonitorException.Kind.REFUSED, fails("   ").kind());
     }
@@ -255,7 +260,6 @@ class MonitorParserTest {
             "system_powerdown x#system_powerdown: extraneous characters at the end of line: 'x'#system_powerdown  -- send system power down event",
             "migrate_cancel now#migrate_cancel: extraneous characters at the end of line: 'now'#migrate_cancel  -- cancel the current VM migration",
             "info migrate x y#info migrate: extraneous characters at the end of line: 'x y'#info migrate  -- show migration status",
-            "info block -v#info block: extraneous characters at the end of line: '-v'#info block  -- show the VM's disks as Ferry serves them",
             "info status x#info status: extraneous characters at the end of line: 'x'#info status  -- show the current VM status (running|paused)",
             "info version x#info version: extraneous characters at the end of line: 'x'#info version  -- show the version of Ferry and QEMU",
             "info migrate_parameters x#info migrate_parameters: extraneous characters at the end of line: 'x'#info migrate_parameters  -- show current migration parameters",
@@ -272,7 +276,7 @@ class MonitorParserTest {
         assertTrue(all.startsWith("help|? [cmd] -- show the help\ninfo [subcommand] -- "), all);
         assertTrue(all.contains("\nmigrate_set_downtime value -- set maximum tolerated downtime (in seconds) for migrations\n"), all);
         assertTrue(all.endsWith("\n" + MonitorHelp.PASSTHROUGH_NOTE), all);
-        assertEquals(16, all.lines().count());   // 13 commands, migrate on 3 lines, the note
+        assertEquals(17, all.lines().count());   // 14 commands, migrate on 3 lines, the note
         assertEquals(Optional.of("migrate_incoming uri -- Continue an incoming migration from an -incoming defer"),
                 MonitorHelp.topic("migrate_incoming"));                  // QEMU 7.2's words
         assertEquals(Optional.of("cont|c  -- resume emulation"), MonitorHelp.topic("c"));
@@ -280,5 +284,14 @@ class MonitorParserTest {
         assertTrue(MonitorHelp.topic("info").orElseThrow().endsWith("Other info subcommands are passed to QEMU's monitor."));
         assertEquals(Optional.empty(), MonitorHelp.topic("info registers"));
         assertEquals(Optional.empty(), MonitorHelp.topic("nosuch"));
+    }
+
+    @Test
+    void shouldParseFerrysMigrationCapabilitiesInsteadOfPassingThemToQemu() throws Exception {
+        assertEquals(new MonitorCommand.InfoMigrateCapabilities(), parse("info migrate_capabilities"));
+        assertEquals(new MonitorCommand.MigrateSetCapability("block", true), parse("migrate_set_capability block on"));
+        assertEquals(new MonitorCommand.MigrateSetCapability("events", false), parse("migrate_set_capability events off"));
+        assertEquals(MonitorException.Kind.USAGE, fails("migrate_set_capability block").kind());
+        assertEquals(MonitorException.Kind.USAGE, fails("migrate_set_capability block yes").kind());
     }
 }

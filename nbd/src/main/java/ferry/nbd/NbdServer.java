@@ -25,6 +25,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.Semaphore;
 
 /**
  * An NBD server (fixed newstyle) for one or more {@link NbdExport}s on a unix socket or a TCP port.
@@ -63,6 +64,8 @@ public final class NbdServer implements AutoCloseable {
     private ServerSocketChannel listener;
     private Thread acceptor;
     private TlsCredentials tls;
+    /** Free connection slots under {@link #maxConnections}; null for no limit. Released when a connection ends. */
+    private Semaphore slots;
     private boolean closed;
     private int nextConnection = 1;
 
@@ -107,6 +110,22 @@ public final class NbdServer implements AutoCloseable {
             throw new IllegalArgumentException("an NBD server needs endpoint=server credentials: " + credentials.describe());
         }
         this.tls = credentials;
+        return this;
+    }
+
+    /**
+     * At most {@code count} connections at once ({@code qemu-nbd -e}/{@code --shared}): at the limit the
+     * server stops accepting, so further clients wait in the listen backlog until a connection ends, as
+     * with qemu-nbd. 0 means no limit (the default). Before {@link #start()} only.
+     */
+    public synchronized NbdServer maxConnections(int count) {
+        if (listener != null || closed) {
+            throw new IllegalStateException("the connection limit must be set before start: address=" + bindAddress);
+        }
+        if (count < 0) {
+            throw new IllegalArgumentException("connection limit must be 0 (none) or more: count=" + count);
+        }
+        this.slots = count == 0 ? null : new Semaphore(count);
         return this;
     }
 
@@ -197,7 +216,16 @@ public final class NbdServer implements AutoCloseable {
         int failures = 0;
         while (true) {
             try {
-                SocketChannel channel = listener.accept();
+                if (slots != null) {
+                    slots.acquire();   // at the limit: stop accepting; clients wait in the backlog
+                }
+                SocketChannel channel;
+                try {
+                    channel = listener.accept();
+                } catch (Throwable t) {
+                    releaseSlot();
+                    throw t;
+                }
                 if (failures > 0) {
                     int count = failures;
                     LOG.log(Level.WARNING, () -> "nbd accepting again after failures=" + count + ": address=" + bindAddress);
@@ -206,7 +234,7 @@ public final class NbdServer implements AutoCloseable {
                 if (!serve(channel)) {
                     return;
                 }
-            } catch (ClosedChannelException e) {   // close(), or an interrupt from it
+            } catch (ClosedChannelException | InterruptedException e) {   // close(), or an interrupt from it
                 LOG.log(Level.DEBUG, "nbd server stopped accepting");
                 return;
             } catch (Throwable t) {
@@ -249,8 +277,15 @@ public final class NbdServer implements AutoCloseable {
                 return true;
             }
         } catch (Throwable t) {
+            releaseSlot();
             channel.close();
             throw t;
+        }
+    }
+
+    private void releaseSlot() {
+        if (slots != null) {
+            slots.release();
         }
     }
 
@@ -269,7 +304,9 @@ public final class NbdServer implements AutoCloseable {
     }
 
     private synchronized void forget(Connection connection) {
-        connections.remove(connection);
+        if (connections.remove(connection) != null) {
+            releaseSlot();
+        }
     }
 
     private static String peerOf(SocketChannel channel) {

@@ -159,7 +159,7 @@ public final class NbdWire {
     /** The NBD error for an image failure: the one mapping, like nbdkit's {@code nbd_errno}. */
     public static int errorOf(ImageException.Kind kind) {
         return switch (kind) {
-            case IO, CORRUPT, INVALID_FORMAT -> EIO;
+            case IO, CORRUPT, INVALID_FORMAT, IN_USE -> EIO;
             case NO_SPACE -> ENOSPC;
             case READ_ONLY -> EPERM;
             case OUT_OF_BOUNDS -> EINVAL;

@@ -388,4 +388,25 @@ class NbdServerTest {
         b.duplicate().get(out);
         return out;
     }
+
+    @Test
+    void shouldKeepAClientBeyondTheConnectionLimitWaitingUntilASlotFrees() throws Exception {
+        Path limited = tmp.resolve("limited.sock");
+        try (NbdServer one = NbdServer.unix(limited, List.of(new NbdExport("disk", image, false))).maxConnections(1).start();
+                SocketChannel second = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            SocketChannel first = SocketChannel.open(StandardProtocolFamily.UNIX);
+            first.connect(UnixDomainSocketAddress.of(limited));
+            ByteBuffer greeting = ByteBuffer.allocate(8);
+            first.read(greeting);
+            assertTrue(greeting.position() > 0, "the first client is greeted");
+            second.connect(UnixDomainSocketAddress.of(limited));   // the kernel's backlog takes it
+            second.configureBlocking(false);
+            Thread.sleep(300);
+            assertEquals(0, second.read(ByteBuffer.allocate(8)), "no greeting while the one slot is taken");
+            first.close();
+            second.configureBlocking(true);
+            ByteBuffer late = ByteBuffer.allocate(8);
+            assertTrue(second.read(late) > 0, "greeted once the first client left");
+        }
+    }
 }

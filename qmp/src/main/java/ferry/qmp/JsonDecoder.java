@@ -11,6 +11,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * Decodes a stream of JSON texts (QMP's wire format) delivered in arbitrary pieces.
@@ -22,6 +23,12 @@ import java.util.Map;
  * decoded as strict UTF-8 and parsed by a recursive-descent parser that rejects anything RFC 8259
  * does not allow (trailing commas, single quotes, leading zeroes, bare control characters, NaN, ...).
  * Top-level values must be objects or arrays: a bare number has no end in a stream.
+ *
+ * <p>A message longer than {@link #MAX_MESSAGE_BYTES} is not kept, and does not end the stream: the
+ * scanner runs on to its end without buffering it, keeping only its {@link Skeleton} (the top-level
+ * members, with nested values and long strings replaced by null), and {@link #decode} hands that over as
+ * {@link Oversized}. A QMP reply's {@code id} comes after its payload, so it is found there; the next
+ * message then decodes as usual. {@link #feed} keeps the old contract and refuses such a message.
  *
  * <p>Not thread-safe: one reader thread feeds it.
  */
@@ -35,10 +42,37 @@ public final class JsonDecoder {
     private boolean inString;
     private boolean escaped;
     private long streamOffset;
+    /** Non-null while skipping an oversized message: what is kept of it. */
+    private Skeleton skipped;
+    private long skippedBytes;
 
-    /** Consumes {@code bytes} from position to limit; returns the values completed by them, in order. */
+    /** One message out of {@link #decode}: a value, or what is left of one too large to keep. */
+    public sealed interface Decoded permits Value, Oversized {}
+
+    public record Value(Json json) implements Decoded {}
+
+    /**
+     * A message of {@code length} bytes, over {@link #MAX_MESSAGE_BYTES}, that was dropped. {@code skeleton}
+     * has its top-level members, nested values and strings over {@value Skeleton#MAX_STRING_BYTES} bytes
+     * as null; empty if the message was no object or its skeleton was itself too large.
+     */
+    public record Oversized(long length, Optional<Json.Obj> skeleton) implements Decoded {}
+
+    /** Consumes {@code bytes} from position to limit; returns the values completed by them, in order. An oversized message fails. */
     public List<Json> feed(ByteBuffer bytes) throws JsonException {
-        List<Json> done = new ArrayList<>(1);
+        List<Json> values = new ArrayList<>(1);
+        for (Decoded d : decode(bytes)) {
+            switch (d) {
+                case Value v -> values.add(v.json());
+                case Oversized o -> throw new JsonException("JSON message too large: limit=" + MAX_MESSAGE_BYTES + " bytes");
+            }
+        }
+        return values;
+    }
+
+    /** Consumes {@code bytes} from position to limit; returns the messages completed by them, oversized ones included. */
+    public List<Decoded> decode(ByteBuffer bytes) throws JsonException {
+        List<Decoded> done = new ArrayList<>(1);
         while (bytes.hasRemaining()) {
             byte b = bytes.get();
             streamOffset++;
@@ -51,10 +85,18 @@ public final class JsonDecoder {
                             + describe(b) + " at stream offset=" + (streamOffset - 1));
                 }
             }
-            if (pending.size() >= MAX_MESSAGE_BYTES) {
-                throw new JsonException("JSON message too large: limit=" + MAX_MESSAGE_BYTES + " bytes");
+            if (skipped == null && pending.size() >= MAX_MESSAGE_BYTES) {
+                skipped = new Skeleton();          // from here on keep only the skeleton
+                skipped.accept(pending.toByteArray());
+                skippedBytes = pending.size();
+                pending.reset();
             }
-            pending.write(b);
+            if (skipped != null) {
+                skipped.accept(b);
+                skippedBytes++;
+            } else {
+                pending.write(b);
+            }
             if (inString) {
                 if (escaped) {
                     escaped = false;
@@ -69,10 +111,14 @@ public final class JsonDecoder {
                 depth++;
             } else if (b == '}' || b == ']') {
                 depth--;
-                if (depth == 0) {
+                if (depth == 0 && skipped != null) {
+                    done.add(new Oversized(skippedBytes, skipped.json()));
+                    skipped = null;
+                    skippedBytes = 0;
+                } else if (depth == 0) {
                     byte[] text = pending.toByteArray();
                     pending.reset();
-                    done.add(parse(text));
+                    done.add(new Value(parse(text)));
                 }
             }
         }
@@ -85,7 +131,93 @@ public final class JsonDecoder {
 
     /** True when no partial value is buffered (the stream may end here cleanly). */
     public boolean idle() {
-        return depth == 0 && pending.size() == 0;
+        return depth == 0 && pending.size() == 0 && skipped == null;
+    }
+
+    /**
+     * The top level of a message, kept while the rest is dropped: bytes at depth 1 are copied, a nested
+     * value becomes {@code null}, and so does a string over {@link #MAX_STRING_BYTES} bytes. So
+     * {@code {"return": "<100 MiB>", "id": "ferry-7"}} keeps as {@code {"return": null, "id": "ferry-7"}}.
+     * Its own scanner state mirrors the decoder's. Past {@link #MAX_BYTES} it gives up (no skeleton).
+     */
+    static final class Skeleton {
+        static final int MAX_STRING_BYTES = 256;
+        static final int MAX_BYTES = 64 * 1024;
+        private final ByteArrayOutputStream out = new ByteArrayOutputStream();
+        private int depth;
+        private boolean inString;
+        private boolean escaped;
+        private int stringStart = -1;   // where the current depth-1 string starts in out, -1 once replaced
+        private boolean overflow;
+
+        void accept(byte[] bytes) {
+            for (byte b : bytes) {
+                accept(b);
+            }
+        }
+
+        void accept(byte b) {
+            if (inString) {
+                if (escaped) {
+                    escaped = false;
+                } else if (b == '\\') {
+                    escaped = true;
+                } else if (b == '"') {
+                    inString = false;
+                }
+                if (depth == 1) {
+                    if (stringStart >= 0) {
+                        out.write(b);
+                        if (out.size() - stringStart > MAX_STRING_BYTES) {
+                            truncateTo(stringStart);
+                            out.writeBytes("null".getBytes(StandardCharsets.US_ASCII));
+                            stringStart = -1;
+                        }
+                    }
+                }
+            } else if (b == '"') {
+                inString = true;
+                if (depth == 1) {
+                    stringStart = out.size();
+                    out.write(b);
+                }
+            } else if (b == '{' || b == '[') {
+                depth++;
+                if (depth == 1) {
+                    out.write(b);
+                } else if (depth == 2) {
+                    out.writeBytes("null".getBytes(StandardCharsets.US_ASCII));
+                }
+            } else if (b == '}' || b == ']') {
+                if (depth == 1) {
+                    out.write(b);
+                }
+                depth--;
+            } else if (depth == 1) {
+                out.write(b);
+            }
+            if (out.size() > MAX_BYTES) {
+                overflow = true;
+                out.reset();
+            }
+        }
+
+        private void truncateTo(int length) {
+            byte[] kept = java.util.Arrays.copyOf(out.toByteArray(), length);
+            out.reset();
+            out.writeBytes(kept);
+        }
+
+        Optional<Json.Obj> json() {
+            if (overflow) {
+                return Optional.empty();
+            }
+            try {
+                return parse(out.toByteArray()) instanceof Json.Obj o ? Optional.of(o) : Optional.empty();
+            } catch (JsonException e) {
+                return Optional.empty();
+            }
+        }
     }
 
     /** Parses one complete JSON text (any value at top level). */

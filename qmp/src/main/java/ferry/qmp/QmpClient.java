@@ -11,7 +11,9 @@ import java.nio.channels.SocketChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
+import java.util.Comparator;
 import java.util.List;
+import java.util.Optional;
 import java.util.Map;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
@@ -34,13 +36,21 @@ import java.util.concurrent.atomic.AtomicLong;
  * <p>When the connection ends (QEMU exited, socket closed, garbage received), every pending and
  * later call fails with a {@link QmpException} of kind CLOSED, PROTOCOL or IO that names the
  * command and the reason; {@link #closed()} completes with that reason.
+ *
+ * <p>A reply larger than {@link JsonDecoder#MAX_MESSAGE_BYTES} (HMP {@code xp /1000000xg 0} through
+ * {@code human-monitor-command}) fails only its own call, with kind {@link QmpException.Kind#REPLY_TOO_LARGE},
+ * and the connection stays up: the decoder reads past it without keeping it. Its {@code id}, which QEMU
+ * writes after the payload, names the call. Should the id be unreadable, the oldest pending call is failed:
+ * QEMU's monitor answers the commands of one connection in the order it received them (Ferry sends no
+ * out-of-band commands), so the oldest one still waiting is the one this reply answers. An oversized event
+ * is logged and dropped.
  */
 public final class QmpClient implements AutoCloseable {
     public static final long DEFAULT_TIMEOUT_MS = 10_000;
     private static final System.Logger LOG = System.getLogger(QmpClient.class.getName());
     private static final int READ_BUFFER_BYTES = 64 * 1024;
 
-    private record Pending(String command, CompletableFuture<Json> reply) {}
+    private record Pending(long sequence, String command, CompletableFuture<Json> reply) {}
 
     private final Path socketPath;
     private final long defaultTimeoutMs;
@@ -134,8 +144,9 @@ public final class QmpClient implements AutoCloseable {
             throw new IllegalStateException("qmp client not started: socket=" + socketPath);
         }
         checkOpen(name);
-        String id = "ferry-" + nextId.incrementAndGet();
-        Pending call = new Pending(name, new CompletableFuture<>());
+        long sequence = nextId.incrementAndGet();
+        String id = "ferry-" + sequence;
+        Pending call = new Pending(sequence, name, new CompletableFuture<>());
         pending.put(id, call);
         checkOpen(name); // a failure that raced with put() has already failed everything it saw
         try {
@@ -245,8 +256,11 @@ public final class QmpClient implements AutoCloseable {
                     return;
                 }
                 buffer.flip();
-                for (Json message : decoder.feed(buffer)) {
-                    dispatch(message.asObject());
+                for (JsonDecoder.Decoded message : decoder.decode(buffer)) {
+                    switch (message) {
+                        case JsonDecoder.Value v -> dispatch(v.json().asObject());
+                        case JsonDecoder.Oversized o -> refuse(o);
+                    }
                 }
             }
         } catch (ClosedChannelException e) {
@@ -294,6 +308,33 @@ public final class QmpClient implements AutoCloseable {
         } else {
             throw new JsonException("unknown qmp message: " + message);
         }
+    }
+
+    /** A message too large to keep: fails the call it answers (see the class comment), and nothing else. */
+    private void refuse(JsonDecoder.Oversized message) {
+        Optional<Json.Obj> skeleton = message.skeleton();
+        if (skeleton.isPresent() && skeleton.get().has("event")) {
+            LOG.log(Level.WARNING, "qmp event dropped: too large: bytes={0} limit={1} message={2}", message.length(),
+                    JsonDecoder.MAX_MESSAGE_BYTES, skeleton.get());
+            return;
+        }
+        Optional<String> id = skeleton.flatMap(s -> s.member("id")).flatMap(j -> j instanceof Json.Str str
+                ? Optional.of(str.value()) : Optional.empty());
+        Map.Entry<String, Pending> target = id.map(i -> {
+                    Pending p = pending.get(i);
+                    return p == null ? null : Map.entry(i, p);
+                })
+                .orElseGet(() -> id.isPresent() ? null : pending.entrySet().stream()
+                        .min(Comparator.comparingLong(e -> e.getValue().sequence())).orElse(null));
+        if (target == null) {
+            LOG.log(Level.WARNING, "qmp reply dropped: too large, and no call waits for it: bytes={0} limit={1} id={2}",
+                    message.length(), JsonDecoder.MAX_MESSAGE_BYTES, id.orElse("unknown"));
+            return;
+        }
+        String command = target.getValue().command();
+        target.getValue().reply().completeExceptionally(new QmpException(QmpException.Kind.REPLY_TOO_LARGE, command,
+                "qmp reply too large: command=" + command + " bytes=" + message.length() + " limit="
+                        + JsonDecoder.MAX_MESSAGE_BYTES + " (the reply was dropped; the connection stays up)", null));
     }
 
     /** Ends the connection once, with {@code reason}; fails the greeting and every pending call. Returns the reason in force. */

@@ -19,7 +19,9 @@ public final class QmpException extends IOException {
         /** QEMU sent something that is not QMP as we know it (bad JSON, unexpected shape). */
         PROTOCOL,
         /** A socket error while connecting, reading or writing. */
-        IO
+        IO,
+        /** The reply was larger than the decoder keeps; it was dropped, and the connection stays up. */
+        REPLY_TOO_LARGE
     }
 
     private final Kind kind;

@@ -106,4 +106,40 @@ class JsonDecoderTest {
         assertThrows(JsonException.class, () -> obj.string("a"));
         assertEquals(new Json.Obj(Map.of("a", Json.of(1))), obj);
     }
+
+    /** {@code {"return": "<limit + 1 KiB of x>", "id": "ferry-7"}}, then a small reply: as xp /1000000xg 0 would send. */
+    private static byte[] oversizedThenSmall(String payloadOpen, String payloadClose) {
+        StringBuilder sb = new StringBuilder(JsonDecoder.MAX_MESSAGE_BYTES + 4096);
+        sb.append("{\"return\": ").append(payloadOpen);
+        sb.append("x\\\"{[".repeat((JsonDecoder.MAX_MESSAGE_BYTES + 1024) / 5));   // escapes and brackets inside the string
+        sb.append(payloadClose).append(", \"id\": \"ferry-7\"}\r\n{\"return\": {}, \"id\": \"ferry-8\"}\r\n");
+        return sb.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {7, 65536})
+    void shouldSkipAnOversizedMessageKeepItsIdAndDecodeTheNextOne(int pieceSize) throws Exception {
+        for (String[] payload : new String[][] {{"\"", "\""}, {"[\"", "\"]"}}) {   // a huge string, a huge array
+            byte[] bytes = oversizedThenSmall(payload[0], payload[1]);
+            JsonDecoder decoder = new JsonDecoder();
+            List<JsonDecoder.Decoded> out = new ArrayList<>();
+            for (int at = 0; at < bytes.length; at += pieceSize) {
+                out.addAll(decoder.decode(java.nio.ByteBuffer.wrap(bytes, at, Math.min(pieceSize, bytes.length - at))));
+            }
+            assertTrue(decoder.idle());
+            assertEquals(2, out.size());
+            JsonDecoder.Oversized big = (JsonDecoder.Oversized) out.get(0);
+            assertTrue(big.length() > JsonDecoder.MAX_MESSAGE_BYTES);
+            Json.Obj skeleton = big.skeleton().orElseThrow();
+            assertEquals("ferry-7", skeleton.string("id"));
+            assertEquals(new Json.Null(), skeleton.require("return"));
+            assertEquals("ferry-8", ((JsonDecoder.Value) out.get(1)).json().asObject().string("id"));
+        }
+    }
+
+    @Test
+    void shouldStillRefuseAnOversizedMessageThroughFeed() {
+        byte[] bytes = oversizedThenSmall("\"", "\"");
+        assertThrows(JsonException.class, () -> new JsonDecoder().feed(bytes, 0, bytes.length));
+    }
 }

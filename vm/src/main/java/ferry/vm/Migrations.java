@@ -166,7 +166,7 @@ final class Migrations implements AutoCloseable {
             }
             SourceBlocks sourceBlocks = new QemuSourceBlocks(qmp, drives, vm.runtime().resolve("qemu-nbd.sock"));
             MigrationParameters p = parameters;
-            return new MigrationSource(vm.name(), disks, new QmpSourceVm(qmp, p.downtimeLimitMs()), sourceBlocks,
+            return new MigrationSource(vm.name(), disks, new QmpSourceVm(qmp, p.downtimeLimitMs(), vm.qemuLog()), sourceBlocks,
                     new MigrationRequest(uri.host(), uri.port(), blocks || incremental, incremental, vm.tls().source(p)), p,
                     vm.runtime().path());
         } catch (ferry.tls.TlsException e) {

@@ -34,8 +34,11 @@ final class QmpSourceVm implements SourceVm {
     private final boolean wasRunning;
     private volatile QmpEventListener listener;
 
-    QmpSourceVm(QmpClient qmp, long downtimeLimitMs) throws QmpException {
+    private final java.util.Optional<java.nio.file.Path> qemuLog;
+
+    QmpSourceVm(QmpClient qmp, long downtimeLimitMs, java.util.Optional<java.nio.file.Path> qemuLog) throws QmpException {
         this.qmp = qmp;
+        this.qemuLog = qemuLog;
         this.downtimeLimitMs = downtimeLimitMs;
         this.wasRunning = qmp.execute(new QmpCommand.QueryStatus()).running();
     }
@@ -142,5 +145,10 @@ final class QmpSourceVm implements SourceVm {
         if (l != null) {
             qmp.removeListener(l);
         }
+    }
+
+    @Override
+    public java.util.Optional<java.nio.file.Path> qemuLog() {
+        return qemuLog;
     }
 }

@@ -196,6 +196,12 @@ public final class Supervisor implements Vm, AutoCloseable {
     }
 
     @Override
+    public Optional<java.nio.file.Path> qemuLog() {
+        QemuLauncher l = launcher;
+        return l == null ? Optional.empty() : Optional.of(l.qemuLog());
+    }
+
+    @Override
     public Optional<VersionInfo> qemuVersion() {
         QemuProcess q = qemu;
         if (q != null) {

@@ -56,6 +56,14 @@ interface Vm {
     /** {@code quit}: the VM ends (QEMU quits) and so does this Ferry. */
     void quit(String why);
 
+    /**
+     * QEMU's log file, where Ferry started QEMU and keeps its log ({@link LogDir}); empty for a QEMU that
+     * {@code ferry attach} took over, whose log is wherever its owner sends QEMU's output.
+     */
+    default Optional<java.nio.file.Path> qemuLog() {
+        return Optional.empty();
+    }
+
     /** Hears QEMU's events, from the QEMU that runs now and from any this VM gets later (an incoming migration's). */
     void addQemuListener(QmpEventListener listener);
 }

@@ -16,6 +16,7 @@ import ferry.qmp.QmpClient;
 import ferry.qmp.QmpCommand;
 import ferry.qmp.QmpException;
 import ferry.qmp.StatusInfo;
+import java.util.Map;
 import java.util.Optional;
 
 /**
@@ -30,9 +31,15 @@ final class VmMonitor implements MonitorHandler {
     private static final long PROGRESS_INTERVAL_MS = 1000;
 
     private final Vm vm;
+    private final MigrationCapabilities capabilities = new MigrationCapabilities();
 
     VmMonitor(Vm vm) {
         this.vm = vm;
+    }
+
+    /** The VM's migration capabilities, which QMP shares. */
+    MigrationCapabilities capabilities() {
+        return capabilities;
     }
 
     @Override
@@ -41,10 +48,12 @@ final class VmMonitor implements MonitorHandler {
             case MonitorCommand.Help help -> out.println(help.topic().map(t -> MonitorHelp.topic(t).orElseGet(() -> passthrough("help " + t)))
                     .orElse(MonitorHelp.all()));
             case MonitorCommand.InfoStatus s -> out.println(status());
-            case MonitorCommand.InfoBlock b -> out.println(blocks());
+            case MonitorCommand.InfoBlock b -> out.println(blocks(b.arguments()));
             case MonitorCommand.InfoVersion v -> out.println(version());
             case MonitorCommand.InfoMigrate m -> out.println(InfoMigrateView.render(report()));
             case MonitorCommand.InfoMigrateParameters p -> out.println(InfoMigrateParametersView.render(vm.migrations().parameters()));
+            case MonitorCommand.InfoMigrateCapabilities c -> out.println(capabilities.hmpText());
+            case MonitorCommand.MigrateSetCapability c -> setCapability(c);
             case MonitorCommand.Stop s -> qmp(new QmpCommand.Stop());
             case MonitorCommand.Cont c -> cont(c);
             case MonitorCommand.SystemReset r -> qmp(new QmpCommand.SystemReset());
@@ -95,11 +104,11 @@ final class VmMonitor implements MonitorHandler {
     }
 
     /** QEMU owns the disks: its own {@code info block} describes them. */
-    private String blocks() throws MonitorException {
+    private String blocks(String arguments) throws MonitorException {
         if (vm.qmp().isEmpty()) {
             return "no disks yet: they are created when the incoming migration starts";
         }
-        return passthroughOrFail("info block");
+        return passthroughOrFail(arguments.isEmpty() ? "info block" : "info block " + arguments);
     }
 
     private MigrationReport report() {
@@ -107,7 +116,7 @@ final class VmMonitor implements MonitorHandler {
     }
 
     private void migrate(MonitorCommand.Migrate command, MonitorOutput out) throws MonitorException {
-        MigrationSource source = vm.migrations().start(command.uri(), command.blocks(), command.incremental());
+        MigrationSource source = vm.migrations().start(command.uri(), command.blocks() || capabilities.block(), command.incremental());
         if (!command.detach()) {
             follow(source, out);
         }
@@ -179,6 +188,18 @@ final class VmMonitor implements MonitorHandler {
             return qemu().execute(new QmpCommand.HumanMonitorCommand(line)).stripTrailing();
         } catch (QmpException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, "QEMU's monitor refused '" + line + "': " + e.getMessage(), e);
+        }
+    }
+
+    /** {@code migrate_set_capability NAME on|off}: QEMU's checks, then Ferry's capabilities (see {@link MigrationCapabilities}). */
+    private void setCapability(MonitorCommand.MigrateSetCapability c) throws MonitorException {
+        if (vm.migrations().running().isPresent()) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, "There's a migration process in progress");
+        }
+        try {
+            capabilities.set(Map.of(c.capability(), c.state()));
+        } catch (IllegalArgumentException e) {
+            throw new MonitorException(MonitorException.Kind.REFUSED, e.getMessage());
         }
     }
 }

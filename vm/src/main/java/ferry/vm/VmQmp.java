@@ -47,8 +47,6 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
     private final Vm vm;
     private final VmMonitor monitor;
     private final List<QmpServer> servers = new CopyOnWriteArrayList<>();
-    private volatile boolean eventsCapability;
-    private volatile boolean blockCapability;
 
     VmQmp(Vm vm, VmMonitor monitor) {
         this.vm = vm;
@@ -125,7 +123,7 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
                     + e.getMessage() + ")");
         }
         try {
-            vm.migrations().start(uri, m.blk() || m.inc() || blockCapability, m.inc());   // QMP's migrate never waits
+            vm.migrations().start(uri, m.blk() || m.inc() || monitor.capabilities().block(), m.inc());   // QMP's migrate never waits
         } catch (MonitorException e) {
             throw QmpError.generic(e.error());
         }
@@ -198,31 +196,22 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
         if (vm.migrations().running().isPresent()) {
             throw QmpError.generic("There's a migration process in progress");
         }
-        for (Map.Entry<String, Boolean> capability : c.capabilities().entrySet()) {
-            if (capability.getValue() && !capability.getKey().equals("events") && !capability.getKey().equals("block")) {
-                throw QmpError.generic("Ferry does not offer the migration capability '" + capability.getKey()
-                        + "' (it offers events and block)");
-            }
+        try {
+            monitor.capabilities().set(c.capabilities());
+        } catch (IllegalArgumentException e) {
+            throw QmpError.generic(e.getMessage());
         }
-        c.capabilities().forEach((name, state) -> {
-            switch (name) {
-                case "events" -> eventsCapability = state;
-                case "block" -> blockCapability = state;
-                default -> { }              // only false reaches here: off, as it already is
-            }
-        });
         return Json.Obj.of();
     }
 
     private Json capabilities() {
         List<Json> list = new ArrayList<>();
-        for (String name : QmpRequest.MIGRATION_CAPABILITIES) {
-            boolean state = name.equals("events") ? eventsCapability : name.equals("block") && blockCapability;
+        monitor.capabilities().states().forEach((name, state) -> {
             Map<String, Json> entry = new LinkedHashMap<>();
             entry.put("state", Json.of(state));
             entry.put("capability", Json.of(name));
             list.add(new Json.Obj(entry));
-        }
+        });
         return new Json.Arr(list);
     }
 
@@ -286,14 +275,14 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
 
     @Override
     public void statusChanged(MigrationStatus status) {
-        if (eventsCapability && status != MigrationStatus.NONE) {
+        if (monitor.capabilities().events() && status != MigrationStatus.NONE) {
             broadcast(new QmpEvent.MigrationEvent(state(status)));
         }
     }
 
     @Override
     public void passStarted(int dirtyPass) {
-        if (eventsCapability) {
+        if (monitor.capabilities().events()) {
             broadcast(new QmpEvent.MigrationPass(dirtyPass + 1L));     // QEMU counts passes from 1
         }
     }
