@@ -1,7 +1,6 @@
 package ferry.vm;
 
 import ferry.image.BlockImage;
-import ferry.image.ImageException;
 import ferry.image.Images;
 import ferry.migration.DestinationHost;
 import ferry.migration.MigrationException;
@@ -129,12 +128,10 @@ final class AttachedIncoming implements DestinationHost {
 
     /** A migration arriving in the attached QEMU. */
     private final class Prepared implements PreparedVm {
-        private final List<BlockImage> images;
-        private final List<Boolean> fresh;
+        private final ReceivedImages received;
         private final List<Path> paths;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
-        private boolean imagesClosed;
         private final QmpEventListener events = event -> {
             SourceVm.RamListener l = listener;
             if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
@@ -143,8 +140,7 @@ final class AttachedIncoming implements DestinationHost {
         };
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths) {
-            this.images = List.copyOf(images);
-            this.fresh = List.copyOf(fresh);
+            this.received = new ReceivedImages(images, fresh);
             this.paths = List.copyOf(paths);
         }
 
@@ -173,28 +169,17 @@ final class AttachedIncoming implements DestinationHost {
 
         @Override
         public List<BlockImage> images() {
-            return images;
+            return received.images();
         }
 
         @Override
-        public synchronized void imagesComplete() throws MigrationException {
-            if (imagesClosed) {
-                return;
-            }
-            imagesClosed = true;
-            for (BlockImage image : images) {
-                try {
-                    image.flush();
-                    image.close();
-                } catch (ImageException e) {
-                    throw new MigrationException(Phase.SWITCHOVER, "closing " + image.describe() + " failed: " + e.getMessage(), e);
-                }
-            }
+        public void imagesComplete() throws MigrationException {
+            received.complete();
         }
 
         @Override
         public List<Boolean> fresh() {
-            return fresh;
+            return received.fresh();
         }
 
         @Override
@@ -223,12 +208,7 @@ final class AttachedIncoming implements DestinationHost {
             LOG.log(System.Logger.Level.WARNING, "incoming migration into the attached QEMU failed: " + reason
                     + (Optional.ofNullable(qmp.closed().getNow(null)).isPresent() ? " (QEMU has exited)" : ""));
             qmp.removeListener(events);
-            synchronized (this) {
-                if (!imagesClosed) {
-                    imagesClosed = true;
-                    IncomingVm.closeAll(images);
-                }
-            }
+            received.drop();
             synchronized (AttachedIncoming.this) {
                 writtenByUs.addAll(paths);
             }

@@ -307,9 +307,7 @@ final class IncomingVm implements DestinationHost {
 
     /** A VM being received: images open for Ferry's writes, QEMU waiting for RAM. */
     final class Prepared implements PreparedVm {
-        private final List<BlockImage> images;
-        private boolean imagesClosed;
-        private final List<Boolean> fresh;
+        private final ReceivedImages received;
         private final List<Path> created;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
@@ -325,8 +323,7 @@ final class IncomingVm implements DestinationHost {
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created, List<BaseCheck> baseChecks) {
             this.baseChecks = baseChecks;
-            this.images = List.copyOf(images);
-            this.fresh = fresh;
+            this.received = new ReceivedImages(images, fresh);
             this.created = created;
         }
 
@@ -356,28 +353,17 @@ final class IncomingVm implements DestinationHost {
 
         @Override
         public List<BlockImage> images() {
-            return images;
+            return received.images();
         }
 
         @Override
-        public synchronized void imagesComplete() throws MigrationException {
-            if (imagesClosed) {
-                return;
-            }
-            imagesClosed = true;
-            for (BlockImage image : images) {
-                try {
-                    image.flush();
-                    image.close();
-                } catch (ImageException e) {
-                    throw new MigrationException(Phase.SWITCHOVER, "closing " + image.describe() + " failed: " + e.getMessage(), e);
-                }
-            }
+        public void imagesComplete() throws MigrationException {
+            received.complete();
         }
 
         @Override
         public List<Boolean> fresh() {
-            return fresh;
+            return received.fresh();
         }
 
         @Override
@@ -410,12 +396,7 @@ final class IncomingVm implements DestinationHost {
                     LOG.log(System.Logger.Level.ERROR, "stopping the destination QEMU failed: " + e.getMessage());
                 }
             }
-            synchronized (this) {
-                if (!imagesClosed) {
-                    imagesClosed = true;
-                    closeAll(images);
-                }
-            }
+            received.drop();
             for (Path file : created) {
                 try {
                     Files.deleteIfExists(file);
