@@ -1,5 +1,8 @@
 package ferry.cli;
 
+import static ferry.cli.VmHosts.ferry;
+import static ferry.cli.VmHosts.freePort;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -8,7 +11,6 @@ import ferry.testkit.Tools;
 import ferry.vm.guest.RecordVerifier;
 import ferry.vm.guest.VerifyReport;
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -44,18 +46,6 @@ class AttachIT {
         assertTrue(Files.isRegularFile(repo.resolve("cli/target/ferry.jar")), "run after package");
         Tools.run(300, "bash", repo.resolve("guest/build.sh").toString()).orFail();
         guest = repo.resolve("guest/out");
-    }
-
-    private static List<String> ferry() {
-        List<String> command = new ArrayList<>(LocalHost.ferryCommand());
-        command.set(command.size() - 1, repo.resolve("cli/target/ferry.jar").toString());
-        return command;
-    }
-
-    private static int freePort() throws IOException {
-        try (ServerSocket socket = new ServerSocket(0)) {
-            return socket.getLocalPort();
-        }
     }
 
     /** A QEMU started by hand, as a user or a script would: the demo guest writing, QMP on DIR/qemu.sock, serial to DIR/serial.log. */

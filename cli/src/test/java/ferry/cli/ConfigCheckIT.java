@@ -1,5 +1,7 @@
 package ferry.cli;
 
+import static ferry.cli.VmHosts.ferry;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -10,7 +12,6 @@ import java.io.IOException;
 import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.BeforeAll;
@@ -38,12 +39,6 @@ class ConfigCheckIT {
         Tools.require("qemu-system-x86_64");
         repo = Path.of(System.getProperty("user.dir")).toAbsolutePath().getParent();
         assertTrue(Files.isRegularFile(repo.resolve("cli/target/ferry.jar")), "run after package");
-    }
-
-    private static List<String> ferry() {
-        List<String> command = new ArrayList<>(LocalHost.ferryCommand());
-        command.set(command.size() - 1, repo.resolve("cli/target/ferry.jar").toString());
-        return command;
     }
 
     @Test

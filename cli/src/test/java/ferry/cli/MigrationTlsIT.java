@@ -1,5 +1,7 @@
 package ferry.cli;
 
+import static ferry.cli.VmHosts.ferry;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -43,11 +45,6 @@ class MigrationTlsIT {
         assertTrue(Files.exists(repo.resolve("cli/target/ferry.jar")), "the packaged jar is missing");
         Tools.run(300, repo.resolve("guest/build.sh").toString()).orFail();
         guest = repo.resolve("guest/out");
-    }
-
-    private static List<String> ferry() {
-        return List.of(ProcessHandle.current().info().command().orElse("java"), "--enable-native-access=ALL-UNNAMED",
-                "-XX:+UseSerialGC", "-jar", repo.resolve("cli/target/ferry.jar").toString());
     }
 
     private List<String> vmArgs(Path disk, Path pki, String endpoint) {

@@ -1,5 +1,8 @@
 package ferry.cli;
 
+import static ferry.cli.VmHosts.ferry;
+import static ferry.cli.VmHosts.freePort;
+
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -10,7 +13,6 @@ import ferry.testkit.Tools;
 import ferry.vm.guest.RecordVerifier;
 import ferry.vm.guest.VerifyReport;
 import java.io.IOException;
-import java.net.ServerSocket;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.channels.SocketChannel;
@@ -54,18 +56,6 @@ class QmpFaceIT {
         Tools.run(300, "bash", repo.resolve("guest/build.sh").toString()).orFail();
         guest = repo.resolve("guest/out");
         script = repo.resolve("cli/src/test/resources/qmp_client.py");
-    }
-
-    private static List<String> ferry() {
-        List<String> command = new ArrayList<>(LocalHost.ferryCommand());
-        command.set(command.size() - 1, repo.resolve("cli/target/ferry.jar").toString());
-        return command;
-    }
-
-    private static int freePort() throws IOException {
-        try (ServerSocket socket = new ServerSocket(0)) {
-            return socket.getLocalPort();
-        }
     }
 
     @Test
