@@ -27,7 +27,8 @@ import java.util.UUID;
  * last checkpoint the destination committed, and the granule digests of what the image durably holds,
  * so that {@code migrate -r} sends only what the destination lacks. One file per destination image, at
  * {@link #pathFor} = the image's path + {@value #SUFFIX}: in the image's directory, so it lives and
- * dies with the image, and a destination never keeps two partial states for one drive.
+ * dies with the image, and a destination never keeps two partial states for one drive. The format's
+ * spec, with the same layout: docs/resume-journal.md.
  *
  * <h2>File layout, version 1 (big-endian)</h2>
  * <pre>
