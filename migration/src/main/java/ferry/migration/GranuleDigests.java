@@ -221,6 +221,37 @@ public final class GranuleDigests {
         }
     }
 
+    /** The digest {@link #recordData} keeps for one granule holding {@code data} (position..limit). */
+    public static int digestOfGranule(ByteBuffer data) {
+        CRC32C crc = new CRC32C();
+        crc.update(data.duplicate());
+        return digestOf((int) crc.getValue(), data.remaining());
+    }
+
+    /** The digest recorded for {@code granule}; 0 when it was never recorded. */
+    public int digest(long granule) {
+        int[] page = pages[(int) (granule / GROUP_GRANULES)];
+        return page == null ? 0 : page[(int) (granule % GROUP_GRANULES)];
+    }
+
+    /** The first recorded granule at or after {@code from}, or -1 (a resume samples granules the destination holds). */
+    public long nextRecorded(long from) {
+        for (long granule = Math.max(0, from); granule < granules; ) {
+            int group = (int) (granule / GROUP_GRANULES);
+            int[] page = pages[group];
+            if (page == null) {
+                granule = (long) (group + 1) * GROUP_GRANULES;
+                continue;
+            }
+            for (int i = (int) (granule % GROUP_GRANULES); i < GROUP_GRANULES && granule < granules; i++, granule++) {
+                if (page[i] != 0) {
+                    return granule;
+                }
+            }
+        }
+        return -1;
+    }
+
     /** The per-group digests sent in DISKS_DONE. */
     public int[] groupDigests() {
         int groups = pages.length;

@@ -136,6 +136,15 @@ public final class PartialMigration implements AutoCloseable {
         }
     }
 
+    /** The digests of what each disk's image holds, in the order of the disks (a resume goes on from them). */
+    public List<GranuleDigests> loadDigests() throws IOException {
+        List<GranuleDigests> digests = new ArrayList<>();
+        for (ResumeJournal journal : journals) {
+            digests.add(journal.loadDigests());
+        }
+        return digests;
+    }
+
     /**
      * Removes every journal, durably; goes on past a failure and throws the first with the others
      * suppressed. Created images are the caller's to delete ({@link ResumeJournal.Identity#createdImage()}).
