@@ -33,8 +33,10 @@ final class ResendLedger {
     /** A checkpoint is due after this many bytes sent since the last one ... */
     static final long CHECKPOINT_BYTES = 64L << 20;
     private final long checkpointBytes;
-    /** ... or this long after it, when anything was sent since. */
+    /** ... or this long after it, when anything was sent since ... */
     static final long CHECKPOINT_INTERVAL_NS = 1_000_000_000L;
+    /** ... or this long after it in any case: the destination's answer shows that the link lives (SourceStream). */
+    static final long HEARTBEAT_NS = 2_000_000_000L;
 
     private final List<DirtyBitmap> unsent = new ArrayList<>();
     private final Deque<Interval> closed = new ArrayDeque<>();
@@ -67,8 +69,9 @@ final class ResendLedger {
 
     /** True when a checkpoint should follow now. */
     boolean checkpointDue(long nowNs) {
-        return open.isEmpty() ? false
-                : bytesSinceCheckpoint >= checkpointBytes || nowNs - lastCheckpointNs >= CHECKPOINT_INTERVAL_NS;
+        long since = nowNs - lastCheckpointNs;
+        return open.isEmpty() ? since >= HEARTBEAT_NS
+                : bytesSinceCheckpoint >= checkpointBytes || since >= CHECKPOINT_INTERVAL_NS;
     }
 
     /** Closes the open interval; its number goes out in a CHECKPOINT frame right after. */

@@ -21,8 +21,16 @@ import java.util.function.Supplier;
  * A send that fails, and a receive that ends in an I/O error, are a {@link LinkLost}: another attempt
  * may follow. A TLS refusal is not (the peer said no).
  *
- * <p>Threads: {@link #connect} starts {@code migration-recv}, which reads until the stream ends;
- * {@link #close} ends and joins it. Sends come from {@code migration-send} only.
+ * <h2>Design notes</h2>
+ * A cut link is silent: writes block once the socket buffers are full and no error comes for many
+ * minutes (TCP's retransmission limit). The destination answers every CHECKPOINT, and the source
+ * sends one at least every {@link ResendLedger#HEARTBEAT_NS}; so a checkpoint left unanswered for
+ * {@link #LINK_SILENCE_MS}, with nothing at all heard meanwhile, means the link is gone. The watchdog
+ * then closes the stream, which fails the blocked write and makes the loss a {@link LinkLost}.
+ *
+ * <p>Threads: {@link #connect} starts {@code migration-recv}, which reads until the stream ends, and
+ * {@code migration-watchdog}, which checks once a second that the destination answers; {@link #close}
+ * ends and joins both. Sends come from {@code migration-send} only.
  */
 final class SourceStream {
     private static final System.Logger LOG = System.getLogger(SourceStream.class.getName());
@@ -32,13 +40,22 @@ final class SourceStream {
     private final MigrationStream channel;
     private final FrameWriter writer;
     private final Thread recvThread;
+    private final Thread watchdog;
     private volatile RamTunnel tunnel;
+    /** How long a checkpoint may go unanswered, with nothing heard from the destination, before the link counts as lost. */
+    static final long LINK_SILENCE_MS = 20_000;
+    private volatile long lastHeardNs = System.nanoTime();
+    /** The oldest checkpoint not yet confirmed, and when it was sent; -1: none outstanding. */
+    private volatile long outstandingCheckpoint = -1;
+    private volatile long outstandingSinceNs;
+    private volatile String silence;
 
     private SourceStream(MigrationStream channel, FrameWriter writer, FrameReader reader, BlockingQueue<SourceEvent> events,
                          Supplier<Phase> phase) {
         this.channel = channel;
         this.writer = writer;
         this.recvThread = Threads.unstartedVirtual("migration-recv", () -> receive(reader, events, phase));
+        this.watchdog = Threads.unstartedVirtual("migration-watchdog", this::watch);
     }
 
     /**
@@ -66,6 +83,7 @@ final class SourceStream {
         SourceStream stream = new SourceStream(channel, new FrameWriter(channel.output(), limiter), new FrameReader(channel.input()),
                 events, phase);
         stream.recvThread.start();
+        stream.watchdog.start();
         return stream;
     }
 
@@ -75,10 +93,38 @@ final class SourceStream {
 
     /** Sends one frame; a failed send is the link lost. */
     void send(Phase phase, Frame frame) throws LinkLost, InterruptedException {
+        if (frame instanceof Frame.Checkpoint(long number) && outstandingCheckpoint < 0) {
+            outstandingSinceNs = System.nanoTime();
+            outstandingCheckpoint = number;
+        }
         try {
             writer.send(frame);
         } catch (IOException e) {
-            throw new LinkLost(phase, "sending " + frame.type() + " to the destination failed: " + e.getMessage(), e);
+            String why = silence;
+            throw new LinkLost(phase, why != null ? why : "sending " + frame.type() + " to the destination failed: " + e.getMessage(), e);
+        }
+    }
+
+    /** On {@code migration-watchdog}: closes the stream when the destination left a checkpoint unanswered too long. */
+    private void watch() {
+        try {
+            while (channel.isOpen()) {
+                Thread.sleep(1000);
+                long now = System.nanoTime();
+                long since = outstandingSinceNs;
+                if (outstandingCheckpoint >= 0 && now - since > LINK_SILENCE_MS * 1_000_000
+                        && now - lastHeardNs > LINK_SILENCE_MS * 1_000_000) {
+                    silence = "the destination answered nothing for " + LINK_SILENCE_MS / 1000 + " s (checkpoint "
+                            + outstandingCheckpoint + " unconfirmed): the link is presumed lost";
+                    LOG.log(System.Logger.Level.WARNING, silence);
+                    channel.close();
+                    return;
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "closing a silent migration stream: " + e.getMessage());
         }
     }
 
@@ -96,6 +142,10 @@ final class SourceStream {
         try {
             while (true) {
                 Frame frame = reader.next();
+                lastHeardNs = System.nanoTime();
+                if (frame instanceof Frame.Confirmed(long number) && number >= outstandingCheckpoint) {
+                    outstandingCheckpoint = -1;            // the next CHECKPOINT sent starts the clock again
+                }
                 switch (frame) {
                     case Frame.Ram ram -> ramTunnel().deliver(ram.data());
                     case Frame.RamEof eof -> ramTunnel().peerFinished();
@@ -103,7 +153,8 @@ final class SourceStream {
                 }
             }
         } catch (Exception e) {
-            events.add(new SourceEvent.Failure(phase.get(), e));
+            String why = silence;
+            events.add(new SourceEvent.Failure(phase.get(), why != null ? new IOException(why, e) : e));
         }
     }
 
@@ -144,6 +195,8 @@ final class SourceStream {
                 t.close();
             }
             recvThread.join(RECEIVER_JOIN_MS);
+            watchdog.interrupt();
+            watchdog.join(RECEIVER_JOIN_MS);
         } catch (IOException e) {
             LOG.log(System.Logger.Level.WARNING, "closing the migration stream: " + e.getMessage());
         } catch (InterruptedException e) {

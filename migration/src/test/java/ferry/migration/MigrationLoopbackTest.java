@@ -398,6 +398,24 @@ class MigrationLoopbackTest {
         }
     }
 
+    @Test
+    void shouldNoticeASilentLinkAndTakeItsOldSessionOverWhenItReconnects() throws Exception {
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            // The proxy stops forwarding mid bulk pass and holds both ends open: no reset, no end of stream, as when
+            // a cable is pulled. The source's writes block; the destination's session waits on its read timeout.
+            proxy.stallAfter(3L << 20);
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm, FakeBlocks.of(source), 4L << 20);
+            assertTrue(migration.await(SourceStream.LINK_SILENCE_MS + 60_000), "no end after a silent link");
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+            assertEquals(2, host.prepared.size(), "the reconnect resumed the first attempt's state, in a second prepared VM");
+        }
+    }
+
     /** Fails a migration mid bulk pass with automatic reconnects off; returns it (resumable). */
     private MigrationSource failMidBulk(FaultProxy proxy, FakeBlocks blocks) throws Exception {
         proxy.cutAfter(DISK_SIZE / 2);

@@ -71,7 +71,9 @@ class ResendLedgerTest {
     @Test
     void shouldCallForACheckpointByBytesOrTimeOnlyWhenSomethingWasSent() {
         ResendLedger ledger = ledger();
-        assertFalse(ledger.checkpointDue(10_000_000_000L), "nothing sent: no checkpoint");
+        assertFalse(ledger.checkpointDue(ResendLedger.HEARTBEAT_NS - 1), "nothing sent: only the heartbeat's checkpoint");
+        assertTrue(ledger.checkpointDue(ResendLedger.HEARTBEAT_NS), "the heartbeat: the destination's answer shows the link lives");
+        ledger.checkpoint(0);
         ledger.sent(0, 0, 1, GRANULE);
         assertFalse(ledger.checkpointDue(1));
         assertTrue(ledger.checkpointDue(ResendLedger.CHECKPOINT_INTERVAL_NS), "a second after the last one");
