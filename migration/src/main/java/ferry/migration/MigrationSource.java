@@ -511,8 +511,10 @@ public final class MigrationSource implements AutoCloseable {
         welcomedSinceLoss = true;
         resumeInfo = null;
         stats.status(MigrationStatus.ACTIVE);
+        long written = since.stream().mapToLong(DirtySnapshot::bytes).sum();
         LOG.log(System.Logger.Level.INFO, "resumed migration " + migrationId + " at the destination's checkpoint "
-                + welcome.checkpoint() + "; " + ledger.owedBytes() + " bytes to send again");
+                + welcome.checkpoint() + "; " + ledger.owedBytes() + " bytes to send again: what the destination lacks and the "
+                + written + " bytes the guest wrote since the last pass began, which may overlap");
     }
 
     /**
@@ -769,6 +771,8 @@ public final class MigrationSource implements AutoCloseable {
         stats.rates(convergence.bandwidthBytesPerSec(), convergence.dirtyRateBytesPerSec());
         send(Phase.ITERATE, new Frame.PassEnd(pass, refreshRemaining()));
         checkpointIfDue();
+        LOG.log(System.Logger.Level.INFO, "dirty pass " + pass + ": " + found + " bytes the guest wrote since the last pass, sent in "
+                + sinceMs(start) + " ms");
     }
 
     /** Asks QEMU how much the guest dirtied since the last pass. */
