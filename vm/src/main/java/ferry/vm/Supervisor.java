@@ -57,6 +57,8 @@ public final class Supervisor implements Vm, AutoCloseable {
     private volatile QemuLauncher.Probe probe;
     private volatile QemuProcess qemu;
     private volatile boolean crashed;
+    /** {@code quit} ended the VM (not a signal): the partial state of an incoming migration goes with it. */
+    private volatile boolean quitRequested;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.CountDownLatch closeDone = new java.util.concurrent.CountDownLatch(1);
 
@@ -89,6 +91,8 @@ public final class Supervisor implements Vm, AutoCloseable {
             qmpServers.add(server);
         }
         if (config.isIncoming()) {
+            // what an earlier run of this destination left: its images and journals (a resume goes on from them)
+            migrations.partial().find(config.drives().stream().map(VmConfig.Drive::file).toList());
             probe = launcher.probe();                  // this host's fingerprint, before any source can come
             switch (config.incoming().get()) {
                 case VmConfig.Incoming.Listen listen -> listen(listen.uri());
@@ -116,7 +120,7 @@ public final class Supervisor implements Vm, AutoCloseable {
     private synchronized void listen(MigrationUri requested) throws IOException {
         MigrationUri uri = VmConfigParser.listenAddress(requested);
         MigrationDestination destination = migrations.listen(uri,
-                new IncomingVm(config, runtime, launcher, probe.fingerprint()));
+                new IncomingVm(config, runtime, launcher, probe.fingerprint(), migrations.partial()));
         adopter = ferry.linux.Threads.unstartedVirtual("vm-adopt", this::adoptIncoming);
         adopter.start();
         String tlsCreds = migrations.parameters().tlsCreds();
@@ -226,9 +230,14 @@ public final class Supervisor implements Vm, AutoCloseable {
         return migrations;
     }
 
-    /** Ends the VM (the monitor's {@code quit}, a signal): {@link #close()} stops QEMU. */
+    /**
+     * {@code quit} (the monitor's, or QMP's on a destination): the VM ends, {@link #close()} stops QEMU, and a destination
+     * removes the partial state it keeps. A signal ends the VM through {@link #close()} alone: a destination restarted
+     * by its service manager finds its partial state again.
+     */
     @Override
     public void quit(String why) {
+        quitRequested = true;
         exit.complete(why);
     }
 
@@ -294,6 +303,10 @@ public final class Supervisor implements Vm, AutoCloseable {
                 failures.add(e);
             }
         }
+        if (quitRequested) {
+            discardPartial();                  // after the destination closed: its session gave the state back
+        }
+        migrations.partial().close();
         for (QmpServer server : qmpServers) {
             try {
                 server.close();
@@ -325,6 +338,15 @@ public final class Supervisor implements Vm, AutoCloseable {
             IOException failure = new IOException("shutting down " + config.name() + ": " + failures.get(0).getMessage(), failures.get(0));
             failures.stream().skip(1).forEach(failure::addSuppressed);
             throw failure;
+        }
+    }
+
+    /** {@code quit} on a destination: the partial state it keeps goes (one log line, from {@link PartialState}). */
+    private void discardPartial() {
+        try {
+            migrations.discardPartial("quit");
+        } catch (MonitorException e) {
+            LOG.log(System.Logger.Level.WARNING, "quit: the partial state was left as it is: " + e.error());
         }
     }
 
