@@ -33,6 +33,11 @@ import java.util.concurrent.TimeUnit;
  * survives a crash of Ferry (kill -9): the guest goes on, and the runtime directory with QEMU's QMP
  * socket stays until QEMU exits ({@code ferry attach --qmp} takes it back).
  *
+ * <p>A destination ({@code -incoming}) that starts again after it was killed or its host restarted: a QEMU its killed
+ * predecessor left waiting for the migration is quit ({@link StaleIncomingQemu}), and the images and resume journals
+ * it left are kept as this host's partial state ({@link PartialState#find}), so that {@code migrate -r} goes on. Its
+ * {@code quit} removes that state; a signal does not.
+ *
  * <p>Threads: the caller's thread starts and awaits; QEMU's exit is seen on {@code qemu-wait};
  * the monitor's and QMP server's client threads call the {@code VmMonitor} and {@code VmQmp};
  * {@code vm-adopt} waits for an incoming migration.
@@ -78,7 +83,11 @@ public final class Supervisor implements Vm, AutoCloseable {
             tlsWarmUp = ferry.linux.Threads.platform("tls-warmup").newThread(tls::warmUp);
             tlsWarmUp.start();
         }
-        runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), config.name());
+        java.nio.file.Path runtimeParent = config.runtimeDir().orElse(RuntimeDir.defaultParent());
+        if (config.isIncoming()) {
+            StaleIncomingQemu.handle(runtimeParent, config.name());   // a killed destination's QEMU holds our images
+        }
+        runtime = RuntimeDir.create(runtimeParent, config.name());
         launcher = new QemuLauncher(config, runtime);
         VmMonitor vmMonitor = new VmMonitor(this);
         monitor = new MonitorServer(vmMonitor, config.monitors());
