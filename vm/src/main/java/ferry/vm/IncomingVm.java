@@ -333,7 +333,8 @@ final class IncomingVm implements DestinationHost {
 
     /** A base whose content digest must match the source's before the disks may be verified. */
     private record BaseCheck(VmConfig.Drive drive, Path basePath, String baseFormat, Frame.BaseIdentity expected) {
-        void run(java.util.function.BooleanSupplier stop) throws MigrationException {
+        /** True when this host's base is the source's; false when its content differs. Throws when it cannot be read. */
+        boolean matches(java.util.function.BooleanSupplier stop) throws MigrationException {
             long startNs = System.nanoTime();
             Frame.BaseIdentity ours;
             try (BlockImage local = Images.open(basePath, baseFormat, true)) {
@@ -343,10 +344,11 @@ final class IncomingVm implements DestinationHost {
                         + e.getMessage(), e);
             }
             if (!java.util.Arrays.equals(ours.sha256(), expected.sha256())) {
-                throw new MigrationException(Phase.BULK_COPY, differs(drive, "same size, different content"), basePath.toString(), null);
+                return false;
             }
             LOG.log(System.Logger.Level.INFO, "base " + basePath + " matches the source's (" + expected.size() + " bytes hashed in "
                     + (System.nanoTime() - startNs) / 1_000_000 + " ms)");
+            return true;
         }
     }
 
@@ -412,6 +414,8 @@ final class IncomingVm implements DestinationHost {
 
         private final List<BaseCheck> baseChecks;
         private volatile boolean stopping;
+        /** A base here is not the source's: an overlay on it is worth nothing to a resume. */
+        private volatile boolean baseDiffers;
 
         @Override
         public void stopStarting() {
@@ -440,7 +444,11 @@ final class IncomingVm implements DestinationHost {
                 throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed (its log says why)", e.getMessage(), e);
             }
             for (BaseCheck check : baseChecks) {
-                check.run(() -> stopping);     // on vm-start, while the bulk pass arrives
+                if (!check.matches(() -> stopping)) {     // on vm-start, while the bulk pass arrives
+                    baseDiffers = true;
+                    throw new MigrationException(Phase.BULK_COPY, differs(check.drive(), "same size, different content"),
+                            check.basePath().toString(), null);
+                }
             }
         }
 
@@ -507,7 +515,8 @@ final class IncomingVm implements DestinationHost {
             }
             received.drop();
             if (journal != null) {
-                partial.release(journal, keepPartial);     // kept for a resume, or removed with the images created for it
+                // kept for a resume, or removed with the images created for it
+                partial.release(journal, keepPartial && !baseDiffers);
             }
         }
     }
