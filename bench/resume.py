@@ -20,9 +20,11 @@ Figures of a run (bytes unless named otherwise):
   unconfirmed data - held: what the destination lacked at the cut
   rewritten   what the guest wrote since the interrupted bulk pass began, as QEMU's dirty bitmap saw it: at the resume
               ("resumed migration ... the W bytes the guest wrote since the last pass began") plus every dirty pass
-              after it ("dirty pass N: F bytes the guest wrote since the last pass"); for a restart, the dirty passes
-              and the data its new bulk pass found beyond the first one's
+              after it ("dirty pass N: F bytes the guest wrote since the last pass") and the last one at the switchover
+              (sent less the logged passes); for a restart, those passes and the data its new bulk pass found beyond
+              the first one's
   sent        disk bytes sent after the cut: transferred disk of the second migration's info migrate at completion
+              (cross-check: "sent (log)", the logged passes plus the switchover's "last pass N bytes sent" on the wire)
   bound       unconfirmed + rewritten; ratio = sent / bound (issue 11's target: <= 1.05 for the resume)
   total       first migrate to the destination QEMU's RESUME event; after cut: second migrate to RESUME
 """
@@ -81,6 +83,8 @@ def figures_of_attempt(text):
                   r"what the destination lacks and the (\d+) bytes the guest wrote", text)
     if m:
         out["resumed_checkpoint"], out["resend_bytes"], out["written_since"] = (int(g) for g in m.groups())
+    m = re.search(r"switchover: .*last pass (\d+) bytes sent", text)
+    out["last_pass"] = int(m.group(1)) if m else 0
     m = re.search(r"resume pass: (\d+) bytes of disk data in (\d+) ms", text)
     if m:
         out["resume_pass_bytes"], out["resume_pass_ms"] = int(m.group(1)), int(m.group(2))
@@ -290,12 +294,16 @@ class ResumeRun(mig.Run):
         r["unconfirmed"] = r["data"] - r["held"]
         if r.get("wire_before_failure"):
             r["lost_in_flight"] = r["wire_before_failure"] - r["held"]   # sent, but in no checkpoint the destination made durable
+        first = second.get("resume_pass_bytes", 0) if self.case == "resume" else second.get("bulk_data", 0)
+        dirty = sum(second["dirty_passes"])
+        # The last pass, at the switchover, sends the guest's writes since the last dirty pass: its disk bytes are what
+        # info migrate counts beyond the logged passes (the log gives only its wire bytes, RAM and headers included).
+        r["last_pass_disk"] = max(0, r["sent"] - first - dirty)
+        r["sent_by_log"] = first + dirty + second["last_pass"]
         if self.case == "resume":
-            r["rewritten"] = second.get("written_since", 0) + sum(second["dirty_passes"])
-            r["sent_by_log"] = second.get("resume_pass_bytes", 0) + sum(second["dirty_passes"])
+            r["rewritten"] = second.get("written_since", 0) + dirty + r["last_pass_disk"]
         else:
-            r["rewritten"] = max(0, second.get("bulk_data", r["data"]) - r["data"]) + sum(second["dirty_passes"])
-            r["sent_by_log"] = second.get("bulk_data", 0) + sum(second["dirty_passes"])
+            r["rewritten"] = max(0, second.get("bulk_data", r["data"]) - r["data"]) + dirty + r["last_pass_disk"]
         r["bound"] = r["unconfirmed"] + r["rewritten"]
         r["ratio"] = round(r["sent"] / r["bound"], 4) if r["bound"] else None
 
@@ -326,14 +334,14 @@ def markdown(results):
             med_range([r.get("ratio") for r in ok], lambda v: "%.3f" % v),
             med_range([r.get("total_s") for r in ok], lambda v: "%.1f" % v),
             med_range([r.get("after_cut_s") for r in ok], lambda v: "%.1f" % v)))
-    out += ["", "| case | run | cut | cut at s | sent at cut MiB | data MiB | held MiB | lost in flight MiB | unconfirmed MiB | rewritten MiB | sent MiB | sent (log) MiB | ratio | total s | verified |",
-            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    out += ["", "| case | run | cut | cut at s | sent at cut MiB | data MiB | held MiB | lost in flight MiB | unconfirmed MiB | source owed MiB | rewritten MiB | sent MiB | sent (log) MiB | ratio | total s | verified |",
+            "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         g = lambda k: r.get(k)
         m = lambda k: mib(r[k]) if r.get(k) is not None else "-"
-        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["case"], g("run"), g("cut") or "-", g("cut_s") or "-", m("sent_at_cut"), m("data"), m("held"), m("lost_in_flight"),
-            m("unconfirmed"),
+            m("unconfirmed"), m("owed"),
             m("rewritten"), m("sent"), m("sent_by_log"), "%.3f" % r["ratio"] if r.get("ratio") else "-", g("total_s") or "-",
             "yes" if r["verified"] else "no: " + "; ".join(r["notes"])[:120]))
     return "\n".join(out)
