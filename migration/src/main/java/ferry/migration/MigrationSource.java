@@ -67,9 +67,6 @@ public final class MigrationSource implements AutoCloseable {
     static final long CANCEL_GRACE_MS = 500;
     /** QEMU's dirty count is asked at most this often during a pass (one QMP round trip each). */
     private static final long REMAINING_CHECK_INTERVAL_NS = 250_000_000L;
-    /** The first wait before reconnecting; it doubles up to {@link #MAX_RETRY_BACKOFF_MS}. */
-    static final long FIRST_RETRY_BACKOFF_MS = 500;
-    static final long MAX_RETRY_BACKOFF_MS = 8_000;
     /** Granules per disk a resume samples for the destination to compare ({@link MigrationWire#MAX_SAMPLES} at most). */
     static final int RESUME_SAMPLES = 64;
 
@@ -83,7 +80,7 @@ public final class MigrationSource implements AutoCloseable {
     private final BlockingQueue<SourceEvent> events = new LinkedBlockingQueue<>();
     private final RateLimiter limiter;
     private final long downtimeLimitMs;
-    private final long retryWindowMs;
+    private final RetryWindow retryWindow;
     /** The user's max-bandwidth; the switchover lifts the limiter's rate, a later attempt puts this back. */
     private volatile long bandwidthCap;
     private final Optional<ResumePoint> resumeFrom;
@@ -135,7 +132,7 @@ public final class MigrationSource implements AutoCloseable {
         this.limiter = new RateLimiter(parameters.maxBandwidthBytesPerSec());
         this.bandwidthCap = parameters.maxBandwidthBytesPerSec();
         this.downtimeLimitMs = parameters.downtimeLimitMs();
-        this.retryWindowMs = parameters.retryWindowMs();
+        this.retryWindow = new RetryWindow(parameters.retryWindowMs());
         this.granuleSize = parameters.granuleSize();
         this.resumeFrom = resumeFrom;
         if (resumeFrom.isPresent() && resumeFrom.get().blocks() != blocks) {
@@ -307,40 +304,27 @@ public final class MigrationSource implements AutoCloseable {
      * reconnect that got as far as WELCOME opens a fresh window for a later loss.
      */
     private void attempts(List<Frame.DiskOffer> offers) throws Exception {
-        long giveUpAtNs = 0;
-        Instant retryingSince = null;
-        int attempt = 0;
-        long backoffMs = FIRST_RETRY_BACKOFF_MS;
         while (true) {
-            attempt++;
             try {
                 attempt(offers);
                 return;
             } catch (LinkLost lost) {
-                if (!destinationHoldsPartial || retryWindowMs == 0 || cancelReason().isPresent()) {
+                if (!destinationHoldsPartial || !retryWindow.enabled() || cancelReason().isPresent()) {
                     throw lost;
                 }
-                long now = System.nanoTime();
-                if (giveUpAtNs == 0 || welcomedSinceLoss) {
-                    giveUpAtNs = now + TimeUnit.MILLISECONDS.toNanos(retryWindowMs);
-                    retryingSince = Instant.now();
-                    backoffMs = FIRST_RETRY_BACKOFF_MS;
-                    attempt = 1;
-                }
+                RetryWindow.Next next = retryWindow.lost(System.nanoTime(), Instant.now(), welcomedSinceLoss);
                 welcomedSinceLoss = false;
                 String cause = peerReason().orElse(lost.getMessage());
                 endAttempt();
-                if (now >= giveUpAtNs) {
-                    throw new LinkLost(lost.phase(), cause + " (gave up after " + retryWindowMs / 1000 + " s of reconnecting;"
-                            + " `migrate -r` goes on from here)", lost);
-                }
-                long waitMs = Math.min(backoffMs, TimeUnit.NANOSECONDS.toMillis(giveUpAtNs - now));
-                resumeInfo = new ResumeInfo.Retrying(attempt, retryingSince,
-                        Instant.now().plusMillis(TimeUnit.NANOSECONDS.toMillis(giveUpAtNs - now)), cause);
-                LOG.log(System.Logger.Level.WARNING, "migration link lost (" + cause + "); reconnecting in " + waitMs + " ms, attempt "
-                        + (attempt + 1) + ", giving up in " + TimeUnit.NANOSECONDS.toSeconds(giveUpAtNs - now) + " s");
-                waitEvents(waitMs);                          // a cancel meanwhile ends the migration
-                backoffMs = Math.min(MAX_RETRY_BACKOFF_MS, backoffMs * 2);
+                RetryWindow.Next.Retry retry = switch (next) {
+                    case RetryWindow.Next.GiveUp giveUp -> throw new LinkLost(lost.phase(), cause + " (gave up after "
+                            + retryWindow.windowMs() / 1000 + " s of reconnecting; `migrate -r` goes on from here)", lost);
+                    case RetryWindow.Next.Retry r -> r;
+                };
+                resumeInfo = new ResumeInfo.Retrying(retry.failedAttempt(), retry.since(), Instant.now().plusMillis(retry.leftMs()), cause);
+                LOG.log(System.Logger.Level.WARNING, "migration link lost (" + cause + "); reconnecting in " + retry.waitMs()
+                        + " ms, attempt " + (retry.failedAttempt() + 1) + ", giving up in " + retry.leftSeconds() + " s");
+                waitEvents(retry.waitMs());                  // a cancel meanwhile ends the migration
                 resuming = true;
             }
         }
