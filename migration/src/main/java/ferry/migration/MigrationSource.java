@@ -7,7 +7,6 @@ import ferry.linux.Threads;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.MigrationWire;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -67,8 +66,6 @@ public final class MigrationSource implements AutoCloseable {
     static final long CANCEL_GRACE_MS = 500;
     /** QEMU's dirty count is asked at most this often during a pass (one QMP round trip each). */
     private static final long REMAINING_CHECK_INTERVAL_NS = 250_000_000L;
-    /** Granules per disk a resume samples for the destination to compare ({@link MigrationWire#MAX_SAMPLES} at most). */
-    static final int RESUME_SAMPLES = 64;
 
     private final String vmName;
     private final List<SourceDisk> disks;
@@ -470,15 +467,10 @@ public final class MigrationSource implements AutoCloseable {
      * answers with the checkpoint its journal holds; everything sent after it is sent again.
      */
     private void resumeHandshake(List<Frame.DiskOffer> offers, List<BlockImage> readers) throws Exception {
-        List<List<Frame.Sample>> samples = new ArrayList<>();
-        for (int i = 0; i < disks.size(); i++) {
-            samples.add(sample(i, readers.get(i)));
-        }
+        List<List<Frame.Sample>> sampled = ResumeSamples.take(disks, readers, digests, ledger,
+                java.util.concurrent.ThreadLocalRandom.current());
         List<DirtySnapshot> since = blocks.takeDirty();      // after the sample reads: a write racing them is in here
-        for (int i = 0; i < disks.size(); i++) {
-            DirtySnapshot written = since.get(i);
-            samples.set(i, samples.get(i).stream().filter(s -> !written.isDirty(s.granule())).toList());
-        }
+        List<List<Frame.Sample>> samples = ResumeSamples.without(sampled, since);
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, true, request.incremental(), offers,
                 vm.fingerprint(), migrationId, Optional.of(new Frame.ResumeClaim(ledger.lastConfirmed(), samples))));
         Frame.Welcome welcome;
@@ -497,45 +489,6 @@ public final class MigrationSource implements AutoCloseable {
         stats.status(MigrationStatus.ACTIVE);
         LOG.log(System.Logger.Level.INFO, "resumed migration " + migrationId + " at the destination's checkpoint "
                 + welcome.checkpoint() + "; " + ledger.owedBytes() + " bytes to send again");
-    }
-
-    /**
-     * Up to {@link #RESUME_SAMPLES} granules of disk {@code index} that the destination must hold exactly as this
-     * disk does now: recorded as sent, and owed neither as unsent nor as unconfirmed.
-     */
-    private List<Frame.Sample> sample(int index, BlockImage reader) throws MigrationException {
-        GranuleDigests d = digests.get(index);
-        DirtySnapshot owed = ledger.owed(index);
-        java.util.random.RandomGenerator random = java.util.concurrent.ThreadLocalRandom.current();
-        java.util.TreeSet<Long> chosen = new java.util.TreeSet<>();
-        long granules = (disks.get(index).size() + granuleSize - 1) / granuleSize;
-        for (int tries = 0; tries < RESUME_SAMPLES * 4 && chosen.size() < RESUME_SAMPLES; tries++) {
-            long g = d.nextRecorded(random.nextLong(granules));
-            if (g < 0) {
-                g = d.nextRecorded(0);
-            }
-            if (g < 0) {
-                break;                                       // nothing recorded yet
-            }
-            if (!owed.isDirty(g)) {
-                chosen.add(g);
-            }
-        }
-        List<Frame.Sample> samples = new ArrayList<>();
-        ByteBuffer buffer = ByteBuffer.allocateDirect(granuleSize);
-        for (long g : chosen) {
-            int length = d.granuleLength(g);
-            buffer.clear().limit(length);
-            try {
-                reader.read(g * granuleSize, buffer);
-            } catch (ImageException e) {
-                throw new MigrationException(Phase.HANDSHAKE, "reading disk " + disks.get(index).id() + " for the resume check failed: "
-                        + e.getMessage(), e);
-            }
-            buffer.flip();
-            samples.add(new Frame.Sample(g, GranuleDigests.digestOfGranule(buffer)));
-        }
-        return samples;
     }
 
     private List<Boolean> fresh = List.of();
