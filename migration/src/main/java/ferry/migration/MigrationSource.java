@@ -93,7 +93,7 @@ public final class MigrationSource implements AutoCloseable {
     private ResendLedger ledger;
     private final java.util.concurrent.CountDownLatch cancelSeen = new java.util.concurrent.CountDownLatch(1);
     private volatile Convergence convergence;
-    private volatile SourceState state = SourceState.CONNECTING;
+    private final SourceStateMachine machine = new SourceStateMachine();
     /** QEMU's count of bytes dirtied since the last pass, refreshed by the send thread (info migrate reads it). */
     private volatile long remainingBytes;
     /** While the bulk pass runs: the disk bytes transferred when it will be done ({@code -1}: no bulk pass runs). */
@@ -184,7 +184,7 @@ public final class MigrationSource implements AutoCloseable {
      * wait for bandwidth) it is interrupted, which closes the stream. Returns within about a second.
      */
     public void cancel(String reason) {
-        if (!state.reached(SourceState.COMMITTED)) {
+        if (!machine.reached(SourceState.COMMITTED)) {
             stats.cancelling();                      // info migrate: cancelling, until the recovery ends it
         }
         events.add(new SourceEvent.CancelRequested(reason));
@@ -193,7 +193,7 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         try {
-            if (!cancelSeen.await(CANCEL_GRACE_MS, TimeUnit.MILLISECONDS) && !state.reached(SourceState.COMMITTED)) {
+            if (!cancelSeen.await(CANCEL_GRACE_MS, TimeUnit.MILLISECONDS) && !machine.reached(SourceState.COMMITTED)) {
                 LOG.log(System.Logger.Level.INFO, "cancel: the migration thread is blocked; interrupting it");
                 send.interrupt();
             }
@@ -204,7 +204,7 @@ public final class MigrationSource implements AutoCloseable {
 
     /** Where the migration is. */
     SourceState state() {
-        return state;
+        return machine.state();
     }
 
     /**
@@ -216,14 +216,6 @@ public final class MigrationSource implements AutoCloseable {
     }
 
     private volatile boolean handedOver;
-
-    private void moveTo(SourceState next) {
-        if (!state.mayMoveTo(next)) {
-            throw new IllegalStateException("source state machine: " + state + " -> " + next + " is not a transition");
-        }
-        LOG.log(System.Logger.Level.DEBUG, "source state " + state + " -> " + next);
-        state = next;
-    }
 
     private long checkpointBytes = ResendLedger.CHECKPOINT_BYTES;
 
@@ -244,7 +236,7 @@ public final class MigrationSource implements AutoCloseable {
                 adopt(resumeFrom.get());
             }
             attempts(offers);
-            moveTo(SourceState.COMPLETED);
+            machine.moveTo(SourceState.COMPLETED);
             stopTracking();                // QEMU holds nothing of Ferry's once `completed` is reported
             stats.phase(Phase.COMPLETE);
             stats.status(MigrationStatus.COMPLETED);
@@ -333,7 +325,7 @@ public final class MigrationSource implements AutoCloseable {
     /** One attempt: connect, handshake (fresh or resuming), copy, switchover. */
     private void attempt(List<Frame.DiskOffer> offers) throws Exception {
         stats.phase(Phase.HANDSHAKE);
-        moveTo(SourceState.HANDSHAKE);
+        machine.moveTo(SourceState.HANDSHAKE);
         SourceStream s = SourceStream.connect(request, limiter, events, stats::phase, destinationHoldsPartial);
         stream = s;
         stats.sources(this::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), () -> writeLimitBytesPerSec,
@@ -361,8 +353,8 @@ public final class MigrationSource implements AutoCloseable {
      * events of the old attempt are dropped (a cancel request stays).
      */
     private void endAttempt() throws MigrationException, InterruptedException {
-        boolean ramStarted = state.reached(SourceState.RAM);
-        moveTo(SourceState.INTERRUPTED);
+        boolean ramStarted = machine.reached(SourceState.RAM);
+        machine.moveTo(SourceState.INTERRUPTED);
         stats.phase(Phase.RETRY);
         closeStream(Optional.empty());
         SourceStream s = stream;
@@ -532,24 +524,24 @@ public final class MigrationSource implements AutoCloseable {
             sender.afterEachRun(this::afterRun);
             senders.add(sender);
         }
-        moveTo(SourceState.COPYING);
+        machine.moveTo(SourceState.COPYING);
         if (resuming) {
             resumePass();
         } else {
             bulkPass(readers);
         }
         int pass = 0;
-        while (!state.reached(SourceState.PRE_SWITCHOVER)) {
+        while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
             pass++;
             dirtyPass(pass);
             drainEvents();
             long remaining = refreshRemaining();
             stats.expectedDowntimeMs(convergence.expectedDowntimeMs(remaining));
-            if (state == SourceState.COPYING && convergence.readyForRam(remaining, downtimeLimitMs)) {
+            if (machine.state() == SourceState.COPYING && convergence.readyForRam(remaining, downtimeLimitMs)) {
                 startRam();
             }
             limitWrites(convergence.afterPass(pass, remaining));
-            if (!state.reached(SourceState.PRE_SWITCHOVER) && remaining < 4L * granuleSize * 256) {
+            if (!machine.reached(SourceState.PRE_SWITCHOVER) && remaining < 4L * granuleSize * 256) {
                 waitEvents(IDLE_PASS_INTERVAL_MS);
             }
         }
@@ -750,12 +742,12 @@ public final class MigrationSource implements AutoCloseable {
                 vmStoppedNs = atNs;
             }
         });
-        moveTo(SourceState.RAM);
+        machine.moveTo(SourceState.RAM);
         LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes + " bytes");
     }
 
     private void awaitPreSwitchoverWithoutDisks() throws Exception {
-        while (!state.reached(SourceState.PRE_SWITCHOVER)) {
+        while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
             waitEvents(1000);
             send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
         }
@@ -780,7 +772,7 @@ public final class MigrationSource implements AutoCloseable {
                 groups.add(d.groupDigests());
             }
             send(Phase.SWITCHOVER, new Frame.DisksDone(groups));
-            moveTo(SourceState.DISKS_SENT);
+            machine.moveTo(SourceState.DISKS_SENT);
             lastPassBytes = wire() - wireStart;
             lastPassMs = sinceMs(pausedNs);
         }
@@ -788,13 +780,13 @@ public final class MigrationSource implements AutoCloseable {
         // runs the VM only on COMMIT, and COMMIT waits for VERIFIED, so nothing runs on unverified disks.
         vm.continueSwitchover();
         if (!request.copyDisks()) {
-            moveTo(SourceState.VERIFIED);                  // shared disks: nothing to verify
+            machine.moveTo(SourceState.VERIFIED);          // shared disks: nothing to verify
         }
         awaitState(SourceState.VERIFIED, VERIFY_TIMEOUT_MS, "the destination's digest verification");
         long verifiedMs = sinceMs(pausedNs);
         awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
         long deviceStateMs = sinceMs(pausedNs);
-        moveTo(SourceState.COMMITTED);                     // before the send: a COMMIT that may have left counts as sent
+        machine.moveTo(SourceState.COMMITTED);             // before the send: a COMMIT that may have left counts as sent
         handedOver = true;
         send(Phase.SWITCHOVER, new Frame.Commit());
         awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
@@ -831,7 +823,7 @@ public final class MigrationSource implements AutoCloseable {
     private void awaitState(SourceState wanted, long timeoutMs, String what)
             throws MigrationException, Cancelled, LinkLost, InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        while (!state.reached(wanted)) {
+        while (!machine.reached(wanted)) {
             long left = deadline - System.nanoTime();
             if (left <= 0) {
                 throw new MigrationException(stats.phase(), "timed out after " + timeoutMs + " ms waiting for " + what);
@@ -864,7 +856,7 @@ public final class MigrationSource implements AutoCloseable {
             case SourceEvent.CancelRequested c -> {
                 cancelled = c.reason();
                 cancelSeen.countDown();
-                if (!state.reached(SourceState.COMMITTED)) {
+                if (!machine.reached(SourceState.COMMITTED)) {
                     throw new Cancelled(c.reason());
                 }
                 LOG.log(System.Logger.Level.WARNING, "cancel ignored: the destination may already run the VM (COMMIT was sent)");
@@ -884,7 +876,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void ramStatus(RamStatus status) throws MigrationException {
         switch (status) {
-            case PRE_SWITCHOVER -> moveTo(SourceState.PRE_SWITCHOVER);
+            case PRE_SWITCHOVER -> machine.moveTo(SourceState.PRE_SWITCHOVER);
             case FAILED, CANCELLED -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration "
                     + status.name().toLowerCase(java.util.Locale.ROOT) + " (see " + vm.qemuLog().map(l -> "QEMU's log " + l)
                     .orElse("the log of that QEMU: Ferry attached to it, and its output goes where its owner sent it") + ")");
@@ -895,8 +887,8 @@ public final class MigrationSource implements AutoCloseable {
 
     private void peerFrame(Frame frame) throws MigrationException {
         switch (frame) {
-            case Frame.Verified v -> moveTo(SourceState.VERIFIED);
-            case Frame.DestReady r -> moveTo(SourceState.DEST_READY);
+            case Frame.Verified v -> machine.moveTo(SourceState.VERIFIED);
+            case Frame.DestReady r -> machine.moveTo(SourceState.DEST_READY);
             case Frame.Confirmed c -> ledger.confirmed(c.number());
             case Frame.Running r -> { }          // awaited by awaitFrame; a late duplicate is harmless
             case Frame.Error e -> throw new MigrationException(stats.phase(), "destination failed in " + e.phase() + ": " + e.message());
@@ -913,8 +905,8 @@ public final class MigrationSource implements AutoCloseable {
     private void recover(MigrationStatus finalStatus, String reason, Optional<Frame> farewell) {
         Thread.interrupted();              // a cancel's interrupt must not break the recovery's QMP calls
         resumeInfo = null;
-        if (state.reached(SourceState.COMMITTED)) {
-            state = SourceState.FAILED;
+        if (machine.reached(SourceState.COMMITTED)) {
+            machine.end(SourceState.FAILED);
             String message = reason + "; the VM may already run on the destination, so the source stays paused"
                     + " (the VM must never run twice): check the destination, and only if it does not run, `cont --force` here";
             LOG.log(System.Logger.Level.ERROR, "migration failed after commit: " + message);
@@ -923,8 +915,8 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         LOG.log(System.Logger.Level.WARNING, "migration " + finalStatus.qemuName() + ": " + reason + "; resuming the source VM");
-        boolean ramStarted = state.reached(SourceState.RAM);
-        state = finalStatus == MigrationStatus.CANCELLED ? SourceState.CANCELLED : SourceState.FAILED;
+        boolean ramStarted = machine.reached(SourceState.RAM);
+        machine.end(finalStatus == MigrationStatus.CANCELLED ? SourceState.CANCELLED : SourceState.FAILED);
         closeStream(farewell);
         StringBuilder message = new StringBuilder(reason);
         keepResumable(message);            // QEMU's exports and throttle go before the VM runs on; its bitmap may stay
