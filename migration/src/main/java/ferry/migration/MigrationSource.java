@@ -13,9 +13,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.UUID;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The source side of one migration, DESIGN.md "Migration, step by step": handshake, bulk pass,
@@ -74,7 +71,7 @@ public final class MigrationSource implements AutoCloseable {
     private final MigrationRequest request;
     private final Path runtimeDir;
     private final MigrationStats stats = new MigrationStats();
-    private final BlockingQueue<SourceEvent> events = new LinkedBlockingQueue<>();
+    private final SourceEvents events;
     private final RateLimiter limiter;
     private final long downtimeLimitMs;
     private final RetryWindow retryWindow;
@@ -91,7 +88,6 @@ public final class MigrationSource implements AutoCloseable {
     private List<GranuleDigests> digests = new ArrayList<>();
     private final List<BlockSender> senders = new ArrayList<>();
     private ResendLedger ledger;
-    private final java.util.concurrent.CountDownLatch cancelSeen = new java.util.concurrent.CountDownLatch(1);
     private volatile Convergence convergence;
     private final SourceStateMachine machine = new SourceStateMachine();
     /** QEMU's count of bytes dirtied since the last pass, refreshed by the send thread (info migrate reads it). */
@@ -132,6 +128,7 @@ public final class MigrationSource implements AutoCloseable {
         this.retryWindow = new RetryWindow(parameters.retryWindowMs());
         this.granuleSize = parameters.granuleSize();
         this.resumeFrom = resumeFrom;
+        this.events = new SourceEvents(machine, stats, vm::qemuLog, this::checkpointConfirmed);
         if (resumeFrom.isPresent() && resumeFrom.get().blocks() != blocks) {
             throw new IllegalArgumentException("a resume must use the block layer its resume point kept tracking in");
         }
@@ -193,7 +190,7 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         try {
-            if (!cancelSeen.await(CANCEL_GRACE_MS, TimeUnit.MILLISECONDS) && !machine.reached(SourceState.COMMITTED)) {
+            if (!events.cancelSeenWithin(CANCEL_GRACE_MS) && !machine.reached(SourceState.COMMITTED)) {
                 LOG.log(System.Logger.Level.INFO, "cancel: the migration thread is blocked; interrupting it");
                 send.interrupt();
             }
@@ -246,20 +243,20 @@ public final class MigrationSource implements AutoCloseable {
             recover(MigrationStatus.CANCELLED, "cancelled: " + c.getMessage(), Optional.of(new Frame.Cancel(c.getMessage())));
         } catch (MigrationException e) {
             // The destination's own ERROR, when it sent one, is the cause; what failed here followed from it.
-            String reason = queuedPeerReason().map(r -> e.phase().label() + ": " + r).orElse(e.oneLine());
+            String reason = events.queuedPeerReason().map(r -> e.phase().label() + ": " + r).orElse(e.oneLine());
             recover(MigrationStatus.FAILED, reason, Optional.of(new Frame.Error(e.phase().label(), e.getMessage())));
         } catch (LinkLost e) {
-            if (cancelReason().isPresent()) {
-                recover(MigrationStatus.CANCELLED, "cancelled: " + cancelReason().get(), Optional.empty());
+            if (events.cancelReason().isPresent()) {
+                recover(MigrationStatus.CANCELLED, "cancelled: " + events.cancelReason().get(), Optional.empty());
                 return;
             }
-            String reason = peerReason().orElse(e.getMessage());
+            String reason = events.peerReason(stream).orElse(e.getMessage());
             recover(MigrationStatus.FAILED, e.phase().label() + ": " + reason, Optional.empty());
         } catch (InterruptedException e) {
             // Interrupted by a cancel whose send was blocked: the stream is stuck, so no farewell frame
             // (it would block the same way); the destination sees the stream end and cleans up.
-            String reason = cancelReason().map(r -> "cancelled: " + r).orElse(stats.phase().label() + ": interrupted");
-            recover(cancelReason().isPresent() ? MigrationStatus.CANCELLED : MigrationStatus.FAILED, reason, Optional.empty());
+            String reason = events.cancelReason().map(r -> "cancelled: " + r).orElse(stats.phase().label() + ": interrupted");
+            recover(events.cancelReason().isPresent() ? MigrationStatus.CANCELLED : MigrationStatus.FAILED, reason, Optional.empty());
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "migration failed unexpectedly", t);
             String reason = stats.phase().label() + ": " + t;
@@ -298,12 +295,12 @@ public final class MigrationSource implements AutoCloseable {
                 attempt(offers);
                 return;
             } catch (LinkLost lost) {
-                if (!destinationHoldsPartial || !retryWindow.enabled() || cancelReason().isPresent()) {
+                if (!destinationHoldsPartial || !retryWindow.enabled() || events.cancelReason().isPresent()) {
                     throw lost;
                 }
                 RetryWindow.Next next = retryWindow.lost(System.nanoTime(), Instant.now(), welcomedSinceLoss);
                 welcomedSinceLoss = false;
-                String cause = peerReason().orElse(lost.getMessage());
+                String cause = events.peerReason(stream).orElse(lost.getMessage());
                 endAttempt();
                 RetryWindow.Next.Retry retry = switch (next) {
                     case RetryWindow.Next.GiveUp giveUp -> throw new LinkLost(lost.phase(), cause + " (gave up after "
@@ -313,7 +310,7 @@ public final class MigrationSource implements AutoCloseable {
                 resumeInfo = new ResumeInfo.Retrying(retry.failedAttempt(), retry.since(), Instant.now().plusMillis(retry.leftMs()), cause);
                 LOG.log(System.Logger.Level.WARNING, "migration link lost (" + cause + "); reconnecting in " + retry.waitMs()
                         + " ms, attempt " + (retry.failedAttempt() + 1) + ", giving up in " + retry.leftSeconds() + " s");
-                waitEvents(retry.waitMs());                  // a cancel meanwhile ends the migration
+                events.waitFor(retry.waitMs());              // a cancel meanwhile ends the migration
                 resuming = true;
             }
         }
@@ -326,7 +323,7 @@ public final class MigrationSource implements AutoCloseable {
     private void attempt(List<Frame.DiskOffer> offers) throws Exception {
         stats.phase(Phase.HANDSHAKE);
         machine.moveTo(SourceState.HANDSHAKE);
-        SourceStream s = SourceStream.connect(request, limiter, events, stats::phase, destinationHoldsPartial);
+        SourceStream s = SourceStream.connect(request, limiter, events.queue(), stats::phase, destinationHoldsPartial);
         stream = s;
         stats.sources(this::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), () -> writeLimitBytesPerSec,
                 vm::ramStats);
@@ -375,50 +372,7 @@ public final class MigrationSource implements AutoCloseable {
         vmStoppedNs = 0;
         senders.clear();
         bulkEndTransferred = -1;
-        events.removeIf(event -> !(event instanceof SourceEvent.CancelRequested));
-    }
-
-    /** The user's cancel reason, when a cancel was asked for (also when it interrupted the send thread). */
-    private Optional<String> cancelReason() {
-        for (SourceEvent event : events) {
-            if (event instanceof SourceEvent.CancelRequested(String reason)) {
-                return Optional.of(reason);
-            }
-        }
-        return cancelled == null ? Optional.empty() : Optional.of(cancelled);
-    }
-
-    private volatile String cancelled;
-
-    /**
-     * When a send fails because the destination closed the stream, the destination usually said why
-     * first (an ERROR frame the receiver thread queued): that reason beats "broken pipe".
-     */
-    private Optional<String> peerReason() {
-        try {
-            SourceStream s = stream;
-            if (s != null) {
-                s.awaitReceiver(1000);            // let it queue what it read before the close
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        return queuedPeerReason();
-    }
-
-    /** The destination's ERROR among the events already queued, without waiting for more. */
-    private Optional<String> queuedPeerReason() {
-        for (SourceEvent event : events) {
-            if (event instanceof SourceEvent.PeerFrame(Frame.Error error)) {
-                return Optional.of("destination failed in " + error.phase() + ": " + error.message());
-            }
-        }
-        for (SourceEvent event : events) {
-            if (event instanceof SourceEvent.Failure(Phase phase, javax.net.ssl.SSLException refused)) {
-                return Optional.of(refused.getMessage());     // a TLS alert, in Ferry's words (TlsText)
-            }
-        }
-        return Optional.empty();
+        events.dropAttempt();
     }
 
     // ---- setup --------------------------------------------------------------------------------
@@ -443,7 +397,7 @@ public final class MigrationSource implements AutoCloseable {
         }
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
                 request.incremental(), offers, vm.fingerprint(), migrationId, Optional.empty()));
-        Frame.Welcome welcome = awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
+        Frame.Welcome welcome = events.awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
         if (request.copyDisks() && welcome.freshDisks().size() != disks.size()) {
             throw new MigrationException(Phase.HANDSHAKE, "destination prepared " + welcome.freshDisks().size()
                     + " disks, source has " + disks.size());
@@ -467,7 +421,7 @@ public final class MigrationSource implements AutoCloseable {
                 vm.fingerprint(), migrationId, Optional.of(new Frame.ResumeClaim(ledger.lastConfirmed(), samples))));
         Frame.Welcome welcome;
         try {
-            welcome = awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
+            welcome = events.awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
         } catch (MigrationException refused) {
             destinationHoldsPartial = false;                 // it holds nothing to go on from: the next migrate starts over
             throw refused;
@@ -534,7 +488,7 @@ public final class MigrationSource implements AutoCloseable {
         while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
             pass++;
             dirtyPass(pass);
-            drainEvents();
+            events.drain();
             long remaining = refreshRemaining();
             stats.expectedDowntimeMs(convergence.expectedDowntimeMs(remaining));
             if (machine.state() == SourceState.COPYING && convergence.readyForRam(remaining, downtimeLimitMs)) {
@@ -542,7 +496,7 @@ public final class MigrationSource implements AutoCloseable {
             }
             limitWrites(convergence.afterPass(pass, remaining));
             if (!machine.reached(SourceState.PRE_SWITCHOVER) && remaining < 4L * granuleSize * 256) {
-                waitEvents(IDLE_PASS_INTERVAL_MS);
+                events.waitFor(IDLE_PASS_INTERVAL_MS);
             }
         }
     }
@@ -581,7 +535,7 @@ public final class MigrationSource implements AutoCloseable {
             } finally {
                 bulkRunning = false;
             }
-            drainEvents();
+            events.drain();
         }
         convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
         refreshRemaining();
@@ -599,7 +553,7 @@ public final class MigrationSource implements AutoCloseable {
         long diskBefore = stats.diskTransferredBytes();
         for (int i = 0; i < disks.size(); i++) {
             sendSet(i, ledger.unsent(i));
-            drainEvents();
+            events.drain();
         }
         convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
         send(Phase.RESUME, new Frame.PassEnd(0, refreshRemaining()));
@@ -627,7 +581,7 @@ public final class MigrationSource implements AutoCloseable {
         try {
             checkpointIfDue();
             if (bulkRunning) {
-                drainEvents();
+                events.drain();
                 long now = System.nanoTime();
                 if (now - remainingCheckedNs >= REMAINING_CHECK_INTERVAL_NS) {
                     limitWrites(convergence.duringBulk(refreshRemaining(), now));
@@ -748,7 +702,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void awaitPreSwitchoverWithoutDisks() throws Exception {
         while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
-            waitEvents(1000);
+            events.waitFor(1000);
             send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
         }
     }
@@ -782,14 +736,14 @@ public final class MigrationSource implements AutoCloseable {
         if (!request.copyDisks()) {
             machine.moveTo(SourceState.VERIFIED);          // shared disks: nothing to verify
         }
-        awaitState(SourceState.VERIFIED, VERIFY_TIMEOUT_MS, "the destination's digest verification");
+        events.awaitState(SourceState.VERIFIED, VERIFY_TIMEOUT_MS, "the destination's digest verification");
         long verifiedMs = sinceMs(pausedNs);
-        awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
+        events.awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
         long deviceStateMs = sinceMs(pausedNs);
         machine.moveTo(SourceState.COMMITTED);             // before the send: a COMMIT that may have left counts as sent
         handedOver = true;
         send(Phase.SWITCHOVER, new Frame.Commit());
-        awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
+        events.awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
         long switchoverMs = sinceMs(pausedNs);
         // The guest's downtime: from the source QEMU's STOP to the destination's RUNNING (sent once its QEMU
         // resumed), both as this host saw them. Measured from pre-switchover it left out the time between
@@ -803,97 +757,9 @@ public final class MigrationSource implements AutoCloseable {
                 lastPassBytes, lastPassMs, verifiedMs, deviceStateMs, switchoverMs, downtimeMs));
     }
 
-    // ---- events -------------------------------------------------------------------------------
-
-    private void drainEvents() throws MigrationException, Cancelled, LinkLost {
-        SourceEvent event;
-        while ((event = events.poll()) != null) {
-            handle(event);
-        }
-    }
-
-    private void waitEvents(long timeoutMs) throws MigrationException, Cancelled, LinkLost, InterruptedException {
-        SourceEvent event = events.poll(timeoutMs, TimeUnit.MILLISECONDS);
-        if (event != null) {
-            handle(event);
-            drainEvents();
-        }
-    }
-
-    private void awaitState(SourceState wanted, long timeoutMs, String what)
-            throws MigrationException, Cancelled, LinkLost, InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        while (!machine.reached(wanted)) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0) {
-                throw new MigrationException(stats.phase(), "timed out after " + timeoutMs + " ms waiting for " + what);
-            }
-            SourceEvent event = events.poll(left, TimeUnit.NANOSECONDS);
-            if (event != null) {
-                handle(event);
-            }
-        }
-    }
-
-    private <F extends Frame> F awaitFrame(Class<F> type, long timeoutMs, String what)
-            throws MigrationException, InterruptedException, Cancelled, LinkLost {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        while (true) {
-            long left = deadline - System.nanoTime();
-            SourceEvent event = left > 0 ? events.poll(left, TimeUnit.NANOSECONDS) : null;
-            if (event == null) {
-                throw new MigrationException(stats.phase(), "timed out after " + timeoutMs + " ms waiting for " + what);
-            }
-            if (event instanceof SourceEvent.PeerFrame(Frame frame) && type.isInstance(frame)) {
-                return type.cast(frame);
-            }
-            handle(event);
-        }
-    }
-
-    private void handle(SourceEvent event) throws MigrationException, Cancelled, LinkLost {
-        switch (event) {
-            case SourceEvent.CancelRequested c -> {
-                cancelled = c.reason();
-                cancelSeen.countDown();
-                if (!machine.reached(SourceState.COMMITTED)) {
-                    throw new Cancelled(c.reason());
-                }
-                LOG.log(System.Logger.Level.WARNING, "cancel ignored: the destination may already run the VM (COMMIT was sent)");
-            }
-            case SourceEvent.Failure f -> {
-                if (f.cause() instanceof IOException && !(f.cause() instanceof javax.net.ssl.SSLException)) {
-                    throw new LinkLost(f.phase(), f.cause() instanceof java.io.EOFException
-                            ? "connection to the destination lost: " + f.cause().getMessage()
-                            : "connection to the destination failed: " + f.cause().getMessage(), f.cause());
-                }
-                throw new MigrationException(f.phase(), String.valueOf(f.cause().getMessage()), f.cause());
-            }
-            case SourceEvent.RamStatusChanged r -> ramStatus(r.status());
-            case SourceEvent.PeerFrame p -> peerFrame(p.frame());
-        }
-    }
-
-    private void ramStatus(RamStatus status) throws MigrationException {
-        switch (status) {
-            case PRE_SWITCHOVER -> machine.moveTo(SourceState.PRE_SWITCHOVER);
-            case FAILED, CANCELLED -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration "
-                    + status.name().toLowerCase(java.util.Locale.ROOT) + " (see " + vm.qemuLog().map(l -> "QEMU's log " + l)
-                    .orElse("the log of that QEMU: Ferry attached to it, and its output goes where its owner sent it") + ")");
-            case SETUP, ACTIVE, DEVICE, CANCELLING, COMPLETED, OTHER ->
-                    LOG.log(System.Logger.Level.DEBUG, "QEMU migration status: " + status);
-        }
-    }
-
-    private void peerFrame(Frame frame) throws MigrationException {
-        switch (frame) {
-            case Frame.Verified v -> machine.moveTo(SourceState.VERIFIED);
-            case Frame.DestReady r -> machine.moveTo(SourceState.DEST_READY);
-            case Frame.Confirmed c -> ledger.confirmed(c.number());
-            case Frame.Running r -> { }          // awaited by awaitFrame; a late duplicate is harmless
-            case Frame.Error e -> throw new MigrationException(stats.phase(), "destination failed in " + e.phase() + ": " + e.message());
-            default -> throw new MigrationException(stats.phase(), "unexpected " + frame.type() + " frame from the destination");
-        }
+    /** The destination confirmed checkpoint {@code number}: the ledger drops what it covers. */
+    private void checkpointConfirmed(long number) {
+        ledger.confirmed(number);
     }
 
     private void send(Phase phase, Frame frame) throws LinkLost, InterruptedException {
@@ -987,12 +853,5 @@ public final class MigrationSource implements AutoCloseable {
             sendThread.join();
         }
         closeStream(Optional.empty());
-    }
-
-    /** The user cancelled. */
-    private static final class Cancelled extends Exception {
-        Cancelled(String reason) {
-            super(reason);
-        }
     }
 }
