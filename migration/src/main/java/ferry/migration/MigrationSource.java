@@ -2,7 +2,6 @@ package ferry.migration;
 
 import ferry.dirty.DirtySnapshot;
 import ferry.image.BlockImage;
-import ferry.image.ImageException;
 import ferry.linux.Threads;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.MigrationWire;
@@ -26,9 +25,15 @@ import java.util.UUID;
  *
  * <p>The disks stay QEMU's: {@link SourceBlocks} tracks guest writes in QEMU's own dirty bitmaps,
  * reads through QEMU's block layer and throttles guest writes with QEMU's I/O throttling, only while
- * the migration runs (and, between attempts, keeps only the dirty tracking). Where the source is:
- * {@link SourceState}. One attempt's connection: {@link SourceStream}. What the destination may lack:
- * {@link ResendLedger}.
+ * the migration runs (and, between attempts, keeps only the dirty tracking).
+ *
+ * <p>This class tells the procedure in order ({@code run}, {@code attempts}, {@code attempt}, the handshakes,
+ * {@code startRam}, {@code switchover}, {@code recover}); each part it leans on has one job. Where the source
+ * is: {@link SourceStateMachine} over {@link SourceState}. What it waits for and what each event does:
+ * {@link SourceEvents}. The copy of the disks, with the {@link ResendLedger} of what the destination may lack
+ * and the digests of what was sent: {@link DiskPasses}. When a lost link is tried again: {@link RetryWindow}.
+ * What a resume asks the destination to compare: {@link ResumeSamples}. One attempt's connection:
+ * {@link SourceStream}.
  *
  * <h2>Design notes</h2>
  * <ul>
@@ -38,6 +43,10 @@ import java.util.UUID;
  *       a failed check or a cancel is not retried.</li>
  *   <li>When the migration finally fails or is cancelled before COMMIT, what the next
  *       {@code migrate -r} needs stays as a {@link ResumePoint}.</li>
+ *   <li>What stays here and not in a part: the attempt's stream and the RAM tunnel, QEMU's block layer from
+ *       start to stop ({@code tracking}), the handshakes, and the recovery; these decide the COMMIT rule and
+ *       the order in which QEMU is undone, which reads best as one sequence. The parts log under this class's
+ *       name, so the log reads as it did before they were split out.</li>
  * </ul>
  *
  * <p>Threads: {@link #start()} starts {@code migration-send} (the procedure below), whose streams start
@@ -50,8 +59,6 @@ public final class MigrationSource implements AutoCloseable {
     private static final long VERIFY_TIMEOUT_MS = 120_000;
     private static final long DEST_READY_TIMEOUT_MS = 300_000;
     private static final long RUNNING_TIMEOUT_MS = 60_000;
-    /** Pause between dirty passes once the remainder is small, so an idle guest costs no busy loop. */
-    private static final long IDLE_PASS_INTERVAL_MS = 20;
     /**
      * Socket buffers of the stream. Whatever sits in them when QEMU pauses at pre-switchover must
      * drain inside the downtime: 4 MiB buffers on both ends cost ~170 ms of it under TCG, 1 MiB is
@@ -61,8 +68,6 @@ public final class MigrationSource implements AutoCloseable {
     private static final long UNCAPPED_BYTES_PER_SEC = 1L << 40;
     /** How long {@link #cancel} lets the send thread notice the request before interrupting it. */
     static final long CANCEL_GRACE_MS = 500;
-    /** QEMU's dirty count is asked at most this often during a pass (one QMP round trip each). */
-    private static final long REMAINING_CHECK_INTERVAL_NS = 250_000_000L;
 
     private final String vmName;
     private final List<SourceDisk> disks;
@@ -71,9 +76,10 @@ public final class MigrationSource implements AutoCloseable {
     private final MigrationRequest request;
     private final Path runtimeDir;
     private final MigrationStats stats = new MigrationStats();
+    private final SourceStateMachine machine = new SourceStateMachine();
     private final SourceEvents events;
+    private final DiskPasses passes;
     private final RateLimiter limiter;
-    private final long downtimeLimitMs;
     private final RetryWindow retryWindow;
     /** The user's max-bandwidth; the switchover lifts the limiter's rate, a later attempt puts this back. */
     private volatile long bandwidthCap;
@@ -85,28 +91,18 @@ public final class MigrationSource implements AutoCloseable {
     private volatile SourceStream stream;
     /** Wire bytes of the attempts before the current one. */
     private volatile long earlierWireBytes;
-    private List<GranuleDigests> digests = new ArrayList<>();
-    private final List<BlockSender> senders = new ArrayList<>();
-    private ResendLedger ledger;
-    private volatile Convergence convergence;
-    private final SourceStateMachine machine = new SourceStateMachine();
-    /** QEMU's count of bytes dirtied since the last pass, refreshed by the send thread (info migrate reads it). */
-    private volatile long remainingBytes;
-    /** While the bulk pass runs: the disk bytes transferred when it will be done ({@code -1}: no bulk pass runs). */
-    private volatile long bulkEndTransferred = -1;
-    private volatile long bulkLaterDisksBytes;
     /** When QEMU's STOP arrived ({@link System#nanoTime}; 0: not seen), from QEMU's event thread. */
     private volatile long vmStoppedNs;
-    private long remainingCheckedNs;
-    private volatile long writeLimitBytesPerSec;
     private boolean tracking;
     /** The destination welcomed this migration's disks: it keeps a partial state that another attempt can go on from. */
     private boolean destinationHoldsPartial;
     /** The next attempt resumes (a later attempt, or {@code -r}). */
     private boolean resuming;
-    private boolean bulkRunning;
-    private long lastPassBytes;
-    private long lastPassMs;
+    /** Set when an attempt after a loss got WELCOME: the next loss starts a new retry window. */
+    private boolean welcomedSinceLoss;
+    /** Per disk, from WELCOME: the destination's image starts out all zero, so the bulk pass may skip holes. */
+    private List<Boolean> fresh = List.of();
+    private volatile boolean handedOver;
     private volatile ResumeInfo resumeInfo;
     private volatile ResumePoint kept;
 
@@ -124,11 +120,11 @@ public final class MigrationSource implements AutoCloseable {
         this.runtimeDir = runtimeDir;
         this.limiter = new RateLimiter(parameters.maxBandwidthBytesPerSec());
         this.bandwidthCap = parameters.maxBandwidthBytesPerSec();
-        this.downtimeLimitMs = parameters.downtimeLimitMs();
         this.retryWindow = new RetryWindow(parameters.retryWindowMs());
         this.granuleSize = parameters.granuleSize();
         this.resumeFrom = resumeFrom;
         this.events = new SourceEvents(machine, stats, vm::qemuLog, this::checkpointConfirmed);
+        this.passes = new DiskPasses(disks, blocks, request, parameters.downtimeLimitMs(), stats, events, machine, this::startRam);
         if (resumeFrom.isPresent() && resumeFrom.get().blocks() != blocks) {
             throw new IllegalArgumentException("a resume must use the block layer its resume point kept tracking in");
         }
@@ -138,7 +134,6 @@ public final class MigrationSource implements AutoCloseable {
         }
         stats.diskTotalBytes(request.copyDisks() ? total : 0);
         stats.resume(() -> Optional.ofNullable(resumeInfo));
-        remainingBytes = request.copyDisks() ? total : 0;     // nothing copied yet: 0 % until the bulk pass says more
     }
 
     /** A fresh start. */
@@ -163,10 +158,7 @@ public final class MigrationSource implements AutoCloseable {
     public void maxBandwidth(long bytesPerSec) {
         bandwidthCap = bytesPerSec;
         limiter.rate(bytesPerSec);
-        Convergence c = convergence;
-        if (c != null) {
-            c.cap(bytesPerSec);
-        }
+        passes.cap(bytesPerSec);
     }
 
     public void start() {
@@ -212,13 +204,9 @@ public final class MigrationSource implements AutoCloseable {
         return handedOver;
     }
 
-    private volatile boolean handedOver;
-
-    private long checkpointBytes = ResendLedger.CHECKPOINT_BYTES;
-
     /** Checkpoints every {@code bytes} of disk data instead of every 64 MiB (tests resume from small disks); before {@link #start}. */
     void checkpointEvery(long bytes) {
-        this.checkpointBytes = bytes;
+        passes.checkpointEvery(bytes);
     }
 
     /** Waits until the migration has finished; true when it did within the time. */
@@ -275,8 +263,7 @@ public final class MigrationSource implements AutoCloseable {
         point.checkFits(request, disks);
         migrationId = point.migrationId();
         granuleSize = point.granuleSize();
-        ledger = point.ledger();
-        digests = new ArrayList<>(point.digests());
+        passes.adopt(point.ledger(), point.digests());
         tracking = true;                   // the point's bitmap is ours to remove or keep again
         destinationHoldsPartial = true;
         resuming = true;
@@ -316,26 +303,24 @@ public final class MigrationSource implements AutoCloseable {
         }
     }
 
-    /** Set when an attempt after a loss got WELCOME: the next loss starts a new retry window. */
-    private boolean welcomedSinceLoss;
-
     /** One attempt: connect, handshake (fresh or resuming), copy, switchover. */
     private void attempt(List<Frame.DiskOffer> offers) throws Exception {
         stats.phase(Phase.HANDSHAKE);
         machine.moveTo(SourceState.HANDSHAKE);
         SourceStream s = SourceStream.connect(request, limiter, events.queue(), stats::phase, destinationHoldsPartial);
         stream = s;
-        stats.sources(this::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), () -> writeLimitBytesPerSec,
+        stats.sources(passes::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), passes::writeLimitBytesPerSec,
                 vm::ramStats);
         if (resuming) {
             List<BlockImage> readers = blocks.reopen();
             resumeHandshake(offers, readers);
-            copyDisks(readers);
+            passes.copyResumed(s, readers, granuleSize, bandwidthCap);
         } else {
             handshake(offers);
             if (request.copyDisks()) {
                 tracking = true;                           // from here on stopTracking() must undo what start() added
-                copyDisks(blocks.start(granuleSize, request.incremental()));   // tracking starts before the bulk reads
+                List<BlockImage> readers = blocks.start(granuleSize, request.incremental());   // tracking starts before the bulk reads
+                passes.copyFresh(s, readers, granuleSize, bandwidthCap, fresh);
             } else {
                 startRam();
                 awaitPreSwitchoverWithoutDisks();
@@ -359,7 +344,7 @@ public final class MigrationSource implements AutoCloseable {
             earlierWireBytes += s.writer().bytesWritten();
         }
         stream = null;
-        writeLimitBytesPerSec = 0;
+        passes.throttleLifted();
         limiter.rate(bandwidthCap);
         if (tracking) {
             blocks.suspend();                // the guest writes unthrottled while the link is down; QEMU records them
@@ -370,8 +355,7 @@ public final class MigrationSource implements AutoCloseable {
         }
         vm.resume();
         vmStoppedNs = 0;
-        senders.clear();
-        bulkEndTransferred = -1;
+        passes.attemptEnded();
         events.dropAttempt();
     }
 
@@ -413,7 +397,8 @@ public final class MigrationSource implements AutoCloseable {
      * answers with the checkpoint its journal holds; everything sent after it is sent again.
      */
     private void resumeHandshake(List<Frame.DiskOffer> offers, List<BlockImage> readers) throws Exception {
-        List<List<Frame.Sample>> sampled = ResumeSamples.take(disks, readers, digests, ledger,
+        ResendLedger ledger = passes.ledger();
+        List<List<Frame.Sample>> sampled = ResumeSamples.take(disks, readers, passes.digests(), ledger,
                 java.util.concurrent.ThreadLocalRandom.current());
         List<DirtySnapshot> since = blocks.takeDirty();      // after the sample reads: a write racing them is in here
         List<List<Frame.Sample>> samples = ResumeSamples.without(sampled, since);
@@ -437,8 +422,6 @@ public final class MigrationSource implements AutoCloseable {
                 + welcome.checkpoint() + "; " + ledger.owedBytes() + " bytes to send again");
     }
 
-    private List<Boolean> fresh = List.of();
-
     /**
      * The granule-size parameter, doubled until the disks' group digests fit one DISKS_DONE frame: 4 KiB
      * granules do up to about 16 TiB of disks, larger ones need coarser granules (more bytes resent per
@@ -455,220 +438,6 @@ public final class MigrationSource implements AutoCloseable {
                     + sizes.stream().mapToLong(s -> s).sum() + " bytes of disks must fit one DISKS_DONE frame");
         }
         return granule;
-    }
-
-    // ---- disks --------------------------------------------------------------------------------
-
-    /**
-     * The copy: a bulk pass on a fresh start, or a resume pass of what the destination lacks on a later
-     * attempt, then dirty passes until QEMU pauses the VM at pre-switchover.
-     */
-    private void copyDisks(List<BlockImage> readers) throws Exception {
-        convergence = new Convergence(bandwidthCap, System.nanoTime());
-        if (!resuming) {
-            ledger = new ResendLedger(disks.stream().map(SourceDisk::size).toList(), granuleSize, checkpointBytes, System.nanoTime());
-            digests.clear();
-            for (SourceDisk disk : disks) {
-                digests.add(new GranuleDigests(disk.size(), granuleSize));
-            }
-        }
-        senders.clear();
-        for (int i = 0; i < disks.size(); i++) {
-            BlockSender sender = new BlockSender(i, readers.get(i), digests.get(i), stream.writer(), stats, ledger);
-            sender.afterEachRun(this::afterRun);
-            senders.add(sender);
-        }
-        machine.moveTo(SourceState.COPYING);
-        if (resuming) {
-            resumePass();
-        } else {
-            bulkPass(readers);
-        }
-        int pass = 0;
-        while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
-            pass++;
-            dirtyPass(pass);
-            events.drain();
-            long remaining = refreshRemaining();
-            stats.expectedDowntimeMs(convergence.expectedDowntimeMs(remaining));
-            if (machine.state() == SourceState.COPYING && convergence.readyForRam(remaining, downtimeLimitMs)) {
-                startRam();
-            }
-            limitWrites(convergence.afterPass(pass, remaining));
-            if (!machine.reached(SourceState.PRE_SWITCHOVER) && remaining < 4L * granuleSize * 256) {
-                events.waitFor(IDLE_PASS_INTERVAL_MS);
-            }
-        }
-    }
-
-    private void bulkPass(List<BlockImage> readers) throws Exception {
-        stats.phase(Phase.BULK_COPY);
-        stats.dirtyPass(0);
-        long start = System.nanoTime();
-        long wireBefore = wire();
-        List<BulkPlan> plans = new ArrayList<>();
-        for (int i = 0; i < disks.size(); i++) {
-            BulkPlan plan;
-            try {
-                plan = BulkPlan.of(readers.get(i), granuleSize, request.incremental(), fresh.get(i));
-            } catch (ImageException e) {
-                throw new MigrationException(Phase.BULK_COPY, "reading the allocation map of disk " + disks.get(i).id() + " failed: "
-                        + e.getMessage(), e);
-            }
-            ledger.planned(i, plan.data());
-            ledger.planned(i, plan.zero());
-            plans.add(plan);
-            LOG.log(System.Logger.Level.INFO, "bulk pass: disk=" + disks.get(i).id() + " data=" + plan.dataBytes()
-                    + " bytes, zero granules=" + plan.zero().count());
-        }
-        for (int i = 0; i < disks.size(); i++) {
-            sendZeroes(i, plans.get(i).zero());
-            long later = 0;
-            for (int j = i + 1; j < disks.size(); j++) {
-                later += plans.get(j).dataBytes();
-            }
-            bulkLaterDisksBytes = later;
-            bulkEndTransferred = stats.diskTransferredBytes() + plans.get(i).dataBytes();
-            bulkRunning = true;
-            try {
-                sendSet(i, plans.get(i).data());
-            } finally {
-                bulkRunning = false;
-            }
-            events.drain();
-        }
-        convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
-        refreshRemaining();
-        bulkEndTransferred = -1;
-        send(Phase.BULK_COPY, new Frame.PassEnd(0, remainingBytes));
-        checkpointIfDue();
-    }
-
-    /** After a reconnect: what the destination lacks, the ledger's unsent set (which now holds every owed granule). */
-    private void resumePass() throws Exception {
-        stats.phase(Phase.RESUME);
-        stats.dirtyPass(0);
-        long start = System.nanoTime();
-        long wireBefore = wire();
-        long diskBefore = stats.diskTransferredBytes();
-        for (int i = 0; i < disks.size(); i++) {
-            sendSet(i, ledger.unsent(i));
-            events.drain();
-        }
-        convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
-        send(Phase.RESUME, new Frame.PassEnd(0, refreshRemaining()));
-        checkpointIfDue();
-        LOG.log(System.Logger.Level.INFO, "resume pass: " + (stats.diskTransferredBytes() - diskBefore) + " bytes of disk data in "
-                + sinceMs(start) + " ms");
-    }
-
-    /**
-     * What is left to copy of the disks, for {@code info migrate} ("remaining disk", the progress and the ETA):
-     * during the bulk pass, the data of the disk being copied not sent yet and all of the disks after it
-     * (holes and zero ranges the plan skips are done: a sparse disk reaches 100 %); afterwards, the dirty bytes
-     * of the last check.
-     */
-    private long diskRemaining() {
-        long bulkEnd = bulkEndTransferred;
-        if (bulkEnd >= 0) {
-            return Math.max(0, bulkEnd - stats.diskTransferredBytes()) + bulkLaterDisksBytes;
-        }
-        return remainingBytes;
-    }
-
-    /** After each run sent: a due checkpoint; during the bulk pass, a cancel is seen at once and a long pass may throttle the guest. */
-    private void afterRun() throws RunCheckFailed, InterruptedException {
-        try {
-            checkpointIfDue();
-            if (bulkRunning) {
-                events.drain();
-                long now = System.nanoTime();
-                if (now - remainingCheckedNs >= REMAINING_CHECK_INTERVAL_NS) {
-                    limitWrites(convergence.duringBulk(refreshRemaining(), now));
-                }
-            }
-        } catch (MigrationException | Cancelled | LinkLost e) {
-            throw new RunCheckFailed(e);
-        }
-    }
-
-    /** Carries a failure, a lost link or a cancel out of {@link BlockSender}'s run loop, which only passes I/O exceptions on. */
-    private static final class RunCheckFailed extends IOException {
-        private final Exception cause;
-
-        RunCheckFailed(Exception cause) {
-            super(cause.getMessage(), cause);
-            this.cause = cause;
-        }
-    }
-
-    /** Sends the granules of {@code set} of disk {@code i}: a read that fails is a failure, a send that fails the link lost. */
-    private void sendSet(int i, DirtySnapshot set) throws Exception {
-        try {
-            senders.get(i).sendData(set);
-        } catch (RunCheckFailed stop) {
-            throw stop.cause;
-        } catch (ImageException e) {
-            throw new MigrationException(stats.phase(), "reading disk " + disks.get(i).id() + " through QEMU failed: " + e.getMessage(), e);
-        } catch (IOException e) {
-            throw new LinkLost(stats.phase(), "sending disk " + disks.get(i).id() + " to the destination failed: " + e.getMessage(), e);
-        }
-    }
-
-    private void sendZeroes(int i, DirtySnapshot set) throws LinkLost, InterruptedException {
-        try {
-            senders.get(i).sendZeroes(set);
-        } catch (IOException e) {
-            throw new LinkLost(stats.phase(), "sending disk " + disks.get(i).id() + " to the destination failed: " + e.getMessage(), e);
-        }
-    }
-
-    /** Sends a CHECKPOINT when the ledger says one is due. */
-    private void checkpointIfDue() throws LinkLost, InterruptedException {
-        long now = System.nanoTime();
-        if (ledger.checkpointDue(now)) {
-            send(stats.phase(), new Frame.Checkpoint(ledger.checkpoint(now)));
-        }
-    }
-
-    private long wire() {
-        return stream.writer().bytesWritten();
-    }
-
-    private void dirtyPass(int pass) throws Exception {
-        stats.phase(Phase.ITERATE);
-        stats.dirtyPass(pass);
-        long start = System.nanoTime();
-        long wireBefore = wire();
-        long found = 0;
-        List<DirtySnapshot> dirty = blocks.takeDirty();      // a fresh set starts BEFORE these granules are read
-        for (int i = 0; i < senders.size(); i++) {
-            ledger.planned(i, dirty.get(i));
-            found += dirty.get(i).bytes();
-            sendSet(i, dirty.get(i));
-        }
-        convergence.snapshotTaken(found, start);
-        convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
-        stats.rates(convergence.bandwidthBytesPerSec(), convergence.dirtyRateBytesPerSec());
-        send(Phase.ITERATE, new Frame.PassEnd(pass, refreshRemaining()));
-        checkpointIfDue();
-    }
-
-    /** Asks QEMU how much the guest dirtied since the last pass. */
-    private long refreshRemaining() throws MigrationException {
-        remainingBytes = blocks.dirtyBytes();
-        remainingCheckedNs = System.nanoTime();
-        return remainingBytes;
-    }
-
-    /** Changes QEMU's limit on guest writes when the controller's figure changed (0: the user's own settings). */
-    private void limitWrites(long bytesPerSec) throws MigrationException {
-        if (bytesPerSec != writeLimitBytesPerSec) {
-            blocks.throttleWrites(bytesPerSec);
-            writeLimitBytesPerSec = bytesPerSec;
-            LOG.log(System.Logger.Level.INFO, bytesPerSec > 0 ? "guest writes limited to " + bytesPerSec + " bytes/s"
-                    : "guest write limit lifted");
-        }
     }
 
     private static long sinceMs(long startNs) {
@@ -697,7 +466,7 @@ public final class MigrationSource implements AutoCloseable {
             }
         });
         machine.moveTo(SourceState.RAM);
-        LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes + " bytes");
+        LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + passes.remainingBytes() + " bytes");
     }
 
     private void awaitPreSwitchoverWithoutDisks() throws Exception {
@@ -714,20 +483,14 @@ public final class MigrationSource implements AutoCloseable {
         // The VM is paused: the bandwidth cap would only lengthen the downtime (QEMU lifts its own
         // rate limit at this point too); a later attempt gets the cap back (endAttempt).
         limiter.rate(UNCAPPED_BYTES_PER_SEC);
+        long lastPassBytes = 0;
+        long lastPassMs = 0;
         if (request.copyDisks()) {
-            long wireStart = wire();
-            List<DirtySnapshot> last = blocks.takeDirty();     // QEMU has drained the guest's disk I/O: nothing follows
-            for (int i = 0; i < disks.size(); i++) {
-                ledger.planned(i, last.get(i));
-                sendSet(i, last.get(i));
-            }
-            List<int[]> groups = new ArrayList<>();
-            for (GranuleDigests d : digests) {
-                groups.add(d.groupDigests());
-            }
+            long wireStart = stream.writer().bytesWritten();
+            List<int[]> groups = passes.lastPass();            // QEMU has drained the guest's disk I/O: nothing follows
             send(Phase.SWITCHOVER, new Frame.DisksDone(groups));
             machine.moveTo(SourceState.DISKS_SENT);
-            lastPassBytes = wire() - wireStart;
+            lastPassBytes = stream.writer().bytesWritten() - wireStart;
             lastPassMs = sinceMs(pausedNs);
         }
         // The device state goes out while the destination flushes and compares digests: the destination
@@ -759,7 +522,7 @@ public final class MigrationSource implements AutoCloseable {
 
     /** The destination confirmed checkpoint {@code number}: the ledger drops what it covers. */
     private void checkpointConfirmed(long number) {
-        ledger.confirmed(number);
+        passes.confirmed(number);
     }
 
     private void send(Phase phase, Frame frame) throws LinkLost, InterruptedException {
@@ -806,11 +569,11 @@ public final class MigrationSource implements AutoCloseable {
      * (a {@link ResumePoint}: QEMU's dirty tracking goes on); otherwise removes everything from QEMU.
      */
     private void keepResumable(StringBuilder message) {
-        if (tracking && destinationHoldsPartial && ledger != null) {
+        if (tracking && destinationHoldsPartial && passes.hasLedger()) {
             try {
                 blocks.suspend();
                 ResumePoint point = new ResumePoint(migrationId, granuleSize, request.incremental(),
-                        disks.stream().map(SourceDisk::size).toList(), ledger, digests, blocks, Instant.now());
+                        disks.stream().map(SourceDisk::size).toList(), passes.ledger(), passes.digests(), blocks, Instant.now());
                 kept = point;
                 resumeInfo = point.info();
                 message.append("; resumable: `migrate -r` sends only what the destination lacks (")
@@ -836,7 +599,7 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         tracking = false;
-        writeLimitBytesPerSec = 0;
+        passes.throttleLifted();
         try {
             blocks.stop();
         } catch (MigrationException e) {
