@@ -28,12 +28,12 @@ import java.util.UUID;
  * the migration runs (and, between attempts, keeps only the dirty tracking).
  *
  * <p>This class tells the procedure in order ({@code run}, {@code attempts}, {@code attempt}, the handshakes,
- * {@code startRam}, {@code switchover}, {@code recover}); each part it leans on has one job. Where the source
- * is: {@link SourceStateMachine} over {@link SourceState}. What it waits for and what each event does:
+ * {@code startRam}, {@code recover}); each part it leans on has one job. Where the source is:
+ * {@link SourceStateMachine} over {@link SourceState}. What it waits for and what each event does:
  * {@link SourceEvents}. The copy of the disks, with the {@link ResendLedger} of what the destination may lack
- * and the digests of what was sent: {@link DiskPasses}. When a lost link is tried again: {@link RetryWindow}.
- * What a resume asks the destination to compare: {@link ResumeSamples}. One attempt's connection:
- * {@link SourceStream}.
+ * and the digests of what was sent: {@link DiskPasses}. From pre-switchover to RUNNING: {@link Switchover}.
+ * When a lost link is tried again: {@link RetryWindow}. What a resume asks the destination to compare:
+ * {@link ResumeSamples}. One attempt's connection: {@link SourceStream}.
  *
  * <h2>Design notes</h2>
  * <ul>
@@ -56,16 +56,12 @@ import java.util.UUID;
 public final class MigrationSource implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(MigrationSource.class.getName());
     private static final long WELCOME_TIMEOUT_MS = 120_000;
-    private static final long VERIFY_TIMEOUT_MS = 120_000;
-    private static final long DEST_READY_TIMEOUT_MS = 300_000;
-    private static final long RUNNING_TIMEOUT_MS = 60_000;
     /**
      * Socket buffers of the stream. Whatever sits in them when QEMU pauses at pre-switchover must
      * drain inside the downtime: 4 MiB buffers on both ends cost ~170 ms of it under TCG, 1 MiB is
      * still several times a LAN's bandwidth-delay product.
      */
     static final int SOCKET_BUFFER = 1 << 20;
-    private static final long UNCAPPED_BYTES_PER_SEC = 1L << 40;
     /** How long {@link #cancel} lets the send thread notice the request before interrupting it. */
     static final long CANCEL_GRACE_MS = 500;
 
@@ -79,6 +75,7 @@ public final class MigrationSource implements AutoCloseable {
     private final SourceStateMachine machine = new SourceStateMachine();
     private final SourceEvents events;
     private final DiskPasses passes;
+    private final Switchover switchover;
     private final RateLimiter limiter;
     private final RetryWindow retryWindow;
     /** The user's max-bandwidth; the switchover lifts the limiter's rate, a later attempt puts this back. */
@@ -102,7 +99,6 @@ public final class MigrationSource implements AutoCloseable {
     private boolean welcomedSinceLoss;
     /** Per disk, from WELCOME: the destination's image starts out all zero, so the bulk pass may skip holes. */
     private List<Boolean> fresh = List.of();
-    private volatile boolean handedOver;
     private volatile ResumeInfo resumeInfo;
     private volatile ResumePoint kept;
 
@@ -125,6 +121,7 @@ public final class MigrationSource implements AutoCloseable {
         this.resumeFrom = resumeFrom;
         this.events = new SourceEvents(machine, stats, vm::qemuLog, this::checkpointConfirmed);
         this.passes = new DiskPasses(disks, blocks, request, parameters.downtimeLimitMs(), stats, events, machine, this::startRam);
+        this.switchover = new Switchover(request, vm, limiter, passes, events, machine, stats);
         if (resumeFrom.isPresent() && resumeFrom.get().blocks() != blocks) {
             throw new IllegalArgumentException("a resume must use the block layer its resume point kept tracking in");
         }
@@ -201,7 +198,7 @@ public final class MigrationSource implements AutoCloseable {
      * must not run again ({@code cont} is refused without {@code --force}).
      */
     public boolean handedOver() {
-        return handedOver;
+        return machine.handedOver();
     }
 
     /** Checkpoints every {@code bytes} of disk data instead of every 64 MiB (tests resume from small disks); before {@link #start}. */
@@ -326,7 +323,7 @@ public final class MigrationSource implements AutoCloseable {
                 awaitPreSwitchoverWithoutDisks();
             }
         }
-        switchover();
+        switchover.run(s, vmStoppedNs);
     }
 
     /**
@@ -444,7 +441,7 @@ public final class MigrationSource implements AutoCloseable {
         return (System.nanoTime() - startNs) / 1_000_000;
     }
 
-    // ---- RAM and switchover -------------------------------------------------------------------
+    // ---- RAM ----------------------------------------------------------------------------------
 
     private void startRam() throws MigrationException {
         stats.phase(Phase.RAM);
@@ -474,50 +471,6 @@ public final class MigrationSource implements AutoCloseable {
             events.waitFor(1000);
             send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
         }
-    }
-
-    private void switchover() throws Exception {
-        long pausedNs = System.nanoTime();
-        long stoppedNs = vmStoppedNs != 0 ? vmStoppedNs : pausedNs;   // QEMU's STOP comes just before pre-switchover
-        stats.phase(Phase.SWITCHOVER);
-        // The VM is paused: the bandwidth cap would only lengthen the downtime (QEMU lifts its own
-        // rate limit at this point too); a later attempt gets the cap back (endAttempt).
-        limiter.rate(UNCAPPED_BYTES_PER_SEC);
-        long lastPassBytes = 0;
-        long lastPassMs = 0;
-        if (request.copyDisks()) {
-            long wireStart = stream.writer().bytesWritten();
-            List<int[]> groups = passes.lastPass();            // QEMU has drained the guest's disk I/O: nothing follows
-            send(Phase.SWITCHOVER, new Frame.DisksDone(groups));
-            machine.moveTo(SourceState.DISKS_SENT);
-            lastPassBytes = stream.writer().bytesWritten() - wireStart;
-            lastPassMs = sinceMs(pausedNs);
-        }
-        // The device state goes out while the destination flushes and compares digests: the destination
-        // runs the VM only on COMMIT, and COMMIT waits for VERIFIED, so nothing runs on unverified disks.
-        vm.continueSwitchover();
-        if (!request.copyDisks()) {
-            machine.moveTo(SourceState.VERIFIED);          // shared disks: nothing to verify
-        }
-        events.awaitState(SourceState.VERIFIED, VERIFY_TIMEOUT_MS, "the destination's digest verification");
-        long verifiedMs = sinceMs(pausedNs);
-        events.awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
-        long deviceStateMs = sinceMs(pausedNs);
-        machine.moveTo(SourceState.COMMITTED);             // before the send: a COMMIT that may have left counts as sent
-        handedOver = true;
-        send(Phase.SWITCHOVER, new Frame.Commit());
-        events.awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
-        long switchoverMs = sinceMs(pausedNs);
-        // The guest's downtime: from the source QEMU's STOP to the destination's RUNNING (sent once its QEMU
-        // resumed), both as this host saw them. Measured from pre-switchover it left out the time between
-        // QEMU pausing the VM and Ferry handling the event, and under-reported.
-        long downtimeMs = sinceMs(stoppedNs);
-        stats.downtimeMs(downtimeMs);
-        // One line that says where the downtime went (times from QEMU's pre-switchover event).
-        LOG.log(System.Logger.Level.INFO, String.format(java.util.Locale.ROOT, "switchover: VM stopped %d ms before"
-                + " pre-switchover, last pass %d bytes sent at +%d ms, disks verified at +%d ms, device state in the destination"
-                + " QEMU at +%d ms, destination running at +%d ms; downtime %d ms", (pausedNs - stoppedNs) / 1_000_000,
-                lastPassBytes, lastPassMs, verifiedMs, deviceStateMs, switchoverMs, downtimeMs));
     }
 
     /** The destination confirmed checkpoint {@code number}: the ledger drops what it covers. */

@@ -3,7 +3,8 @@ package ferry.migration;
 /**
  * Where one migration's source is, and the one way to move it on: {@link #moveTo} allows only the
  * transitions {@link SourceState} draws and logs each; {@link #end} puts the final state when a failure or
- * cancel ends the migration.
+ * cancel ends the migration. It remembers that the source passed COMMITTED ({@link #handedOver}), which an
+ * end in FAILED does not undo.
  *
  * <h2>Design notes</h2>
  * The procedure ({@link MigrationSource}), its event handling ({@link SourceEvents}) and its disk passes
@@ -17,6 +18,7 @@ final class SourceStateMachine {
     private static final System.Logger LOG = System.getLogger(MigrationSource.class.getName());
 
     private volatile SourceState state = SourceState.CONNECTING;
+    private volatile boolean handedOver;
 
     SourceState state() {
         return state;
@@ -34,6 +36,17 @@ final class SourceStateMachine {
         }
         LOG.log(System.Logger.Level.DEBUG, "source state " + state + " -> " + next);
         state = next;
+        if (next == SourceState.COMMITTED) {
+            handedOver = true;
+        }
+    }
+
+    /**
+     * True once the source moved to COMMITTED, also after a failure that followed: COMMIT may have reached the
+     * destination, so the VM may run there.
+     */
+    boolean handedOver() {
+        return handedOver;
     }
 
     /** The migration ended in {@code end} (FAILED or CANCELLED), from whatever state it was in. */
