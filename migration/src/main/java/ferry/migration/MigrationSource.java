@@ -1,14 +1,11 @@
 package ferry.migration;
 
-import ferry.dirty.DirtySnapshot;
 import ferry.image.BlockImage;
 import ferry.linux.Threads;
 import ferry.migration.wire.Frame;
-import ferry.migration.wire.MigrationWire;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.UUID;
@@ -31,9 +28,9 @@ import java.util.UUID;
  * {@code startRam}, {@code recover}); each part it leans on has one job. Where the source is:
  * {@link SourceStateMachine} over {@link SourceState}. What it waits for and what each event does:
  * {@link SourceEvents}. The copy of the disks, with the {@link ResendLedger} of what the destination may lack
- * and the digests of what was sent: {@link DiskPasses}. From pre-switchover to RUNNING: {@link Switchover}.
- * When a lost link is tried again: {@link RetryWindow}. What a resume asks the destination to compare:
- * {@link ResumeSamples}. One attempt's connection: {@link SourceStream}.
+ * and the digests of what was sent: {@link DiskPasses}. HELLO and WELCOME, fresh or resuming:
+ * {@link SourceHandshake}, with {@link ResumeSamples}. From pre-switchover to RUNNING: {@link Switchover}.
+ * When a lost link is tried again: {@link RetryWindow}. One attempt's connection: {@link SourceStream}.
  *
  * <h2>Design notes</h2>
  * <ul>
@@ -43,9 +40,9 @@ import java.util.UUID;
  *       a failed check or a cancel is not retried.</li>
  *   <li>When the migration finally fails or is cancelled before COMMIT, what the next
  *       {@code migrate -r} needs stays as a {@link ResumePoint}.</li>
- *   <li>What stays here and not in a part: the attempt's stream and the RAM tunnel, QEMU's block layer from
- *       start to stop ({@code tracking}), the handshakes, and the recovery; these decide the COMMIT rule and
- *       the order in which QEMU is undone, which reads best as one sequence. The parts log under this class's
+ *   <li>What stays here and not in a part: the attempts and their ends, the attempt's stream and the RAM
+ *       tunnel, QEMU's block layer from start to stop ({@code tracking}), and the recovery; these decide the
+ *       COMMIT rule and the order in which QEMU is undone, which reads best as one sequence. The parts log under this class's
  *       name, so the log reads as it did before they were split out.</li>
  * </ul>
  *
@@ -55,7 +52,6 @@ import java.util.UUID;
  */
 public final class MigrationSource implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(MigrationSource.class.getName());
-    private static final long WELCOME_TIMEOUT_MS = 120_000;
     /**
      * Socket buffers of the stream. Whatever sits in them when QEMU pauses at pre-switchover must
      * drain inside the downtime: 4 MiB buffers on both ends cost ~170 ms of it under TCG, 1 MiB is
@@ -75,13 +71,14 @@ public final class MigrationSource implements AutoCloseable {
     private final SourceStateMachine machine = new SourceStateMachine();
     private final SourceEvents events;
     private final DiskPasses passes;
+    private final SourceHandshake handshake;
     private final Switchover switchover;
     private final RateLimiter limiter;
     private final RetryWindow retryWindow;
     /** The user's max-bandwidth; the switchover lifts the limiter's rate, a later attempt puts this back. */
     private volatile long bandwidthCap;
     private final Optional<ResumePoint> resumeFrom;
-    private int granuleSize;   // the parameter, raised in handshake() when the disks' digests need it
+    private int granuleSize;   // the parameter, raised in freshHandshake() when the disks' digests need it
     private UUID migrationId = UUID.randomUUID();
 
     private Thread sendThread;
@@ -91,8 +88,6 @@ public final class MigrationSource implements AutoCloseable {
     /** When QEMU's STOP arrived ({@link System#nanoTime}; 0: not seen), from QEMU's event thread. */
     private volatile long vmStoppedNs;
     private boolean tracking;
-    /** The destination welcomed this migration's disks: it keeps a partial state that another attempt can go on from. */
-    private boolean destinationHoldsPartial;
     /** The next attempt resumes (a later attempt, or {@code -r}). */
     private boolean resuming;
     /** Set when an attempt after a loss got WELCOME: the next loss starts a new retry window. */
@@ -121,6 +116,7 @@ public final class MigrationSource implements AutoCloseable {
         this.resumeFrom = resumeFrom;
         this.events = new SourceEvents(machine, stats, vm::qemuLog, this::checkpointConfirmed);
         this.passes = new DiskPasses(disks, blocks, request, parameters.downtimeLimitMs(), stats, events, machine, this::startRam);
+        this.handshake = new SourceHandshake(vmName, disks, request, vm, blocks, passes, events);
         this.switchover = new Switchover(request, vm, limiter, passes, events, machine, stats);
         if (resumeFrom.isPresent() && resumeFrom.get().blocks() != blocks) {
             throw new IllegalArgumentException("a resume must use the block layer its resume point kept tracking in");
@@ -213,7 +209,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void run() {
         try {
-            List<Frame.DiskOffer> offers = offers();   // before connecting: a base's digest may take long, HELLO may not
+            List<Frame.DiskOffer> offers = handshake.offers();   // before connecting: a base's digest may take long, HELLO may not
             if (resumeFrom.isPresent()) {
                 adopt(resumeFrom.get());
             }
@@ -262,7 +258,7 @@ public final class MigrationSource implements AutoCloseable {
         granuleSize = point.granuleSize();
         passes.adopt(point.ledger(), point.digests());
         tracking = true;                   // the point's bitmap is ours to remove or keep again
-        destinationHoldsPartial = true;
+        handshake.adopted();
         resuming = true;
         LOG.log(System.Logger.Level.INFO, "resuming migration " + migrationId + ": " + point.info().owedBytes()
                 + " bytes owed, plus what the guest wrote since " + point.info().since());
@@ -279,7 +275,7 @@ public final class MigrationSource implements AutoCloseable {
                 attempt(offers);
                 return;
             } catch (LinkLost lost) {
-                if (!destinationHoldsPartial || !retryWindow.enabled() || events.cancelReason().isPresent()) {
+                if (!handshake.destinationHoldsPartial() || !retryWindow.enabled() || events.cancelReason().isPresent()) {
                     throw lost;
                 }
                 RetryWindow.Next next = retryWindow.lost(System.nanoTime(), Instant.now(), welcomedSinceLoss);
@@ -304,7 +300,7 @@ public final class MigrationSource implements AutoCloseable {
     private void attempt(List<Frame.DiskOffer> offers) throws Exception {
         stats.phase(Phase.HANDSHAKE);
         machine.moveTo(SourceState.HANDSHAKE);
-        SourceStream s = SourceStream.connect(request, limiter, events.queue(), stats::phase, destinationHoldsPartial);
+        SourceStream s = SourceStream.connect(request, limiter, events.queue(), stats::phase, handshake.destinationHoldsPartial());
         stream = s;
         stats.sources(passes::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), passes::writeLimitBytesPerSec,
                 vm::ramStats);
@@ -313,7 +309,7 @@ public final class MigrationSource implements AutoCloseable {
             resumeHandshake(offers, readers);
             passes.copyResumed(s, readers, granuleSize, bandwidthCap);
         } else {
-            handshake(offers);
+            freshHandshake(offers);
             if (request.copyDisks()) {
                 tracking = true;                           // from here on stopTracking() must undo what start() added
                 List<BlockImage> readers = blocks.start(granuleSize, request.incremental());   // tracking starts before the bulk reads
@@ -356,89 +352,25 @@ public final class MigrationSource implements AutoCloseable {
         events.dropAttempt();
     }
 
-    // ---- setup --------------------------------------------------------------------------------
+    // ---- handshake --------------------------------------------------------------------------
 
-    private List<Frame.DiskOffer> offers() throws MigrationException {
-        List<Frame.DiskOffer> offers = new ArrayList<>();
-        for (SourceDisk disk : disks) {
-            Optional<Frame.BaseIdentity> base = Optional.empty();
-            if (request.incremental() && disk.base().isPresent()) {
-                long startNs = System.nanoTime();
-                base = Optional.of(disk.base().get().identity());
-                LOG.log(System.Logger.Level.INFO, "base of " + disk.id() + " hashed in " + sinceMs(startNs) + " ms");
-            }
-            offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(), base));
-        }
-        return offers;
-    }
-
-    private void handshake(List<Frame.DiskOffer> offers) throws Exception {
+    /** A fresh start: the granule size the disks need, HELLO, WELCOME. */
+    private void freshHandshake(List<Frame.DiskOffer> offers) throws Exception {
         if (request.copyDisks()) {
-            granuleSize = granuleFor(disks.stream().map(SourceDisk::size).toList(), granuleSize);
+            granuleSize = SourceHandshake.granuleFor(disks.stream().map(SourceDisk::size).toList(), granuleSize);
         }
-        send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
-                request.incremental(), offers, vm.fingerprint(), migrationId, Optional.empty()));
-        Frame.Welcome welcome = events.awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
-        if (request.copyDisks() && welcome.freshDisks().size() != disks.size()) {
-            throw new MigrationException(Phase.HANDSHAKE, "destination prepared " + welcome.freshDisks().size()
-                    + " disks, source has " + disks.size());
-        }
-        this.fresh = welcome.freshDisks();
-        destinationHoldsPartial = request.copyDisks();
+        fresh = handshake.fresh(stream, offers, granuleSize, migrationId);
         stats.status(MigrationStatus.ACTIVE);
     }
 
-    /**
-     * A later attempt (or {@code -r}): samples granules the destination must hold as they are here, takes
-     * the guest's writes since the last pass began, and asks the destination to go on. The destination
-     * answers with the checkpoint its journal holds; everything sent after it is sent again.
-     */
+    /** A later attempt (or {@code -r}): the resume claim, then the ledger goes on from the destination's checkpoint. */
     private void resumeHandshake(List<Frame.DiskOffer> offers, List<BlockImage> readers) throws Exception {
-        ResendLedger ledger = passes.ledger();
-        List<List<Frame.Sample>> sampled = ResumeSamples.take(disks, readers, passes.digests(), ledger,
-                java.util.concurrent.ThreadLocalRandom.current());
-        List<DirtySnapshot> since = blocks.takeDirty();      // after the sample reads: a write racing them is in here
-        List<List<Frame.Sample>> samples = ResumeSamples.without(sampled, since);
-        send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, true, request.incremental(), offers,
-                vm.fingerprint(), migrationId, Optional.of(new Frame.ResumeClaim(ledger.lastConfirmed(), samples))));
-        Frame.Welcome welcome;
-        try {
-            welcome = events.awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
-        } catch (MigrationException refused) {
-            destinationHoldsPartial = false;                 // it holds nothing to go on from: the next migrate starts over
-            throw refused;
-        }
-        ledger.resumeAt(welcome.checkpoint());
-        for (int i = 0; i < disks.size(); i++) {
-            ledger.planned(i, since.get(i));
-        }
+        long checkpoint = handshake.resume(stream, offers, granuleSize, migrationId, readers);
         welcomedSinceLoss = true;
         resumeInfo = null;
         stats.status(MigrationStatus.ACTIVE);
         LOG.log(System.Logger.Level.INFO, "resumed migration " + migrationId + " at the destination's checkpoint "
-                + welcome.checkpoint() + "; " + ledger.owedBytes() + " bytes to send again");
-    }
-
-    /**
-     * The granule-size parameter, doubled until the disks' group digests fit one DISKS_DONE frame: 4 KiB
-     * granules do up to about 16 TiB of disks, larger ones need coarser granules (more bytes resent per
-     * guest write, half the bitmap and digest memory per doubling).
-     */
-    static int granuleFor(List<Long> sizes, int wanted) throws MigrationException {
-        int granule = MigrationWire.smallestGranuleFor(sizes, wanted);
-        if (granule < 0) {
-            throw new MigrationException(Phase.HANDSHAKE, "the disks are too large to migrate: " + sizes.stream().mapToLong(s -> s).sum()
-                    + " bytes need more digests than one DISKS_DONE frame carries even at granule-size " + MigrationWire.MAX_GRANULE_SIZE);
-        }
-        if (granule != wanted) {
-            LOG.log(System.Logger.Level.INFO, "granule-size " + wanted + " raised to " + granule + " for this migration: the digests of "
-                    + sizes.stream().mapToLong(s -> s).sum() + " bytes of disks must fit one DISKS_DONE frame");
-        }
-        return granule;
-    }
-
-    private static long sinceMs(long startNs) {
-        return (System.nanoTime() - startNs) / 1_000_000;
+                + checkpoint + "; " + passes.ledger().owedBytes() + " bytes to send again");
     }
 
     // ---- RAM ----------------------------------------------------------------------------------
@@ -522,7 +454,7 @@ public final class MigrationSource implements AutoCloseable {
      * (a {@link ResumePoint}: QEMU's dirty tracking goes on); otherwise removes everything from QEMU.
      */
     private void keepResumable(StringBuilder message) {
-        if (tracking && destinationHoldsPartial && passes.hasLedger()) {
+        if (tracking && handshake.destinationHoldsPartial() && passes.hasLedger()) {
             try {
                 blocks.suspend();
                 ResumePoint point = new ResumePoint(migrationId, granuleSize, request.incremental(),
