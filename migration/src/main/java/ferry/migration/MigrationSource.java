@@ -401,17 +401,13 @@ public final class MigrationSource implements AutoCloseable {
     private void awaitPreSwitchoverWithoutDisks() throws Exception {
         while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
             events.waitFor(1000);
-            send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
+            stream.send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
         }
     }
 
     /** The destination confirmed checkpoint {@code number}: the ledger drops what it covers. */
     private void checkpointConfirmed(long number) {
         passes.confirmed(number);
-    }
-
-    private void send(Phase phase, Frame frame) throws LinkLost, InterruptedException {
-        stream.send(phase, frame);
     }
 
     // ---- failure ------------------------------------------------------------------------------

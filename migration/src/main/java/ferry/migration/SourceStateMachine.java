@@ -7,9 +7,9 @@ package ferry.migration;
  * end in FAILED does not undo.
  *
  * <h2>Design notes</h2>
- * The procedure ({@link MigrationSource}), its event handling ({@link SourceEvents}) and its disk passes
- * ({@link DiskPasses}) all move or read the same state; one small holder lets each of them do so without a
- * reference to the others. It logs under {@link MigrationSource}'s name, as the source's own lines did
+ * The procedure ({@link MigrationSource}), its event handling ({@link SourceEvents}), its disk passes
+ * ({@link DiskPasses}) and its {@link Switchover} all move or read the same state; one small holder lets each
+ * of them do so without a reference to the others. It logs under {@link MigrationSource}'s name, as the source's own lines did
  * before they moved here.
  *
  * <p>Threads: moved by {@code migration-send} only; read from any thread ({@link MigrationSource#cancel}).
