@@ -420,7 +420,7 @@ public final class MigrationSource implements AutoCloseable {
 
     private void recover(MigrationStatus finalStatus, String reason, Optional<Frame> farewell) {
         Thread.interrupted();              // a cancel's interrupt must not break the recovery's QMP calls
-        resumeInfo = null;
+        resumeInfo = kept == null ? null : kept.info();   // a -r that did not fit its point keeps showing the point
         if (machine.reached(SourceState.COMMITTED)) {
             machine.end(SourceState.FAILED);
             String message = reason + "; the VM may already run on the destination, so the source stays paused"
