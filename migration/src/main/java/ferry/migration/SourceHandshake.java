@@ -138,6 +138,8 @@ final class SourceHandshake {
         for (int i = 0; i < disks.size(); i++) {
             ledger.planned(i, since.get(i));
         }
+        LOG.log(System.Logger.Level.INFO, "resume: the guest wrote " + since.stream().mapToLong(DirtySnapshot::bytes).sum()
+                + " bytes since the last pass began; the resume pass sends them with what the destination lacks");
         return welcome.checkpoint();
     }
 }
