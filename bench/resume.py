@@ -12,19 +12,19 @@ transferred disk passes --cut-at (0.5) of the bulk pass's data, the migration's 
 both namespaces; without CONFIG_INET_DIAG_DESTROY the veth goes down and up, a silent cut that the source's watchdog
 notices within 20 s). Once the source reports the migration failed and the destination a partial state, the source
 gets `migrate -d -b -r` (case resume) or `migrate -d -b` (case restart), and the run waits for the completion and
-verifies the guest's records on the destination as migration.py does.
+verifies the guest's records on the destination as migration.py does. Case uncut is the same migration without a cut,
+for reference (its "sent" is all it sent).
 
 Figures of a run (bytes unless named otherwise):
   data        the bulk pass's data: 512 MiB plus the guest's records in holes before it began (source log "bulk pass")
   held        what the destination held durably at the cut (its info migrate "Partial state kept: ... N bytes held")
   unconfirmed data - held: what the destination lacked at the cut
   rewritten   what the guest wrote since the interrupted bulk pass began, as QEMU's dirty bitmap saw it: at the resume
-              ("resumed migration ... the W bytes the guest wrote since the last pass began") plus every dirty pass
-              after it ("dirty pass N: F bytes the guest wrote since the last pass") and the last one at the switchover
-              (sent less the logged passes); for a restart, those passes and the data its new bulk pass found beyond
-              the first one's
+              (source log "resume: the guest wrote W bytes since the last pass began"), plus everything sent after the
+              resume pass (source log "resume pass: N bytes"), which is the dirty passes and the last pass at the
+              switchover, guest writes only; for a restart, the data its new bulk pass found beyond the first one's
+              plus everything sent after that bulk pass
   sent        disk bytes sent after the cut: transferred disk of the second migration's info migrate at completion
-              (cross-check: "sent (log)", the logged passes plus the switchover's "last pass N bytes sent" on the wire)
   bound       unconfirmed + rewritten; ratio = sent / bound (issue 11's target: <= 1.05 for the resume)
   total       first migrate to the destination QEMU's RESUME event; after cut: second migrate to RESUME
 """
@@ -74,17 +74,17 @@ def log_size(path):
 
 
 def figures_of_attempt(text):
-    """What the source logged of one migration: its bulk pass, its resume, its resume pass and its dirty passes."""
-    out = {"dirty_passes": [int(x) for x in re.findall(r"dirty pass \d+: (\d+) bytes the guest wrote", text)]}
+    """What the source logged of one migration: its bulk pass, or its resume and resume pass."""
+    out = {}
     m = re.search(r"bulk pass: disk=\S+ data=(\d+) bytes", text)
     if m:
         out["bulk_data"] = int(m.group(1))
-    m = re.search(r"resumed migration \S+ at the destination's checkpoint (-?\d+); (\d+) bytes to send again: "
-                  r"what the destination lacks and the (\d+) bytes the guest wrote", text)
+    m = re.search(r"resumed migration \S+ at the destination's checkpoint (-?\d+); (\d+) bytes to send again", text)
     if m:
-        out["resumed_checkpoint"], out["resend_bytes"], out["written_since"] = (int(g) for g in m.groups())
-    m = re.search(r"switchover: .*last pass (\d+) bytes sent", text)
-    out["last_pass"] = int(m.group(1)) if m else 0
+        out["resumed_checkpoint"], out["resend_bytes"] = int(m.group(1)), int(m.group(2))
+    m = re.search(r"resume: the guest wrote (\d+) bytes since the last pass began", text)
+    if m:
+        out["written_since"] = int(m.group(1))
     m = re.search(r"resume pass: (\d+) bytes of disk data in (\d+) ms", text)
     if m:
         out["resume_pass_bytes"], out["resume_pass_ms"] = int(m.group(1)), int(m.group(2))
@@ -213,26 +213,42 @@ class ResumeRun(mig.Run):
         raise RuntimeError("%s not seen within %.0f s; last info migrate: %s" % (what, timeout_s, text.strip()[-400:]))
 
     def migrate_cut_and_go_on(self):
-        r = self.r
-        src_log = self.p("src.log")
         reply = self.mon.command("migrate_set_parameter retry-window 0")
         if reply.strip():
             raise RuntimeError("ferry monitor refused retry-window 0: " + reply.strip())
         self.watch = QmpWatch(self.p("dst-qmp.sock")).start()
-        seq0 = mig.last_seq(self.p("src-serial.log"))
-        log0 = log_size(src_log)
+        self.seq0 = mig.last_seq(self.p("src-serial.log"))
         self.t0 = time.time()
         self.b0 = mig.link_bytes(self.link)
-        reply = self.mon.command("migrate -d -b tcp:%s:%d" % (self.dst_addr, PORT))
-        if reply.strip():
-            raise RuntimeError("ferry monitor refused migrate: " + reply.strip())
+        log0 = self.migrate("")
+        if self.case == "uncut":
+            self.t1 = self.t0
+            self.await_completion(log0, self.b0)
+            return
+        self.cut_at_share_of_bulk(log0)
+        self.t1 = time.time()
+        b1 = mig.link_bytes(self.link)
+        log1 = self.migrate("-r " if self.case == "resume" else "")
+        self.await_completion(log1, b1)
 
-        # -- the cut, at --cut-at of the bulk pass's data
+    def migrate(self, flags):
+        """Gives the source `migrate -d -b FLAGS URI`; returns where its log stood, so that only this migration's lines are read."""
+        at = log_size(self.p("src.log"))
+        command = "migrate -d -b %stcp:%s:%d" % (flags, self.dst_addr, PORT)
+        reply = self.mon.command(command)
+        if reply.strip():
+            raise RuntimeError("ferry monitor refused " + command + ": " + reply.strip())
+        return at
+
+    def cut_at_share_of_bulk(self, log0):
+        """Kills the connection once --cut-at of the bulk pass's data is sent, then waits for the source to fail and
+        the destination to keep its partial state; records what each side says it kept."""
+        r = self.r
         deadline = self.t0 + self.cfg.cap
         data = None
         while time.time() < deadline:
             text = self.info(self.mon)
-            data = data or figures_of_attempt(log_from(src_log, log0)).get("bulk_data")
+            data = data or figures_of_attempt(log_from(self.p("src.log"), log0)).get("bulk_data")
             sent = kbytes(text, "transferred disk") or 0
             if status(text) not in ("setup", "active"):
                 raise RuntimeError("the migration ended before the cut: " + status(text) + " " + text.strip()[-300:])
@@ -244,7 +260,7 @@ class ResumeRun(mig.Run):
         how = kill_connection()
         t_cut = time.time()
         r.update({"cut": how, "cut_s": round(t_cut - self.t0, 3), "data": data, "sent_at_cut": sent,
-                  "seq_at_cut": mig.last_seq(self.p("src-serial.log")) - seq0})
+                  "seq_at_cut": mig.last_seq(self.p("src-serial.log")) - self.seq0})
         log("  cut (%s) at %.1f s, %d of %d MiB sent" % (how, t_cut - self.t0, sent >> 20, data >> 20))
 
         failed = self.await_info(self.mon, "the source's failure", lambda t: status(t) == "failed", 60)
@@ -260,26 +276,22 @@ class ResumeRun(mig.Run):
         r["dst_info_after_cut"] = held_text.strip()
         restore(how)
 
-        # -- the second migrate: -r, or from zero
-        log1 = log_size(src_log)
+    def await_completion(self, log_at, wire_at):
+        """Waits for the migration given at self.t1 to complete and the destination QEMU to run; records the figures
+        and verifies the guest's records on the destination."""
+        r = self.r
         seq1 = mig.last_seq(self.p("src-serial.log"))
-        self.t1 = time.time()
-        b1 = mig.link_bytes(self.link)
-        command = "migrate -d -b %stcp:%s:%d" % ("-r " if self.case == "resume" else "", self.dst_addr, PORT)
-        reply = self.mon.command(command)
-        if reply.strip():
-            raise RuntimeError("ferry monitor refused " + command + ": " + reply.strip())
-        done = self.await_info(self.mon, "the second migration's end",
+        done = self.await_info(self.mon, "the migration's end",
                                lambda t: status(t) in ("completed", "failed", "cancelled"), self.cfg.cap)
         r["src_info_end"] = done.strip()
         if status(done) != "completed":
-            raise RuntimeError("the second migration ended " + status(done))
+            raise RuntimeError("the migration ended " + status(done))
         r["sent"] = kbytes(done, "transferred disk")
-        r["seq_during_second"] = mig.last_seq(self.p("src-serial.log")) - seq1
+        r["seq_during"] = mig.last_seq(self.p("src-serial.log")) - seq1
         resume = self.watch.wait_event("RESUME", 30, self.t1)
-        r["wire_after_cut"] = mig.link_bytes(self.link) - b1
+        r["wire_after_cut"] = mig.link_bytes(self.link) - wire_at
         r["wire_bytes"] = mig.link_bytes(self.link) - self.b0
-        second = figures_of_attempt(log_from(src_log, log1))
+        second = figures_of_attempt(log_from(self.p("src.log"), log_at))
         r["second"] = second
         if resume is None:
             r["notes"].append("the destination QEMU sent no RESUME")
@@ -287,23 +299,24 @@ class ResumeRun(mig.Run):
         r["converged"] = True
         r["total_s"] = round(resume["t"] - self.t0, 3)
         r["after_cut_s"] = round(resume["t"] - self.t1, 3)
-        self.bound(r, second)
+        if self.case == "uncut":
+            r["data"] = second.get("bulk_data")
+        else:
+            self.bound(r, second)
         self.verify_write()
 
     def bound(self, r, second):
         r["unconfirmed"] = r["data"] - r["held"]
         if r.get("wire_before_failure"):
             r["lost_in_flight"] = r["wire_before_failure"] - r["held"]   # sent, but in no checkpoint the destination made durable
-        first = second.get("resume_pass_bytes", 0) if self.case == "resume" else second.get("bulk_data", 0)
-        dirty = sum(second["dirty_passes"])
-        # The last pass, at the switchover, sends the guest's writes since the last dirty pass: its disk bytes are what
-        # info migrate counts beyond the logged passes (the log gives only its wire bytes, RAM and headers included).
-        r["last_pass_disk"] = max(0, r["sent"] - first - dirty)
-        r["sent_by_log"] = first + dirty + second["last_pass"]
+        # After its first pass (the resume pass, or the restart's bulk pass) a migration sends only what the guest
+        # wrote since that pass began: its dirty passes and the last pass at the switchover.
+        r["first_pass"] = second.get("resume_pass_bytes") if self.case == "resume" else second.get("bulk_data")
+        r["after_first_pass"] = r["sent"] - r["first_pass"]
         if self.case == "resume":
-            r["rewritten"] = second.get("written_since", 0) + dirty + r["last_pass_disk"]
+            r["rewritten"] = second["written_since"] + r["after_first_pass"]
         else:
-            r["rewritten"] = max(0, second.get("bulk_data", r["data"]) - r["data"]) + dirty + r["last_pass_disk"]
+            r["rewritten"] = max(0, second["bulk_data"] - r["data"]) + r["after_first_pass"]
         r["bound"] = r["unconfirmed"] + r["rewritten"]
         r["ratio"] = round(r["sent"] / r["bound"], 4) if r["bound"] else None
 
@@ -321,9 +334,9 @@ def med_range(values, fmt):
 
 def markdown(results):
     mib = lambda v: "%.1f" % (v / MIB)
-    out = ["| case | runs | verified | sent after the cut MiB | bound MiB (unconfirmed + rewritten) | ratio | total s | second migrate to RESUME s |",
+    out = ["| case | runs | verified | disk sent after the cut (uncut: all) MiB | bound MiB (unconfirmed + rewritten) | ratio | total s | second migrate to RESUME s |",
            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for case in ("resume", "restart"):
+    for case in ("resume", "restart", "uncut"):
         rs = [r for r in results if r["case"] == case]
         if not rs:
             continue
@@ -334,7 +347,7 @@ def markdown(results):
             med_range([r.get("ratio") for r in ok], lambda v: "%.3f" % v),
             med_range([r.get("total_s") for r in ok], lambda v: "%.1f" % v),
             med_range([r.get("after_cut_s") for r in ok], lambda v: "%.1f" % v)))
-    out += ["", "| case | run | cut | cut at s | sent at cut MiB | data MiB | held MiB | lost in flight MiB | unconfirmed MiB | source owed MiB | rewritten MiB | sent MiB | sent (log) MiB | ratio | total s | verified |",
+    out += ["", "| case | run | cut | cut at s | sent at cut MiB | data MiB | held MiB | lost in flight MiB | unconfirmed MiB | source owed MiB | rewritten MiB | first pass MiB | sent MiB | ratio | total s | verified |",
             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         g = lambda k: r.get(k)
@@ -342,7 +355,7 @@ def markdown(results):
         out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["case"], g("run"), g("cut") or "-", g("cut_s") or "-", m("sent_at_cut"), m("data"), m("held"), m("lost_in_flight"),
             m("unconfirmed"), m("owed"),
-            m("rewritten"), m("sent"), m("sent_by_log"), "%.3f" % r["ratio"] if r.get("ratio") else "-", g("total_s") or "-",
+            m("rewritten"), m("first_pass"), m("sent"), "%.3f" % r["ratio"] if r.get("ratio") else "-", g("total_s") or "-",
             "yes" if r["verified"] else "no: " + "; ".join(r["notes"])[:120]))
     return "\n".join(out)
 
@@ -350,7 +363,7 @@ def markdown(results):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--cases", default="resume,restart")
+    ap.add_argument("--cases", default="resume,restart,uncut", help="uncut: the same migration without a cut, for reference")
     ap.add_argument("--rate", default="1gbit", help="tc tbf rate of the link (both ends)")
     ap.add_argument("--load", default="2M", help="the guest's write rate (its workload write,rate=LOAD)")
     ap.add_argument("--seconds", type=int, default=60, help="how long the guest writes")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Resume benchmark (issue 11 item 6): a Ferry migration whose link is cut at about half of the bulk pass, then
-# `migrate -d -b -r` (case resume) or `migrate -d -b` again (case restart, from zero), alternating.
+# `migrate -d -b -r` (case resume) or `migrate -d -b` again (case restart, from zero); case uncut, the same migration
+# without a cut, for reference. Cases alternate run by run.
 #   bench/resume.sh                   3 runs of each case: 1 GiB disk with 512 MiB of data, guest writing 2M, 1gbit link
 #   bench/resume.sh --rate 300mbit    a slower link, so that the bulk pass lasts longer (the cut lands closer to 50 %)
 # Other options go to bench/resume.py (--runs N, --cases, --load, --seconds S, --cut-at F, --keep).
