@@ -86,6 +86,19 @@ public final class DirtyBitmap {
         }
     }
 
+    /** Clears granules {@code [first, endExclusive)} (a pass sent them). */
+    public void clearGranules(long first, long endExclusive) {
+        long granule = first;
+        while (granule < endExclusive) {
+            int word = (int) (granule >>> 6);
+            int bit = (int) (granule & 63);
+            int bits = (int) Math.min(64 - bit, endExclusive - granule);
+            long mask = bits == 64 ? -1L : ((1L << bits) - 1) << bit;
+            WORD.getAndBitwiseAnd(words, word, ~mask);
+            granule += bits;
+        }
+    }
+
     public boolean isDirty(long granule) {
         return ((long) WORD.getVolatile(words, (int) (granule >>> 6)) & (1L << (granule & 63))) != 0;
     }

@@ -30,6 +30,20 @@ class DirtyBitmapTest {
     }
 
     @Test
+    void shouldClearExactlyTheGranulesAskedForAcrossWords() {
+        DirtyBitmap bitmap = new DirtyBitmap(300L * GRANULE, GRANULE);
+        bitmap.markAll();
+        bitmap.clearGranules(60, 130);                       // crosses two word boundaries, one whole word
+        assertTrue(bitmap.isDirty(59));
+        assertFalse(bitmap.isDirty(60));
+        assertFalse(bitmap.isDirty(129));
+        assertTrue(bitmap.isDirty(130));
+        assertEquals(300 - 70, bitmap.dirtyCount());
+        bitmap.clearGranules(5, 5);                          // empty range: nothing
+        assertEquals(300 - 70, bitmap.dirtyCount());
+    }
+
+    @Test
     void shouldMarkRangesSpanningWordBoundaries() {
         DirtyBitmap bitmap = new DirtyBitmap(300L * GRANULE, GRANULE);
         bitmap.markRange(63L * GRANULE + 4095, 2);          // last byte of granule 63 and first of 64

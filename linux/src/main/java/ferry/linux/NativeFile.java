@@ -21,8 +21,10 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
 /**
  * One Linux file descriptor, used through the Foreign Function &amp; Memory API (no JNI):
  * positional {@code pread}/{@code pwrite}, {@code lseek} with {@code SEEK_DATA}/{@code SEEK_HOLE},
- * {@code fallocate} (punch hole, zero range), {@code fdatasync}, {@code ftruncate}, and open file
- * description locks ({@code fcntl} {@code F_OFD_SETLK}/{@code F_OFD_GETLK}, the ones QEMU takes).
+ * {@code fallocate} (punch hole, zero range), {@code fdatasync}, {@code ftruncate}, open file
+ * description locks ({@code fcntl} {@code F_OFD_SETLK}/{@code F_OFD_GETLK}, the ones QEMU takes),
+ * the file type ({@code statx}), opening without following a symbolic link ({@code O_NOFOLLOW}), and
+ * {@code fsync} of a directory, which makes a file's creation or removal durable.
  *
  * <h2>Design notes</h2>
  * <ul>
@@ -45,6 +47,10 @@ public final class NativeFile implements AutoCloseable {
     static final int O_CREAT = 0x40;       // 0100
     static final int O_EXCL = 0x80;        // 0200
     static final int O_CLOEXEC = 0x80000;  // 02000000
+    /** The two flags whose values differ between x86_64 and aarch64 (asm-generic/fcntl.h against arm64's). */
+    private static final boolean AARCH64 = "aarch64".equals(System.getProperty("os.arch"));
+    static final int O_DIRECTORY = AARCH64 ? 0x4000 : 0x10000;   // 040000 : 0200000
+    static final int O_NOFOLLOW = AARCH64 ? 0x8000 : 0x20000;    // 0100000 : 0400000
 
     public static final int FALLOC_FL_KEEP_SIZE = 0x01;
     public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
@@ -78,6 +84,15 @@ public final class NativeFile implements AutoCloseable {
     private static final MethodHandle FALLOCATE = downcall("fallocate",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle FDATASYNC = downcall("fdatasync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle FSYNC = downcall("fsync", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    // int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *buf): glibc 2.28+.
+    private static final MethodHandle STATX = downcall("statx",
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS));
+    static final int AT_EMPTY_PATH = 0x1000;
+    static final int STATX_TYPE = 0x1;
+    /** {@code struct statx} is 256 bytes on every architecture; {@code stx_mode} (u16) is at offset 28. */
+    static final int STATX_LENGTH = 256, STX_MODE_OFFSET = 28;
+    static final int S_IFMT = 0xF000, S_IFREG = 0x8000;   // 0170000, 0100000
     private static final MethodHandle SYNC_FILE_RANGE = downcall("sync_file_range",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_INT));
     /** {@code SYNC_FILE_RANGE_WRITE}: start writeback of dirty pages, do not wait. */
@@ -138,6 +153,26 @@ public final class NativeFile implements AutoCloseable {
     /** Creates a new file read-write with the given permission bits; fails with EEXIST if it exists. */
     public static NativeFile createNew(Path path, int mode) throws NativeIoException {
         return new NativeFile(path, openFd(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode), false);
+    }
+
+    /**
+     * Opens an existing file like {@link #open}, but fails with ELOOP when {@code path} itself is a
+     * symbolic link ({@code O_NOFOLLOW}; links in the directories above it are still followed).
+     */
+    public static NativeFile openNoFollow(Path path, boolean readOnly) throws NativeIoException {
+        int flags = (readOnly ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC;
+        return new NativeFile(path, openFd(path, flags, 0), readOnly);
+    }
+
+    /**
+     * Makes durable the creation, removal or renaming of entries in {@code directory}: opens it
+     * ({@code O_RDONLY | O_DIRECTORY}), {@code fsync}s it and closes it. {@link #dataSync()} on a new
+     * file covers its data, not the directory entry that names it.
+     */
+    public static void syncDirectory(Path directory) throws NativeIoException {
+        try (NativeFile dir = new NativeFile(directory, openFd(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0), true)) {
+            dir.intCall("fsync", 0);
+        }
     }
 
     private static int openFd(Path path, int flags, int mode) throws NativeIoException {
@@ -376,6 +411,36 @@ public final class NativeFile implements AutoCloseable {
         intCall("sync_file_range", 0);
     }
 
+    /** Whether the open descriptor is a regular file (not a directory, device, FIFO or socket): {@code statx}. */
+    public boolean isRegularFile() throws NativeIoException {
+        lockOpen("statx");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment state = arena.allocate(CALL_STATE);
+            MemorySegment empty = arena.allocateFrom("");
+            MemorySegment statx = arena.allocate(STATX_LENGTH, 8);
+            for (int interrupted = 0; ; ) {
+                int result;
+                try {
+                    // NATIVE: fd is held open by closeLock's read lock; with AT_EMPTY_PATH and "" statx describes
+                    // fd itself; empty and statx (256 bytes, the kernel writes at most that) live in this arena.
+                    result = (int) STATX.invokeExact(state, fd, empty, AT_EMPTY_PATH, STATX_TYPE, statx);
+                } catch (Throwable t) {
+                    throw rethrow("statx", t);
+                }
+                if (result == 0) {
+                    int mode = Short.toUnsignedInt(statx.get(JAVA_SHORT, STX_MODE_OFFSET));
+                    return (mode & S_IFMT) == S_IFREG;
+                }
+                Errno errno = errno(state);
+                if (!errno.equals(Errno.EINTR) || interrupted++ == EINTR_RETRIES) {
+                    throw new NativeIoException("statx", "path=" + path, errno);
+                }
+            }
+        } finally {
+            closeLock.readLock().unlock();
+        }
+    }
+
     /** Sets the file size; growing leaves a hole. */
     public void truncate(long size) throws NativeIoException {
         intCall("ftruncate", size);
@@ -391,6 +456,7 @@ public final class NativeFile implements AutoCloseable {
                     // NATIVE: fd is held open by closeLock's read lock; no memory is passed.
                     result = switch (call) {
                         case "fdatasync" -> (int) FDATASYNC.invokeExact(state, fd);
+                        case "fsync" -> (int) FSYNC.invokeExact(state, fd);
                         case "sync_file_range" -> (int) SYNC_FILE_RANGE.invokeExact(state, fd, 0L, 0L, SYNC_FILE_RANGE_WRITE);
                         default -> (int) FTRUNCATE.invokeExact(state, fd, argument);
                     };

@@ -116,4 +116,43 @@ class NativeFileTest {
             assertFalse(c.lockedByOthers(100, 200), "close drops the descriptor's locks");
         }
     }
+
+    @Test
+    void shouldRefuseToOpenASymbolicLinkWithNoFollowButOpenTheFileItNames() throws Exception {
+        Path target = dir.resolve("target");
+        Files.write(target, new byte[] {7});
+        Path link = Files.createSymbolicLink(dir.resolve("link"), target);
+        NativeIoException e = assertThrows(NativeIoException.class, () -> NativeFile.openNoFollow(link, false));
+        assertEquals(Errno.ELOOP, e.errno());
+        try (NativeFile followed = NativeFile.open(link, true); NativeFile direct = NativeFile.openNoFollow(target, false)) {
+            assertTrue(followed.isRegularFile());
+            assertTrue(direct.isRegularFile());
+            assertEquals(1, direct.size());
+        }
+    }
+
+    @Test
+    void shouldTellARegularFileFromADirectoryAndADevice() throws Exception {
+        try (NativeFile devNull = NativeFile.open(Path.of("/dev/null"), true)) {
+            assertFalse(devNull.isRegularFile(), "a character device");
+        }
+        try (NativeFile directory = NativeFile.open(dir, true)) {
+            assertFalse(directory.isRegularFile(), "a directory opened read-only");
+        }
+        NativeFile closed = NativeFile.createNew(dir.resolve("c"), 0600);
+        assertTrue(closed.isRegularFile());
+        closed.close();
+        assertEquals(Errno.EBADF, assertThrows(NativeIoException.class, closed::isRegularFile).errno());
+    }
+
+    @Test
+    void shouldSyncADirectoryAndRefuseAFileOrAMissingOne() throws Exception {
+        NativeFile.createNew(dir.resolve("entry"), 0600).close();
+        NativeFile.syncDirectory(dir);
+        assertEquals(Errno.ENOTDIR, assertThrows(NativeIoException.class,
+                () -> NativeFile.syncDirectory(dir.resolve("entry"))).errno());
+        NativeIoException missing = assertThrows(NativeIoException.class, () -> NativeFile.syncDirectory(dir.resolve("gone")));
+        assertEquals(Errno.ENOENT, missing.errno());
+        assertTrue(missing.getMessage().contains(dir.resolve("gone").toString()), missing.getMessage());
+    }
 }

@@ -26,6 +26,7 @@ final class BlockSender {
     private final long maxRunGranules;
     private final ByteBuffer buffer;
     private final ByteBuffer zeroes;
+    private final ResendLedger ledger;
     private AfterRun afterEachRun = () -> { };
 
     /** What runs after each run of granules is sent. */
@@ -34,8 +35,10 @@ final class BlockSender {
         void afterRun() throws IOException, InterruptedException;
     }
 
-    BlockSender(int diskIndex, BlockImage image, GranuleDigests digests, FrameWriter writer, MigrationStats stats) {
+    /** {@code ledger} hears of every run sent (data or zeroes), so that a resume knows what went out since the last checkpoint. */
+    BlockSender(int diskIndex, BlockImage image, GranuleDigests digests, FrameWriter writer, MigrationStats stats, ResendLedger ledger) {
         this.diskIndex = diskIndex;
+        this.ledger = ledger;
         this.image = image;
         this.digests = digests;
         this.writer = writer;
@@ -105,6 +108,7 @@ final class BlockSender {
         writer.send(new Frame.BlockData(diskIndex, offset, data));
         digests.recordData(first, data);
         stats.addDiskBytes(length);
+        ledger.sent(diskIndex, first, count, length);
     }
 
     private void sendZeroRun(long first, long count) throws IOException, InterruptedException {
@@ -112,5 +116,6 @@ final class BlockSender {
         long length = Math.min(count * granuleSize, image.size() - offset);
         writer.send(new Frame.BlockZero(diskIndex, offset, length));
         digests.recordZero(first, count);
+        ledger.sent(diskIndex, first, count, 0);
     }
 }

@@ -14,11 +14,19 @@ public interface DestinationHost {
 
     /**
      * Checks the source's offer against this host's configuration and prepares for it: creates (or,
-     * for incremental migration, opens) the images and opens them for the receiver's writes; QEMU
-     * comes with {@link PreparedVm#startVm()}.
+     * for incremental migration, opens) the images and opens them for the receiver's writes, with a
+     * resume journal beside each (a partial state kept of an earlier migration is discarded first);
+     * QEMU comes with {@link PreparedVm#startVm()}.
+     * A HELLO with a resume claim instead reopens the partial state kept of that migration (same id,
+     * same disks and sizes), or refuses when there is none.
      * Refuses with a MigrationException whose message the source shows to its user.
      */
     PreparedVm prepare(Frame.Hello hello) throws MigrationException;
+
+    /** The partial state this host keeps for a resume, for {@code info migrate}; empty when there is none. */
+    default java.util.Optional<ResumeInfo.PartialHeld> partialHeld() {
+        return java.util.Optional.empty();
+    }
 
     /** The VM being received. Exactly one of {@link #resume()} and {@link #abort(String)} ends it. */
     interface PreparedVm {
@@ -34,6 +42,9 @@ public interface DestinationHost {
 
         /** Per image: true when it starts out reading all zeroes, so the source may skip holes. */
         List<Boolean> fresh();
+
+        /** The images' resume journals (with -b): what a checkpoint makes durable, and what a resume goes on from. */
+        PartialMigration journal();
 
         /**
          * Starts QEMU waiting for its RAM stream ({@code -incoming defer}, {@code migrate-incoming}),
@@ -59,7 +70,11 @@ public interface DestinationHost {
         /** Starts the received VM ({@code cont}). */
         void resume() throws MigrationException;
 
-        /** Stops the VM and removes what {@link #prepare} created. Never throws; reports what it could not undo. */
-        void abort(String reason);
+        /**
+         * Stops the VM. With {@code keepPartial} the images and their journals stay, closed, for a resume (the
+         * host shows them as its partial state); without, what {@link #prepare} created is removed. Never throws;
+         * reports what it could not undo.
+         */
+        void abort(String reason, boolean keepPartial);
     }
 }

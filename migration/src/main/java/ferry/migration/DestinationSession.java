@@ -83,11 +83,20 @@ final class DestinationSession {
     private Thread replyThread;
     private boolean copyDisks;
     private long unflushedBytes;
+    /** Makes checkpoints durable (with -b, from WELCOME until DISKS_DONE). */
+    private CheckpointWriter checkpoints;
+    /** The received disks differ from the source's: the partial state is worthless and goes with the attempt. */
+    private boolean disksDiffer;
     /** COMMIT arrived: from here on the VM is this host's, whatever fails next (never stopped, never removed). */
     private volatile boolean committed;
 
+    /** A HELLO the listener already read (a source that reconnected while its old session still ran); null: read it here. */
+    private Frame.Hello firstHello;
+    private volatile java.util.UUID migrationId;
+
     DestinationSession(MigrationStream channel, String peer, FrameReader reader, FrameWriter writer,
-                       DestinationHost host, MigrationStats stats, long helloTimeoutMs) {
+                       DestinationHost host, MigrationStats stats, long helloTimeoutMs, Optional<Frame.Hello> firstHello) {
+        this.firstHello = firstHello.orElse(null);
         this.helloTimeoutMs = helloTimeoutMs;
         this.channel = channel;
         this.peer = peer;
@@ -211,9 +220,15 @@ final class DestinationSession {
         }
     }
 
+    /** The id of the migration this session receives, once its HELLO arrived. */
+    Optional<java.util.UUID> migrationId() {
+        return Optional.ofNullable(migrationId);
+    }
+
     private void receive() throws Exception {
         while (true) {
-            Frame frame = reader.next();
+            Frame frame = firstHello != null ? firstHello : reader.next();
+            firstHello = null;
             if (state == State.AWAIT_HELLO && !(frame instanceof Frame.Hello || frame instanceof Frame.Cancel
                     || frame instanceof Frame.Error)) {
                 unexpected(frame);             // nothing but HELLO moves a session forward before HELLO
@@ -223,6 +238,7 @@ final class DestinationSession {
                 case Frame.BlockData block -> block(block);
                 case Frame.BlockZero zero -> zero(zero);
                 case Frame.PassEnd pass -> passEnd(pass);
+                case Frame.Checkpoint checkpoint -> checkpoint(checkpoint);
                 case Frame.Ram ram -> ram().deliver(ram.data());
                 case Frame.RamEof eof -> ram().peerFinished();
                 case Frame.DisksDone done -> verify(done);
@@ -237,6 +253,7 @@ final class DestinationSession {
                 case Frame.Verified v -> unexpected(frame);
                 case Frame.DestReady r -> unexpected(frame);
                 case Frame.Running r -> unexpected(frame);
+                case Frame.Confirmed c -> unexpected(frame);
             }
         }
     }
@@ -255,11 +272,13 @@ final class DestinationSession {
         }
         checkBounds(hello);
         helloArrived.countDown();
+        migrationId = hello.migrationId();
         copyDisks = hello.copyDisks();
         long startNs = System.nanoTime();
         prepared = host.prepare(hello);
         LOG.log(System.Logger.Level.INFO, "prepared " + hello.disks().size() + " disks for " + hello.vmName() + " in "
                 + (System.nanoTime() - startNs) / 1_000_000 + " ms" + (hello.incremental() ? " (incremental)" : ""));
+        long checkpoint = -1;
         if (hello.copyDisks()) {
             images.addAll(prepared.images());
             for (int i = 0; i < images.size(); i++) {
@@ -268,18 +287,92 @@ final class DestinationSession {
                     throw new MigrationException(Phase.HANDSHAKE, "disk " + hello.disks().get(i).id() + ": prepared image has "
                             + images.get(i).size() + " bytes, source has " + expected);
                 }
-                digests.add(new GranuleDigests(expected, hello.granuleSize()));
                 stats.diskTotalBytes(stats.report().diskTotalBytes() + expected);
             }
+            PartialMigration journal = prepared.journal();
+            if (hello.resume().isPresent()) {
+                checkpoint = resume(hello, journal);
+            } else {
+                for (Frame.DiskOffer disk : hello.disks()) {
+                    digests.add(new GranuleDigests(disk.size(), hello.granuleSize()));
+                }
+            }
+            checkpoints = new CheckpointWriter(images, journal, replies::add, this::abort);
+            checkpoints.start();
         }
         vmStart = ferry.linux.Threads.unstartedVirtual("vm-start", this::startVm);
         vmStart.start();
         stats.sources(() -> 0, reader::bytesRead, () -> 0, () -> MigrationReport.Ram.NONE);
         prepared.ramListener(this::ramStatus);
-        writer.send(new Frame.Welcome(hello.copyDisks() ? prepared.fresh() : List.of()));
+        writer.send(new Frame.Welcome(hello.copyDisks() ? prepared.fresh() : List.of(), checkpoint));
         state = State.RECEIVING;
         stats.status(MigrationStatus.ACTIVE);
         stats.phase(hello.copyDisks() ? Phase.BULK_COPY : Phase.RAM);
+    }
+
+    /**
+     * A resume: the journals are of this migration (the host checked id, disks and sizes), hold at least what
+     * the source knows was confirmed, and the sampled granules read here as they do on the source. Loads the
+     * digests of what the images hold; returns the journals' checkpoint for WELCOME.
+     */
+    private long resume(Frame.Hello hello, PartialMigration journal) throws MigrationException {
+        Frame.ResumeClaim claim = hello.resume().orElseThrow();
+        long held = journal.checkpoint();
+        if (held < claim.confirmedCheckpoint()) {
+            throw new MigrationException(Phase.HANDSHAKE, "resume refused: this destination's journal holds checkpoint " + held
+                    + " but it confirmed " + claim.confirmedCheckpoint() + " to the source (an older copy of its disks?):"
+                    + " migrate without -r to start over");
+        }
+        try {
+            digests.addAll(journal.loadDigests());
+        } catch (IOException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "resume refused: the destination cannot read its resume journal",
+                    e.getMessage(), e);
+        }
+        if (claim.samples().size() != images.size()) {
+            throw new MigrationException(Phase.HANDSHAKE, "protocol error: resume samples for " + claim.samples().size()
+                    + " disks, HELLO offers " + images.size());
+        }
+        java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocateDirect(hello.granuleSize());
+        for (int disk = 0; disk < images.size(); disk++) {
+            GranuleDigests d = digests.get(disk);
+            long granules = (images.get(disk).size() + d.granuleSize() - 1) / d.granuleSize();
+            for (Frame.Sample sample : claim.samples().get(disk)) {
+                if (sample.granule() < 0 || sample.granule() >= granules) {
+                    throw new MigrationException(Phase.HANDSHAKE, "protocol error: resume sample granule " + sample.granule()
+                            + " outside disk " + disk + " of " + granules + " granules");
+                }
+                int length = d.granuleLength(sample.granule());
+                buffer.clear().limit(length);
+                try {
+                    images.get(disk).read(sample.granule() * d.granuleSize(), buffer);
+                } catch (ImageException e) {
+                    throw new MigrationException(Phase.HANDSHAKE, "reading disk " + disk + " for the resume check failed: " + e.kind(),
+                            e.getMessage(), e);
+                }
+                buffer.flip();
+                if (GranuleDigests.digestOfGranule(buffer) != sample.digest()) {
+                    throw new MigrationException(Phase.HANDSHAKE, "resume refused: disk " + hello.disks().get(disk).id()
+                            + " differs from the source at " + String.format("byte 0x%x", sample.granule() * d.granuleSize())
+                            + " (this destination's partial state is not what the source left): migrate without -r to start over");
+                }
+            }
+        }
+        LOG.log(System.Logger.Level.INFO, "resuming migration " + hello.migrationId() + " at checkpoint " + held + "; "
+                + claim.samples().stream().mapToInt(List::size).sum() + " sampled granules match the source");
+        return held;
+    }
+
+    /** CHECKPOINT: copies the digest pages changed since the last one and hands them to {@code migration-journal}. */
+    private void checkpoint(Frame.Checkpoint checkpoint) throws MigrationException {
+        if (state != State.RECEIVING || checkpoints == null) {
+            unexpected(checkpoint);
+        }
+        List<List<GranuleDigests.Page>> pages = new ArrayList<>();
+        for (GranuleDigests d : digests) {
+            pages.add(d.takeChangedPages());
+        }
+        checkpoints.submit(checkpoint.number(), pages);
     }
 
     /**
@@ -489,6 +582,9 @@ final class DestinationSession {
         }
         stats.phase(Phase.SWITCHOVER);
         awaitVmStart();                        // QEMU is up and, for -i, the bases matched the source's
+        if (checkpoints != null) {
+            checkpoints.finish();              // no journal write may touch the images once QEMU owns them
+        }
         flushImages(Phase.SWITCHOVER);
         prepared.imagesComplete();             // QEMU alone owns the images before it gets the device state
         if (done.groupDigests().size() != digests.size()) {
@@ -498,6 +594,7 @@ final class DestinationSession {
         for (int i = 0; i < digests.size(); i++) {
             int mismatch = GranuleDigests.firstMismatch(digests.get(i).groupDigests(), done.groupDigests().get(i));
             if (mismatch >= 0) {
+                disksDiffer = true;
                 throw new MigrationException(Phase.SWITCHOVER, "disk " + i + " differs from the source at "
                         + digests.get(i).describeGroup(mismatch) + ": digest mismatch, switchover aborted");
             }
@@ -520,6 +617,22 @@ final class DestinationSession {
         state = State.RUNNING;
         writer.send(new Frame.Running());
         ram().close();
+        dropJournal();
+    }
+
+    /** The VM runs here: nothing is left to resume, and the journals go (a failure to remove one is only logged). */
+    private void dropJournal() {
+        if (!copyDisks) {
+            return;
+        }
+        try {
+            PartialMigration journal = prepared.journal();
+            journal.close();
+            journal.discard();
+        } catch (IOException e) {
+            LOG.log(System.Logger.Level.WARNING, "the migration completed, but removing its resume journals failed: " + e.getMessage()
+                    + " (the files ending in " + ResumeJournal.SUFFIX + " beside the images may be deleted)");
+        }
     }
 
     private RamTunnel ram() throws Exception {
@@ -560,8 +673,15 @@ final class DestinationSession {
                 Thread.currentThread().interrupt();
             }
         }
+        if (checkpoints != null) {
+            try {
+                checkpoints.finish();             // what arrived before the failure is worth keeping for a resume
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
         if (prepared != null) {
-            prepared.abort(reason);
+            prepared.abort(reason, copyDisks && !disksDiffer);
         }
         stats.fail(status, reason);
     }

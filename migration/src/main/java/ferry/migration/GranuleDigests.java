@@ -1,7 +1,10 @@
 package ferry.migration;
 
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.BitSet;
+import java.util.List;
 import java.util.zip.CRC32C;
 
 /**
@@ -20,7 +23,15 @@ import java.util.zip.CRC32C;
  * for that disk (and could not even index it), and the destination allocated it from the peer's HELLO.
  * {@link #pageBytesInUse()} says what the pages hold now, for the heap budget.
  *
- * <p>Threads: one writer (the copier or the receiver thread) at a time.
+ * <p>For the destination's resume journal ({@link ResumeJournal}) the digests also remember which groups
+ * changed since the last {@link #takeChangedPages()}: one bit per group in a {@link BitSet}, which grows
+ * to the highest group changed: at most 512 KiB for a 16 TiB disk at 4 KiB granules (4 Mi groups),
+ * beside the page table's 16 MiB. A checkpoint then writes only the pages that changed, and
+ * {@link #loadPage} puts a journal's pages back without marking them. {@link #touchedGranules()} is kept
+ * as a count, so what a destination already holds is known without a scan.
+ *
+ * <p>Threads: one writer (the copier or the receiver thread) at a time; {@link #takeChangedPages()} is
+ * called by that same thread, and the pages it returns are copies that another thread may keep.
  */
 public final class GranuleDigests {
     public static final int GROUP_GRANULES = 1024;
@@ -31,7 +42,22 @@ public final class GranuleDigests {
     private final long diskSize;
     private final long granules;
     private final int[][] pages;   // pages[group] == null: every granule of the group still 0
+    private final BitSet changed = new BitSet();   // groups set since the last takeChangedPages()
     private long pagesInUse;
+    private long touched;          // granules whose digest is not 0
+    private boolean lastTouched;   // whether the last granule (maybe short) is one of them
+
+    /**
+     * A copy of one group's {@link #GROUP_GRANULES} granule digests (0 = untouched): what a checkpoint
+     * writes to the resume journal. The array belongs to the page; neither side changes it afterwards.
+     */
+    public record Page(int group, int[] digests) {
+        public Page {
+            if (group < 0 || digests.length != GROUP_GRANULES) {
+                throw new IllegalArgumentException("bad page: group=" + group + " digests=" + digests.length);
+            }
+        }
+    }
 
     public GranuleDigests(long diskSize, int granuleSize) {
         if (diskSize < 0 || granuleSize <= 0) {
@@ -54,9 +80,10 @@ public final class GranuleDigests {
         return (count + GROUP_GRANULES - 1) / GROUP_GRANULES;
     }
 
-    /** Heap the fixed part takes (the page table), before any granule is recorded. */
+    /** Heap the fixed part takes (the page table and, at most, the change marks), before any granule is recorded. */
     public static long tableBytes(long diskSize, int granuleSize) {
-        return groups(diskSize, granuleSize) * 8 + 16;
+        long groups = groups(diskSize, granuleSize);
+        return groups * 8 + 16 + (groups + 63) / 64 * 8;
     }
 
     /** Heap every page would take if every granule were recorded. */
@@ -66,6 +93,16 @@ public final class GranuleDigests {
 
     public int granuleSize() {
         return granuleSize;
+    }
+
+    /** How many granules the disk has (the last one may be short). */
+    public long granules() {
+        return granules;
+    }
+
+    /** How many groups, so pages, the disk has. */
+    public int groupCount() {
+        return pages.length;
     }
 
     /** Heap the pages take now. */
@@ -89,7 +126,76 @@ public final class GranuleDigests {
             pages[group] = page;
             pagesInUse++;
         }
-        page[(int) (granule % GROUP_GRANULES)] = digest;
+        int index = (int) (granule % GROUP_GRANULES);
+        if (page[index] == 0) {
+            touched++;                 // digests are never 0 (digestOf), so a granule is touched once
+            lastTouched |= granule == granules - 1;
+        }
+        page[index] = digest;
+        changed.set(group);
+    }
+
+    /**
+     * Copies of the pages of the groups that changed since the last call, in group order, and forgets
+     * the changes: a resume checkpoint writes these to the journal.
+     */
+    public List<Page> takeChangedPages() {
+        List<Page> out = new ArrayList<>(changed.cardinality());
+        for (int g = changed.nextSetBit(0); g >= 0; g = changed.nextSetBit(g + 1)) {
+            int[] page = pages[g];
+            out.add(new Page(g, page == null ? new int[GROUP_GRANULES] : page.clone()));
+        }
+        changed.clear();
+        return out;
+    }
+
+    /**
+     * Sets a whole group's digests, as a resume journal holds them; not marked changed (the journal
+     * already has it). An all-zero page leaves the group untouched (no page). Digests past the last
+     * granule must be 0.
+     */
+    public void loadPage(int group, int[] digests) {
+        if (group < 0 || group >= pages.length || digests.length != GROUP_GRANULES) {
+            throw new IllegalArgumentException("bad page: group " + group + " of " + pages.length + ", "
+                    + digests.length + " digests (" + GROUP_GRANULES + " expected)");
+        }
+        long first = (long) group * GROUP_GRANULES;
+        int inGroup = (int) Math.min(GROUP_GRANULES, granules - first);
+        int count = 0;
+        for (int i = 0; i < GROUP_GRANULES; i++) {
+            if (digests[i] != 0) {
+                if (i >= inGroup) {
+                    throw new IllegalArgumentException("bad page: group " + group + " has a digest for granule "
+                            + (first + i) + ", past the disk's last granule " + (granules - 1));
+                }
+                count++;
+            }
+        }
+        int[] old = pages[group];
+        if (old != null) {
+            touched -= Arrays.stream(old).filter(d -> d != 0).count();
+            pagesInUse--;
+        }
+        pages[group] = count == 0 ? null : digests.clone();
+        if (count != 0) {
+            pagesInUse++;
+        }
+        touched += count;
+        if (first + inGroup == granules) {
+            lastTouched = digests[inGroup - 1] != 0;
+        }
+        changed.clear(group);
+    }
+
+    /** How many granules have been recorded (have a digest other than 0). */
+    public long touchedGranules() {
+        return touched;
+    }
+
+    /** The bytes the recorded granules cover: {@link #touchedGranules()} granules, the last one maybe short. */
+    public long touchedBytes() {
+        long bytes = touched * granuleSize;
+        return lastTouched ? bytes - granuleSize + granuleLength(granules - 1) : bytes;
     }
 
     /** Records the content of the granules that {@code data} (position..limit) holds, starting at {@code firstGranule}. */
@@ -113,6 +219,37 @@ public final class GranuleDigests {
         for (long g = firstGranule; g < firstGranule + count; g++) {
             set(g, zeroDigest(granuleLength(g)));
         }
+    }
+
+    /** The digest {@link #recordData} keeps for one granule holding {@code data} (position..limit). */
+    public static int digestOfGranule(ByteBuffer data) {
+        CRC32C crc = new CRC32C();
+        crc.update(data.duplicate());
+        return digestOf((int) crc.getValue(), data.remaining());
+    }
+
+    /** The digest recorded for {@code granule}; 0 when it was never recorded. */
+    public int digest(long granule) {
+        int[] page = pages[(int) (granule / GROUP_GRANULES)];
+        return page == null ? 0 : page[(int) (granule % GROUP_GRANULES)];
+    }
+
+    /** The first recorded granule at or after {@code from}, or -1 (a resume samples granules the destination holds). */
+    public long nextRecorded(long from) {
+        for (long granule = Math.max(0, from); granule < granules; ) {
+            int group = (int) (granule / GROUP_GRANULES);
+            int[] page = pages[group];
+            if (page == null) {
+                granule = (long) (group + 1) * GROUP_GRANULES;
+                continue;
+            }
+            for (int i = (int) (granule % GROUP_GRANULES); i < GROUP_GRANULES && granule < granules; i++, granule++) {
+                if (page[i] != 0) {
+                    return granule;
+                }
+            }
+        }
+        return -1;
     }
 
     /** The per-group digests sent in DISKS_DONE. */

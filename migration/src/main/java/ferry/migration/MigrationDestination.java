@@ -8,6 +8,7 @@ import ferry.migration.stream.StreamSecurity;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.FrameReader;
 import ferry.migration.wire.FrameWriter;
+import ferry.migration.wire.MigrationWire;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -51,6 +52,7 @@ public final class MigrationDestination implements AutoCloseable {
         this.port = port;
         this.destinationHost = destinationHost;
         this.security = security;
+        stats.resume(() -> destinationHost.partialHeld().map(ResumeInfo.class::cast));   // a partial state kept from before a restart shows before any source comes
     }
 
     /** Without TLS. */
@@ -184,13 +186,18 @@ public final class MigrationDestination implements AutoCloseable {
                 return;
             }
             ownsSlot = runningVm == null && !closing && sessionSlot.compareAndSet(false, true);
+            Optional<Frame.Hello> reconnected = Optional.empty();
             if (!ownsSlot) {
-                busy(stream, channel, peer);
-                return;
+                reconnected = reconnectOfCurrent(stream);
+                ownsSlot = reconnected.isPresent() && takeOver(reconnected.get(), peer);
+                if (!ownsSlot) {
+                    busy(stream, channel, peer);
+                    return;
+                }
             }
             pending.release();                      // a session is not a pending connection: it has its own deadlines
             released = true;
-            session(stream, peer);
+            session(stream, peer, reconnected);
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "incoming migration connection from " + peer + " failed: " + t, t);
         } finally {
@@ -205,7 +212,53 @@ public final class MigrationDestination implements AutoCloseable {
         }
     }
 
-    private void session(MigrationStream stream, String peer) throws IOException {
+    /** How long a connection that finds a session running has to show a HELLO that resumes that session's migration. */
+    static final long RECONNECT_HELLO_MS = 1_000;
+    /** How long a reconnected source waits for the old session to end (it stops QEMU and closes the images). */
+    static final long TAKEOVER_TIMEOUT_MS = 30_000;
+
+    /**
+     * A connection that comes while a session runs: when its first frame, within {@link #RECONNECT_HELLO_MS},
+     * is a HELLO resuming the migration that session receives, it is the same source back after a link
+     * drop that this side has not noticed yet (a cut link is silent until a timeout).
+     */
+    private Optional<Frame.Hello> reconnectOfCurrent(MigrationStream stream) {
+        DestinationSession session = current;
+        if (session == null || session.migrationId().isEmpty() || runningVm != null || closing) {
+            return Optional.empty();
+        }
+        try {
+            stream.readTimeoutMs((int) RECONNECT_HELLO_MS);
+            Frame first = new FrameReader(stream.input()).frameTimeoutMs(RECONNECT_HELLO_MS).next();
+            if (first instanceof Frame.Hello hello && hello.resume().isPresent()
+                    && hello.migrationId().equals(session.migrationId().get())) {
+                return Optional.of(hello);
+            }
+        } catch (IOException | MigrationWire.WireException e) {
+            LOG.log(System.Logger.Level.DEBUG, "a connection during a session sent no resuming HELLO: " + e.getMessage());
+        }
+        return Optional.empty();
+    }
+
+    /** Ends the running session in favour of its source's new connection; true once this connection holds the slot. */
+    private boolean takeOver(Frame.Hello hello, String peer) throws InterruptedException {
+        DestinationSession old = current;
+        LOG.log(System.Logger.Level.WARNING, "the source of migration " + hello.migrationId() + " reconnected from " + peer
+                + "; ending its previous connection");
+        if (old != null) {
+            old.abort("the source reconnected from " + peer);
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(TAKEOVER_TIMEOUT_MS);
+        while (System.nanoTime() < deadline) {
+            if (runningVm == null && !closing && sessionSlot.compareAndSet(false, true)) {
+                return true;
+            }
+            Thread.sleep(20);
+        }
+        return false;
+    }
+
+    private void session(MigrationStream stream, String peer, Optional<Frame.Hello> firstHello) throws IOException {
         stream.readTimeoutMs((int) DestinationSession.SOURCE_SILENCE_TIMEOUT_MS);
         MigrationStats sessionStats = new MigrationStats();
         listeners.forEach(sessionStats::addListener);
@@ -213,7 +266,9 @@ public final class MigrationDestination implements AutoCloseable {
         LOG.log(System.Logger.Level.INFO, "incoming migration from " + peer + " over " + stream.description());
         DestinationSession session = new DestinationSession(stream, peer,
                 new FrameReader(stream.input()).frameTimeoutMs(DestinationSession.FRAME_TIMEOUT_MS),
-                new FrameWriter(stream.output(), new RateLimiter(Long.MAX_VALUE / 4)), destinationHost, sessionStats, helloTimeoutMs);
+                new FrameWriter(stream.output(), new RateLimiter(Long.MAX_VALUE / 4)), destinationHost, sessionStats, helloTimeoutMs,
+                firstHello);
+        sessionStats.resume(() -> destinationHost.partialHeld().map(ResumeInfo.class::cast));
         current = session;
         Optional<DestinationHost.PreparedVm> vm = session.run();
         if (vm.isPresent()) {

@@ -23,6 +23,8 @@ import java.util.OptionalLong;
  * @param diskDirtyRateBytesPerSec guest disk write rate seen by the dirty bitmaps
  * @param writeLimitBytesPerSec the limit QEMU puts on guest writes so that the copy converges (0: none)
  * @param error the failure's one-line cause
+ * @param resume a retry under way, a failed migration that {@code migrate -r} can resume, or (destination) the
+ *     partial state kept for one
  */
 public record MigrationReport(
         MigrationStatus status,
@@ -39,7 +41,17 @@ public record MigrationReport(
         long throughputBytesPerSec,
         long diskDirtyRateBytesPerSec,
         long writeLimitBytesPerSec,
-        Optional<String> error) {
+        Optional<String> error,
+        Optional<ResumeInfo> resume) {
+
+    /** Without anything to say about resuming. */
+    public MigrationReport(MigrationStatus status, Phase phase, int dirtyPass, long totalTimeMs, long expectedDowntimeMs,
+                           OptionalLong downtimeMs, Ram ram, long diskTransferredBytes, long diskRemainingBytes, long diskTotalBytes,
+                           long wireBytes, long throughputBytesPerSec, long diskDirtyRateBytesPerSec, long writeLimitBytesPerSec,
+                           Optional<String> error) {
+        this(status, phase, dirtyPass, totalTimeMs, expectedDowntimeMs, downtimeMs, ram, diskTransferredBytes, diskRemainingBytes,
+                diskTotalBytes, wireBytes, throughputBytesPerSec, diskDirtyRateBytesPerSec, writeLimitBytesPerSec, error, Optional.empty());
+    }
 
     /** QEMU's RAM counters (from {@code query-migrate}), zero before RAM migration starts. */
     public record Ram(long transferredBytes, long remainingBytes, long totalBytes, long duplicatePages,

@@ -27,6 +27,7 @@ public final class MigrationStats {
     private volatile LongSupplier wireBytes = () -> 0;
     private volatile LongSupplier writeLimitBytesPerSec = () -> 0;
     private volatile Supplier<MigrationReport.Ram> ram = () -> MigrationReport.Ram.NONE;
+    private volatile Supplier<Optional<ResumeInfo>> resume = Optional::empty;
     private final java.util.List<MigrationListener> listeners = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     public MigrationStatus status() {
@@ -125,6 +126,11 @@ public final class MigrationStats {
         this.ram = ram;
     }
 
+    /** Where {@code info migrate} reads what there is to say about resuming. */
+    public void resume(Supplier<Optional<ResumeInfo>> resume) {
+        this.resume = resume;
+    }
+
     public long elapsedMs() {
         long end = endNs == 0 ? System.nanoTime() : endNs;
         return (end - startNs) / 1_000_000;
@@ -137,6 +143,7 @@ public final class MigrationStats {
                 downtimeMs >= 0 ? OptionalLong.of(downtimeMs) : OptionalLong.empty(), ram.get(),
                 diskTransferredBytes.get(), status.finished() ? 0 : diskRemaining.getAsLong(), diskTotalBytes, wire,
                 bandwidthBytesPerSec > 0 ? bandwidthBytesPerSec : (elapsedMs > 0 ? wire * 1000 / elapsedMs : 0),
-                dirtyRateBytesPerSec, status.finished() ? 0 : writeLimitBytesPerSec.getAsLong(), Optional.ofNullable(error));
+                dirtyRateBytesPerSec, status.finished() ? 0 : writeLimitBytesPerSec.getAsLong(), Optional.ofNullable(error),
+                resume.get());
     }
 }

@@ -44,6 +44,17 @@ public interface SourceBlocks {
     void throttleWrites(long bytesPerSec) throws MigrationException;
 
     /**
+     * Keeps only the dirty tracking: closes read access and removes every other thing {@link #start}
+     * added (exports, servers), and restores the disks' throttle settings. Guest writes go on being
+     * recorded into the current dirty set, so that a later attempt ({@link #reopen}) knows what changed.
+     * Used when an attempt ends and another may follow (DESIGN.md "Resume").
+     */
+    void suspend() throws MigrationException;
+
+    /** After {@link #suspend}: opens read access again, as {@link #start} did; tracking went on all along. */
+    List<BlockImage> reopen() throws MigrationException;
+
+    /**
      * Removes everything {@link #start} added (bitmaps, exports, servers) and restores the disks'
      * throttle settings. Safe to call more than once, and after a failed {@link #start}.
      */

@@ -11,12 +11,16 @@ import java.util.Set;
  * <pre>
  *  CONNECTING -> HANDSHAKE -> COPYING -> RAM -> PRE_SWITCHOVER -> DISKS_SENT -> VERIFIED -> DEST_READY -> COMMITTED -> COMPLETED
  *                  (without -b: HANDSHAKE -> RAM)
+ *  HANDSHAKE .. DEST_READY -> INTERRUPTED -> HANDSHAKE     (the link dropped; another attempt resumes)
  *  any state before COMMITTED -> FAILED | CANCELLED      (the source VM runs again, its disks untouched)
  *  COMMITTED -> FAILED                                    (the source stays paused: the VM may run on the destination)
  * </pre>
  */
 enum SourceState {
-    CONNECTING, HANDSHAKE, COPYING, RAM, PRE_SWITCHOVER, DISKS_SENT, VERIFIED, DEST_READY, COMMITTED, COMPLETED,
+    CONNECTING,
+    /** Between two attempts: the link dropped, the VM runs on, QEMU records its writes (before HANDSHAKE: it has reached nothing). */
+    INTERRUPTED,
+    HANDSHAKE, COPYING, RAM, PRE_SWITCHOVER, DISKS_SENT, VERIFIED, DEST_READY, COMMITTED, COMPLETED,
     FAILED, CANCELLED;
 
     private static final Set<SourceState> ENDS = EnumSet.of(FAILED, CANCELLED);
@@ -29,8 +33,11 @@ enum SourceState {
         if (ENDS.contains(next)) {
             return this != COMMITTED || next == FAILED;
         }
+        if (next == INTERRUPTED) {
+            return reached(HANDSHAKE) && !reached(COMMITTED);
+        }
         return switch (this) {
-            case CONNECTING -> next == HANDSHAKE;
+            case CONNECTING, INTERRUPTED -> next == HANDSHAKE;
             case HANDSHAKE -> next == COPYING || next == RAM;
             case COPYING -> next == RAM;
             case RAM -> next == PRE_SWITCHOVER;

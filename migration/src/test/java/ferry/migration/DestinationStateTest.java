@@ -148,14 +148,14 @@ class DestinationStateTest {
     @Test
     void shouldRefuseAnUnknownVersion() throws Exception {
         writer.send(hello(MigrationWire.VERSION + 1));
-        assertEquals("unsupported protocol version 3 (this destination speaks 2)", refusal());
+        assertEquals("unsupported protocol version 4 (this destination speaks 3)", refusal());
         assertTrue(host.prepared.isEmpty(), "nothing may be prepared for a version we do not speak");
     }
 
     @Test
     void shouldRefuseAVersionOneSourceWhichSendsNoFingerprint() throws Exception {
         writer.send(hello(1));
-        assertEquals("unsupported protocol version 1 (this destination speaks 2)", refusal());
+        assertEquals("unsupported protocol version 1 (this destination speaks 3)", refusal());
         assertTrue(host.prepared.isEmpty(), "nothing may be prepared for a version we do not speak");
     }
 

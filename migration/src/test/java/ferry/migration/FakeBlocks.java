@@ -70,6 +70,20 @@ final class FakeBlocks implements SourceBlocks {
         highestLimit.accumulateAndGet(bytesPerSec, Math::max);
     }
 
+    /** Times {@link #suspend} was called (an attempt ended and another may follow). */
+    final AtomicLong suspends = new AtomicLong();
+
+    @Override
+    public void suspend() {
+        throttle.limit(0);                       // tracking goes on: the bitmaps stay on the images
+        suspends.incrementAndGet();
+    }
+
+    @Override
+    public List<BlockImage> reopen() {
+        return List.copyOf(images);
+    }
+
     @Override
     public void stop() {
         throttle.limit(0);

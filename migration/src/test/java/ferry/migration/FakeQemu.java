@@ -14,6 +14,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -127,7 +128,10 @@ final class FakeQemu {
         }
     }
 
-    /** The destination side: creates raw images in a directory, "QEMU" collects its RAM stream. */
+    /**
+     * The destination side: creates images (one per disk id) with resume journals in a directory, "QEMU"
+     * collects its RAM stream. A resume reopens the images and journals a failed attempt kept.
+     */
     static final class Destination implements DestinationHost {
         private final Path dir;
         final List<Prepared> prepared = new ArrayList<>();
@@ -141,7 +145,28 @@ final class FakeQemu {
         @Override
         public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
             try {
-                Prepared vm = new Prepared(dir, hello, prepared.size());
+                List<Path> paths = hello.disks().stream().map(d -> dir.resolve(d.id() + "." + d.format())).toList();
+                Optional<PartialMigration> kept = hello.copyDisks() ? PartialMigration.find(paths) : Optional.empty();
+                PartialMigration journal;
+                if (hello.resume().isPresent()) {
+                    if (kept.isEmpty() || !kept.get().migrationId().equals(hello.migrationId())) {
+                        if (kept.isPresent()) {
+                            kept.get().close();
+                        }
+                        throw new MigrationException(Phase.HANDSHAKE, "resume refused: this destination holds no partial state of migration "
+                                + hello.migrationId());
+                    }
+                    journal = kept.get();
+                } else {
+                    if (kept.isPresent()) {
+                        kept.get().discard();
+                    }
+                    for (Path path : paths) {
+                        Files.deleteIfExists(path);
+                    }
+                    journal = null;
+                }
+                Prepared vm = new Prepared(dir, hello, prepared.size(), paths, journal);
                 vm.failResume = failResume;
                 prepared.add(vm);
                 return vm;
@@ -166,13 +191,24 @@ final class FakeQemu {
         private final Thread reader;
         private volatile SourceVm.RamListener listener;
 
-        Prepared(Path dir, Frame.Hello hello, int attempt) throws IOException {
-            for (Frame.DiskOffer offer : hello.disks()) {
-                Path path = dir.resolve(offer.id() + "-" + attempt + "." + offer.format());
-                images.add(ferry.image.Images.create(path, offer.format(), offer.size()));
+        /** The images' journals; null without -b. */
+        final PartialMigration journal;
+        private final boolean resumed0;
+
+        Prepared(Path dir, Frame.Hello hello, int attempt, List<Path> diskPaths, PartialMigration kept) throws IOException {
+            resumed0 = kept != null;
+            List<ResumeJournal.Identity> identities = new ArrayList<>();
+            for (int i = 0; i < hello.disks().size(); i++) {
+                Frame.DiskOffer offer = hello.disks().get(i);
+                Path path = diskPaths.get(i);
+                images.add(kept != null ? ferry.image.Images.open(path, offer.format(), false)
+                        : ferry.image.Images.create(path, offer.format(), offer.size()));
                 paths.add(path);
+                identities.add(new ResumeJournal.Identity(hello.migrationId(), offer.id(), offer.size(), hello.granuleSize(),
+                        offer.format(), true, java.time.Instant.now()));
             }
-            socket = dir.resolve("qemu-in-" + attempt + ".sock");
+            journal = !hello.copyDisks() ? null : kept != null ? kept : PartialMigration.create(paths, identities);
+            socket = dir.resolve("qemu-in-" + attempt + "-" + Long.toHexString(System.nanoTime()) + ".sock");
             server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
             server.bind(UnixDomainSocketAddress.of(socket));
             reader = Thread.ofVirtual().name("fake-qemu-dst").start(this::collect);
@@ -210,7 +246,8 @@ final class FakeQemu {
                 throw new MigrationException(Phase.SWITCHOVER, "fake destination flush failed", e);
             }
         }
-        @Override public List<Boolean> fresh() { return images.stream().map(i -> true).toList(); }
+        @Override public List<Boolean> fresh() { return images.stream().map(i -> !resumed0).toList(); }
+        @Override public PartialMigration journal() { return journal; }
         @Override public void startVm() { }
         @Override public void stopStarting() { }
         @Override public Path ramSocket() { return socket; }
@@ -224,16 +261,28 @@ final class FakeQemu {
             resumed.set(true);
         }
 
+        /** Whether the last abort kept the partial state. */
+        volatile boolean keptPartial;
+
         @Override
-        public void abort(String reason) {
+        public void abort(String reason, boolean keepPartial) {
             try {
                 server.close();
                 for (BlockImage image : images) {
                     image.close();
                 }
-                for (Path path : paths) {
-                    Files.deleteIfExists(path);
+                if (journal != null) {
+                    journal.close();
+                    if (!keepPartial) {
+                        journal.discard();
+                    }
                 }
+                if (!keepPartial || journal == null) {
+                    for (Path path : paths) {
+                        Files.deleteIfExists(path);
+                    }
+                }
+                keptPartial = keepPartial && journal != null;
                 aborted.set(reason);           // last: the test reads it as "everything is undone"
             } catch (IOException e) {
                 throw new AssertionError(e);

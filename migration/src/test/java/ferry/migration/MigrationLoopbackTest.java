@@ -69,12 +69,27 @@ class MigrationLoopbackTest {
     }
 
     private MigrationSource migrate(int port, FakeQemu.Source vm, FakeBlocks blocks, long bytesPerSec) {
+        return migrate(port, vm, blocks, MigrationParameters.defaults().withMaxBandwidth(bytesPerSec), Optional.empty());
+    }
+
+    /** Without automatic reconnects: a cut link fails the migration (which stays resumable). */
+    private MigrationSource migrateOnce(int port, FakeQemu.Source vm) {
+        return migrate(port, vm, FakeBlocks.of(source), MigrationParameters.defaults().withMaxBandwidth(1L << 30).withRetryWindowMs(0),
+                Optional.empty());
+    }
+
+    private MigrationSource migrate(int port, FakeQemu.Source vm, FakeBlocks blocks, MigrationParameters parameters,
+                                    Optional<ResumePoint> resume) {
         MigrationSource migration = new MigrationSource("test-vm", blocks.disks(), vm, blocks,
-                new MigrationRequest("127.0.0.1", port, true, false), MigrationParameters.defaults().withMaxBandwidth(bytesPerSec),
-                srcDir);
+                new MigrationRequest("127.0.0.1", port, true, false, new ferry.migration.stream.StreamSecurity.Plain(), resume.isPresent()),
+                parameters, srcDir, resume);
+        migration.checkpointEvery(CHECKPOINT_BYTES);
         migration.start();
         return migration;
     }
+
+    /** Checkpoints this often: a 16 MiB bulk pass then has several to resume from. */
+    private static final long CHECKPOINT_BYTES = 1L << 20;
 
     /** Waits, at most {@code timeoutMs}, until {@code counter} reaches {@code target}. */
     private static void awaitAtLeast(AtomicLong counter, long target, long timeoutMs, String what) throws InterruptedException {
@@ -287,7 +302,7 @@ class MigrationLoopbackTest {
             for (long cut : cuts) {
                 proxy.cutAfter(cut);
                 FakeQemu.Source vm = new FakeQemu.Source();
-                MigrationSource migration = migrate(proxy.port(), vm);
+                MigrationSource migration = migrateOnce(proxy.port(), vm);
                 assertTrue(migration.await(60_000), () -> "no end 60 s after a cut at " + cut + " bytes, state "
                         + migration.state() + "; threads:\n" + threadDump());
                 MigrationReport report = migration.stats().report();
@@ -321,7 +336,13 @@ class MigrationLoopbackTest {
             Thread.sleep(10);
         }
         assertNotNull(prepared.aborted.get(), "destination did not abort after cut at " + cut);
-        assertFalse(Files.exists(prepared.paths.get(0)), "destination left its image behind after cut at " + cut);
+        if (prepared.keptPartial) {
+            // WELCOME had gone out: the image and its journal stay for a resume (DESIGN.md "Resume")
+            assertTrue(Files.exists(prepared.paths.get(0)), "the partial image went after cut at " + cut);
+            assertTrue(Files.exists(ResumeJournal.pathFor(prepared.paths.get(0))), "the journal went after cut at " + cut);
+        } else {
+            assertFalse(Files.exists(prepared.paths.get(0)), "destination left its image behind after cut at " + cut);
+        }
     }
 
     @Test
@@ -329,7 +350,7 @@ class MigrationLoopbackTest {
         try (FaultProxy proxy = new FaultProxy(destination.port())) {
             proxy.flipAt(5L << 20);
             FakeQemu.Source vm = new FakeQemu.Source();
-            MigrationSource migration = migrate(proxy.port(), vm);
+            MigrationSource migration = migrateOnce(proxy.port(), vm);
             assertTrue(migration.await(60_000));
             MigrationReport report = migration.stats().report();
             assertEquals(MigrationStatus.FAILED, report.status());
@@ -337,6 +358,145 @@ class MigrationLoopbackTest {
             awaitAborted(host.last(), 5L << 20);
             assertTrue(destination.stats().report().error().orElse("").contains("checksum mismatch"),
                     () -> "destination error: " + destination.stats().report().error());
+        }
+    }
+
+    /** Fills the whole source disk with data, so that what a resume saves stands out against the socket buffers. */
+    private void fillSource() throws IOException {
+        Random random = new Random(99);
+        byte[] chunk = new byte[1 << 20];
+        for (long offset = 0; offset < DISK_SIZE; offset += chunk.length) {
+            random.nextBytes(chunk);
+            sourceRaw.write(offset, ByteBuffer.wrap(chunk));
+        }
+    }
+
+    /**
+     * What a resume may send again besides what the destination never got: the last checkpoint interval,
+     * what sat in the socket buffers and the proxy when the link broke, and a checkpoint still on its way back.
+     */
+    private static final long RESEND_ALLOWANCE = 6L << 20;
+
+    @Test
+    void shouldReconnectOnItsOwnAfterACutAndSendOnlyWhatTheDestinationLacks() throws Exception {
+        fillSource();
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            proxy.cutAfter(DISK_SIZE / 2);                 // mid bulk pass; the next connection passes
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm, FakeBlocks.of(source), 16L << 20);   // a 2 s bulk pass
+            assertTrue(migration.await(60_000), "no end after the reconnect");
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+            // A restart from zero sends DISK_SIZE / 2 + DISK_SIZE; a resume DISK_SIZE and what was unconfirmed at the cut.
+            assertTrue(report.diskTransferredBytes() <= DISK_SIZE + RESEND_ALLOWANCE, "sent " + report.diskTransferredBytes()
+                    + " bytes of disk data for a " + DISK_SIZE + "-byte disk: the resume started over");
+            assertTrue(host.prepared.size() >= 2, "the destination saw one attempt only: was the link cut?");
+            assertFalse(Files.exists(ResumeJournal.pathFor(prepared.paths.get(0))), "a completed migration leaves no journal");
+        }
+    }
+
+    @Test
+    void shouldNoticeASilentLinkAndTakeItsOldSessionOverWhenItReconnects() throws Exception {
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            // The proxy stops forwarding mid bulk pass and holds both ends open: no reset, no end of stream, as when
+            // a cable is pulled. The source's writes block; the destination's session waits on its read timeout.
+            proxy.stallAfter(3L << 20);
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm, FakeBlocks.of(source), 4L << 20);
+            assertTrue(migration.await(SourceStream.LINK_SILENCE_MS + 60_000), "no end after a silent link");
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+            assertEquals(2, host.prepared.size(), "the reconnect resumed the first attempt's state, in a second prepared VM");
+        }
+    }
+
+    /** Fails a migration mid bulk pass with automatic reconnects off; returns it (resumable). */
+    private MigrationSource failMidBulk(FaultProxy proxy, FakeBlocks blocks) throws Exception {
+        proxy.cutAfter(DISK_SIZE / 2);
+        FakeQemu.Source vm = new FakeQemu.Source();
+        MigrationSource first = migrate(proxy.port(), vm, blocks, MigrationParameters.defaults().withMaxBandwidth(16L << 20)
+                .withRetryWindowMs(0), Optional.empty());
+        assertTrue(first.await(60_000));
+        MigrationReport report = first.stats().report();
+        assertEquals(MigrationStatus.FAILED, report.status());
+        assertTrue(vm.resumed.get(), "the source VM runs on");
+        assertTrue(first.resumePoint().isPresent(), () -> "not resumable: " + report.error());
+        assertTrue(report.resume().orElseThrow() instanceof ResumeInfo.Resumable, () -> "info migrate: " + report.resume());
+        assertTrue(report.error().orElse("").contains("migrate -r"), () -> "the error must say how to go on: " + report.error());
+        awaitAborted(host.last(), DISK_SIZE / 2);
+        assertTrue(host.last().keptPartial, "the destination must keep its partial state");
+        return first;
+    }
+
+    @Test
+    void shouldResumeWithMigrateRFromWhereAFailedMigrationStopped() throws Exception {
+        fillSource();
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            FakeBlocks blocks = FakeBlocks.of(source);
+            ResumePoint point = failMidBulk(proxy, blocks).resumePoint().orElseThrow();
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource resumed = migrate(destination.port(), vm, blocks, MigrationParameters.defaults(), Optional.of(point));
+            assertTrue(resumed.await(60_000));
+            MigrationReport report = resumed.stats().report();
+            assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)));
+            assertTrue(report.diskTransferredBytes() <= DISK_SIZE / 2 + RESEND_ALLOWANCE, "the resume sent "
+                    + report.diskTransferredBytes() + " bytes; about half the disk was confirmed before the cut");
+        }
+    }
+
+    @Test
+    void shouldResumeFromTheJournalAfterTheDestinationRestarted() throws Exception {
+        fillSource();
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            FakeBlocks blocks = FakeBlocks.of(source);
+            ResumePoint point = failMidBulk(proxy, blocks).resumePoint().orElseThrow();
+            destination.close();                           // a new process: nothing in memory, the files remain
+            host = new FakeQemu.Destination(dstDir);
+            destination = new MigrationDestination("127.0.0.1", 0, host);
+            destination.start();
+            MigrationSource resumed = migrate(destination.port(), new FakeQemu.Source(), blocks, MigrationParameters.defaults(),
+                    Optional.of(point));
+            assertTrue(resumed.await(60_000));
+            assertEquals(MigrationStatus.COMPLETED, resumed.stats().report().status(), () -> resumed.stats().report().error().orElse(""));
+            host.last().close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), host.last().paths.get(0)));
+        }
+    }
+
+    @Test
+    void shouldRefuseAResumeWhenTheDestinationDiskIsNotTheOneItLeft() throws Exception {
+        fillSource();
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            FakeBlocks blocks = FakeBlocks.of(source);
+            ResumePoint point = failMidBulk(proxy, blocks).resumePoint().orElseThrow();
+            try (RawImage other = RawImage.open(host.last().paths.get(0), false)) {   // someone wrote over what was received
+                byte[] chunk = new byte[1 << 20];
+                new Random(5).nextBytes(chunk);
+                for (long offset = 0; offset < DISK_SIZE / 2; offset += chunk.length) {
+                    other.write(offset, ByteBuffer.wrap(chunk));
+                }
+            }
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource resumed = migrate(destination.port(), vm, blocks, MigrationParameters.defaults(), Optional.of(point));
+            assertTrue(resumed.await(60_000));
+            MigrationReport report = resumed.stats().report();
+            assertEquals(MigrationStatus.FAILED, report.status());
+            assertTrue(report.error().orElse("").contains("resume refused: disk disk0 differs from the source"), () -> report.error().orElse(""));
+            assertTrue(!report.error().orElse("").contains("\n"), "one line");
+            assertTrue(vm.resumed.get(), "the source VM runs on");
+            assertTrue(resumed.resumePoint().isEmpty(), "a refused resume leaves nothing to resume");
+            assertTrue(blocks.stopped, "QEMU's kept bitmap goes with the refused resume");
+            assertTrue(destination.stats().report().error().orElse("").contains("resume refused"),
+                    () -> "destination: " + destination.stats().report().error());
         }
     }
 

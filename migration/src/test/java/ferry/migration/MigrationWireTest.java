@@ -56,7 +56,15 @@ class MigrationWireTest {
                         VmFingerprint.of(new VmFingerprint.Item("machine", "pc-i440fx-7.2"),
                                 new VmFingerprint.Item("pci 00:02.0", "1af4:1001 SCSI controller"))),
                 new Frame.Hello(MigrationWire.VERSION, "ram-only", 4096, false, false, List.of(), VmFingerprint.of()),
+                new Frame.Hello(MigrationWire.VERSION, "resuming", 4096, true, false, List.of(
+                        new Frame.DiskOffer("disk0", 1L << 30, "raw", Optional.empty()),
+                        new Frame.DiskOffer("disk1", 8192, "qcow2", Optional.empty())), VmFingerprint.of(),
+                        new java.util.UUID(0x0123456789abcdefL, 0xfedcba9876543210L), Optional.of(new Frame.ResumeClaim(41,
+                        List.of(List.of(new Frame.Sample(0, 7), new Frame.Sample((1L << 18) - 1, -1)), List.of())))),
                 new Frame.Welcome(List.of(true, false, true)),
+                new Frame.Welcome(List.of(false, false), 1L << 40),
+                new Frame.Checkpoint(0),
+                new Frame.Confirmed(Long.MAX_VALUE),
                 new Frame.BlockData(3, 1L << 40, ByteBuffer.wrap(block)),
                 new Frame.BlockZero(1, 0x2000, 0x10000),
                 new Frame.PassEnd(7, 123_456_789_012L),
@@ -218,9 +226,9 @@ class MigrationWireTest {
     @Test
     void shouldRejectUnknownType() {
         byte[] wire = written(new Frame.Commit());
-        wire[5] = 15;
+        wire[5] = 17;
         MigrationWire.WireException e = assertThrows(MigrationWire.WireException.class, () -> read(wire));
-        assertTrue(e.getMessage().startsWith("unknown frame type: 15"), e.getMessage());
+        assertTrue(e.getMessage().startsWith("unknown frame type: 17"), e.getMessage());
         wire[4] = (byte) 0xff;
         wire[5] = (byte) 0xff;
         e = assertThrows(MigrationWire.WireException.class, () -> read(wire));
@@ -277,7 +285,8 @@ class MigrationWireTest {
         record Case(Frame frame, int length, int max) {}
         for (Case c : List.of(new Case(new Frame.Commit(), 1, 0), new Case(new Frame.PassEnd(1, 0), 13, 12),
                 new Case(new Frame.BlockZero(0, 0, 4096), 19, 18), new Case(new Frame.Cancel("x"), 2 + 4097, 2 + 4096),
-                new Case(new Frame.Welcome(List.of()), 2 + 65, 2 + 64))) {
+                new Case(new Frame.Checkpoint(1), 9, 8), new Case(new Frame.Confirmed(1), 9, 8),
+                new Case(new Frame.Welcome(List.of()), 2 + 65 + 8, 2 + 64 + 8))) {
             ByteBuffer header = ByteBuffer.wrap(java.util.Arrays.copyOf(written(c.frame()), MigrationWire.HEADER_LENGTH));
             header.putInt(MigrationWire.LENGTH_OFFSET, c.length());
             MigrationWire.WireException e = assertThrows(MigrationWire.WireException.class, () -> read(header.array()));
@@ -456,6 +465,8 @@ class MigrationWireTest {
                     }
                 }
                 assertEquals(h.fingerprint(), a.fingerprint());
+                assertEquals(h.migrationId(), a.migrationId());
+                assertEquals(h.resume(), a.resume());
             }
             case Frame.BlockData b -> {
                 Frame.BlockData a = (Frame.BlockData) actual;
@@ -480,6 +491,8 @@ class MigrationWireTest {
             case Frame.Running r -> assertEquals(r, actual);
             case Frame.Error e -> assertEquals(e, actual);
             case Frame.Cancel c -> assertEquals(c, actual);
+            case Frame.Checkpoint c -> assertEquals(c, actual);
+            case Frame.Confirmed c -> assertEquals(c, actual);
         }
     }
 
@@ -568,8 +581,8 @@ class MigrationWireTest {
                 assertEquals(type, MigrationWire.Type.of(type.code));
             }
         }
-        if (code != 15) {
-            fail("the spec lists types 0..14; the code has " + code + ": update docs/migration-protocol.md");
+        if (code != 17) {
+            fail("the spec lists types 0..16; the code has " + code + ": update docs/migration-protocol.md");
         }
     }
 }

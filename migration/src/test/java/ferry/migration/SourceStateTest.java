@@ -1,5 +1,6 @@
 package ferry.migration;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -36,6 +37,20 @@ class SourceStateTest {
         assertFalse(SourceState.VERIFIED.mayMoveTo(SourceState.COMPLETED));
         assertFalse(SourceState.FAILED.mayMoveTo(SourceState.HANDSHAKE));
         assertFalse(SourceState.COMPLETED.mayMoveTo(SourceState.FAILED));
+    }
+
+    @Test
+    void shouldBeInterruptedOnlyBetweenHandshakeAndCommitAndGoOnWithAnotherHandshake() {
+        for (SourceState state : SourceState.values()) {
+            boolean between = state.ordinal() >= SourceState.HANDSHAKE.ordinal() && state.ordinal() < SourceState.COMMITTED.ordinal()
+                    && state != SourceState.INTERRUPTED;
+            assertEquals(between, state.mayMoveTo(SourceState.INTERRUPTED), state::name);
+        }
+        assertTrue(SourceState.INTERRUPTED.mayMoveTo(SourceState.HANDSHAKE));
+        assertTrue(SourceState.INTERRUPTED.mayMoveTo(SourceState.FAILED));
+        assertTrue(SourceState.INTERRUPTED.mayMoveTo(SourceState.CANCELLED));
+        assertFalse(SourceState.INTERRUPTED.mayMoveTo(SourceState.COPYING));
+        assertFalse(SourceState.INTERRUPTED.reached(SourceState.RAM), "an interrupted attempt has cancelled its RAM migration");
     }
 
     @Test

@@ -4,6 +4,7 @@ import ferry.image.BlockImage;
 import ferry.image.Images;
 import ferry.migration.DestinationHost;
 import ferry.migration.MigrationException;
+import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
 import ferry.migration.RamStatus;
 import ferry.migration.SourceVm;
@@ -97,7 +98,12 @@ final class AttachedIncoming implements DestinationHost {
             IncomingVm.closeAll(images);
             throw e;
         }
-        return new Prepared(images, fresh, paths);
+        try {
+            return new Prepared(images, fresh, paths, hello.copyDisks() ? ReceivedImages.newJournal(hello, paths, List.of()) : null);
+        } catch (IOException e) {
+            IncomingVm.closeAll(images);
+            throw new MigrationException(Phase.HANDSHAKE, "creating the resume journals failed", e.getMessage(), e);
+        }
     }
 
     /** The drive QEMU has for the offered disk, checked against the offer. */
@@ -139,8 +145,8 @@ final class AttachedIncoming implements DestinationHost {
             }
         };
 
-        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths) {
-            this.received = new ReceivedImages(images, fresh);
+        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths, PartialMigration journal) {
+            this.received = new ReceivedImages(images, fresh, journal);
             this.paths = List.copyOf(paths);
         }
 
@@ -204,7 +210,12 @@ final class AttachedIncoming implements DestinationHost {
 
         /** Lets go of the images; QEMU and the images stay (Ferry did not start or create them). */
         @Override
-        public void abort(String reason) {
+        public PartialMigration journal() {
+            return received.journal();
+        }
+
+        @Override
+        public void abort(String reason, boolean keepPartial) {
             LOG.log(System.Logger.Level.WARNING, "incoming migration into the attached QEMU failed: " + reason
                     + (Optional.ofNullable(qmp.closed().getNow(null)).isPresent() ? " (QEMU has exited)" : ""));
             qmp.removeListener(events);

@@ -6,6 +6,7 @@ import ferry.image.ImageException;
 import ferry.image.Images;
 import ferry.migration.DestinationHost;
 import ferry.migration.MigrationException;
+import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
 import ferry.migration.SourceVm;
 import ferry.migration.wire.Frame;
@@ -93,7 +94,9 @@ final class IncomingVm implements DestinationHost {
                 closeAll(images);                  // shared storage: QEMU alone opens them
                 images.clear();
             }
-            return new Prepared(images, hello.copyDisks() ? fresh : List.of(), created, List.copyOf(baseChecks));
+            PartialMigration journal = hello.copyDisks()
+                    ? ReceivedImages.newJournal(hello, config.drives().stream().map(VmConfig.Drive::file).toList(), created) : null;
+            return new Prepared(images, hello.copyDisks() ? fresh : List.of(), created, List.copyOf(baseChecks), journal);
         } catch (MigrationException e) {
             undo(images, created);
             throw e;
@@ -321,9 +324,10 @@ final class IncomingVm implements DestinationHost {
             stopping = true;
         }
 
-        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created, List<BaseCheck> baseChecks) {
+        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created, List<BaseCheck> baseChecks,
+                 PartialMigration journal) {
             this.baseChecks = baseChecks;
-            this.received = new ReceivedImages(images, fresh);
+            this.received = new ReceivedImages(images, fresh, journal);
             this.created = created;
         }
 
@@ -386,7 +390,12 @@ final class IncomingVm implements DestinationHost {
         }
 
         @Override
-        public void abort(String reason) {
+        public PartialMigration journal() {
+            return received.journal();
+        }
+
+        @Override
+        public void abort(String reason, boolean keepPartial) {
             LOG.log(System.Logger.Level.WARNING, "dropping the incoming VM: " + reason);
             QemuProcess q = qemu;
             if (q != null) {

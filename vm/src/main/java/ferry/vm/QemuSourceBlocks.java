@@ -36,6 +36,8 @@ import java.util.Optional;
  *   <li>Guest writes are slowed with QEMU's own I/O throttling ({@code block_set_io_throttle},
  *       {@code bps_wr}); the drive's own limits, read from {@code query-block} at {@link #start},
  *       are sent back unchanged at {@link #stop}.</li>
+ *   <li>Between two attempts of one migration ({@link #suspend}, {@link #reopen}) only the current
+ *       bitmap stays: the guest's writes meanwhile are the next attempt's to send.</li>
  *   <li>Names start with {@code ferry-}: {@link #stop} removes exactly those, so that
  *       {@code query-block} and {@code query-block-exports} show nothing of Ferry's afterwards.</li>
  * </ul>
@@ -58,6 +60,7 @@ final class QemuSourceBlocks implements SourceBlocks {
     private boolean throttled;
     private int generation;
     private int granuleSize;
+    private boolean incremental;
 
     QemuSourceBlocks(QmpClient qmp, List<Drive> drives, Path socket) {
         this.qmp = qmp;
@@ -143,6 +146,7 @@ final class QemuSourceBlocks implements SourceBlocks {
     @Override
     public List<BlockImage> start(int granuleSize, boolean incremental) throws MigrationException {
         this.granuleSize = granuleSize;
+        this.incremental = incremental;
         try {
             qmp.execute(new QmpCommand.NbdServerStart(socket, java.util.OptionalLong.empty()));
             serverStarted = true;
@@ -151,19 +155,54 @@ final class QemuSourceBlocks implements SourceBlocks {
                 adds.add(new QmpCommand.BlockDirtyBitmapAdd(drive.nodeName(), bitmap(0), granuleSize));
             }
             qmp.execute(new QmpCommand.Transaction(adds));      // tracking starts before the first read
-            List<BlockImage> images = new ArrayList<>();
-            for (int i = 0; i < drives.size(); i++) {
-                Drive drive = drives.get(i);
-                qmp.execute(new QmpCommand.BlockExportAdd(readExport(i), drive.nodeName(), readExport(i), false, List.of(),
-                        incremental, Optional.empty()));
-                NbdExportImage reader = NbdExportImage.open(socket, readExport(i), drive.format(), incremental);
-                readers.add(reader);
-                images.add(reader);
-            }
-            return images;
+            return openReaders();
         } catch (QmpException e) {
             throw new MigrationException(Phase.HANDSHAKE, "QEMU refused to set up dirty tracking and its NBD export: "
                     + e.getMessage() + (serverStarted ? "" : " (an NBD server of QEMU's own may already run: nbd-server-stop it first)"), e);
+        } catch (ImageException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "reading QEMU's NBD export failed: " + e.getMessage(), e);
+        }
+    }
+
+    /** One read-only export per drive on QEMU's NBD server, and Ferry's NBD client on each. */
+    private List<BlockImage> openReaders() throws QmpException, ImageException {
+        List<BlockImage> images = new ArrayList<>();
+        for (int i = 0; i < drives.size(); i++) {
+            Drive drive = drives.get(i);
+            qmp.execute(new QmpCommand.BlockExportAdd(readExport(i), drive.nodeName(), readExport(i), false, List.of(),
+                    incremental, Optional.empty()));
+            NbdExportImage reader = NbdExportImage.open(socket, readExport(i), drive.format(), incremental);
+            readers.add(reader);
+            images.add(reader);
+        }
+        return images;
+    }
+
+    @Override
+    public void suspend() throws MigrationException {
+        List<String> failures = new ArrayList<>();
+        closeReaders(failures);
+        try {
+            removeExportsAndServer();
+        } catch (QmpException | MigrationException e) {
+            failures.add(e.getMessage());
+        }
+        restoreThrottle(failures);
+        if (!failures.isEmpty()) {
+            throw new MigrationException(Phase.RETRY, String.join("; ", failures));
+        }
+        LOG.log(System.Logger.Level.INFO, "migration suspended: QEMU keeps tracking guest writes in " + bitmap(generation)
+                + "; its NBD export is gone");
+    }
+
+    @Override
+    public List<BlockImage> reopen() throws MigrationException {
+        try {
+            qmp.execute(new QmpCommand.NbdServerStart(socket, java.util.OptionalLong.empty()));
+            serverStarted = true;
+            return openReaders();
+        } catch (QmpException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "QEMU refused to export its drives again: " + e.getMessage(), e);
         } catch (ImageException e) {
             throw new MigrationException(Phase.HANDSHAKE, "reading QEMU's NBD export failed: " + e.getMessage(), e);
         }
@@ -244,20 +283,9 @@ final class QemuSourceBlocks implements SourceBlocks {
     @Override
     public void stop() throws MigrationException {
         List<String> failures = new ArrayList<>();
-        for (NbdExportImage reader : readers) {
-            try {
-                reader.close();
-            } catch (ImageException e) {
-                failures.add("closing " + reader.describe() + ": " + e.getMessage());
-            }
-        }
-        readers.clear();
+        closeReaders(failures);
         try {
-            for (BlockExportInfo export : qmp.execute(new QmpCommand.QueryBlockExports())) {
-                if (export.id().startsWith(PREFIX)) {
-                    deleteExport(qmp, export.id());
-                }
-            }
+            removeExportsAndServer();
             for (BlockInfo info : qmp.execute(new QmpCommand.QueryBlock())) {
                 for (Drive drive : drives) {
                     if (info.inserted().isEmpty() || !info.inserted().get().nodeName().equals(Optional.of(drive.nodeName()))) {
@@ -270,22 +298,45 @@ final class QemuSourceBlocks implements SourceBlocks {
                     }
                 }
             }
-            if (serverStarted) {
-                qmp.execute(new QmpCommand.NbdServerStop());
-                serverStarted = false;
-            }
         } catch (QmpException | MigrationException e) {
             failures.add(e.getMessage());
         }
+        restoreThrottle(failures);
+        if (!failures.isEmpty()) {
+            throw new MigrationException(Phase.COMPLETE, String.join("; ", failures));
+        }
+    }
+
+    private void closeReaders(List<String> failures) {
+        for (NbdExportImage reader : readers) {
+            try {
+                reader.close();
+            } catch (ImageException e) {
+                failures.add("closing " + reader.describe() + ": " + e.getMessage());
+            }
+        }
+        readers.clear();
+    }
+
+    private void removeExportsAndServer() throws QmpException, MigrationException {
+        for (BlockExportInfo export : qmp.execute(new QmpCommand.QueryBlockExports())) {
+            if (export.id().startsWith(PREFIX)) {
+                deleteExport(qmp, export.id());
+            }
+        }
+        if (serverStarted) {
+            qmp.execute(new QmpCommand.NbdServerStop());
+            serverStarted = false;
+        }
+    }
+
+    private void restoreThrottle(List<String> failures) {
         if (throttled) {
             try {
                 throttleWrites(0);
             } catch (MigrationException e) {
                 failures.add("restoring the drives' own I/O limits: " + e.getMessage());
             }
-        }
-        if (!failures.isEmpty()) {
-            throw new MigrationException(Phase.COMPLETE, String.join("; ", failures));
         }
     }
 

@@ -26,10 +26,15 @@ public final class MigrationWire {
     public static final int MAGIC_OFFSET = 0, TYPE_OFFSET = 4, FLAGS_OFFSET = 6, LENGTH_OFFSET = 8, CRC_OFFSET = 12;
     /**
      * Protocol version carried in HELLO. A receiver refuses a version it does not know. Version 2 added
-     * the VM fingerprint at the end of HELLO; a version 1 HELLO still decodes (without one), so that the
-     * refusal can name the version.
+     * the VM fingerprint at the end of HELLO; version 3 the migration id and resume claim after it, the
+     * journal checkpoint in WELCOME, and CHECKPOINT/CONFIRMED. Older HELLOs still decode (without what
+     * they lack), so that the refusal can name the version.
      */
-    public static final int VERSION = 2;
+    public static final int VERSION = 3;
+    /** The first version whose HELLO carries a migration id and may carry a resume claim. */
+    public static final int VERSION_RESUME = 3;
+    /** Most sampled granules per disk a resume claim may carry. */
+    public static final int MAX_SAMPLES = 256;
     /** The first version whose HELLO carries a VM fingerprint. */
     public static final int VERSION_FINGERPRINT = 2;
     /** Most items a HELLO's fingerprint may carry (a machine with every PCI slot and function used has 256). */
@@ -76,9 +81,10 @@ public final class MigrationWire {
     static int maxPayload(Type type) {
         return switch (type) {
             case INVALID, RAM_EOF, VERIFIED, DEST_READY, COMMIT, RUNNING -> 0;
+            case CHECKPOINT, CONFIRMED -> 8;
             case BLOCK_ZERO -> 2 + 8 + 8;
             case PASS_END -> 4 + 8;
-            case WELCOME -> 2 + MAX_DISKS;
+            case WELCOME -> 2 + MAX_DISKS + 8;
             case ERROR -> 2 * (2 + MAX_STRING);
             case CANCEL -> 2 + MAX_STRING;
             case HELLO, BLOCK_DATA, RAM, DISKS_DONE -> MAX_PAYLOAD;
@@ -88,7 +94,8 @@ public final class MigrationWire {
     /** Frame types. The numbers are the wire values; 0 is reserved. */
     public enum Type {
         INVALID(0), HELLO(1), WELCOME(2), BLOCK_DATA(3), BLOCK_ZERO(4), PASS_END(5), RAM(6), RAM_EOF(7),
-        DISKS_DONE(8), VERIFIED(9), DEST_READY(10), COMMIT(11), RUNNING(12), ERROR(13), CANCEL(14);
+        DISKS_DONE(8), VERIFIED(9), DEST_READY(10), COMMIT(11), RUNNING(12), ERROR(13), CANCEL(14),
+        CHECKPOINT(15), CONFIRMED(16);
 
         public final int code;
 
@@ -96,7 +103,7 @@ public final class MigrationWire {
             this.code = code;
         }
 
-        private static final Type[] BY_CODE = new Type[15];
+        private static final Type[] BY_CODE = new Type[17];
         static {
             for (Type t : values()) {
                 BY_CODE[t.code] = t;
@@ -193,11 +200,25 @@ public final class MigrationWire {
                     out.u16(h.fingerprint().items().size());
                     h.fingerprint().items().forEach(item -> out.string(item.key()).string(item.value()));
                 }
+                if (h.version() >= VERSION_RESUME) {
+                    out.u64(h.migrationId().getMostSignificantBits()).u64(h.migrationId().getLeastSignificantBits());
+                    out.u8(h.resume().isPresent() ? 1 : 0);
+                    h.resume().ifPresent(claim -> {
+                        out.u64(claim.confirmedCheckpoint()).u16(claim.samples().size());
+                        for (List<Frame.Sample> disk : claim.samples()) {
+                            out.u16(disk.size());
+                            disk.forEach(sample -> out.u64(sample.granule()).u32(sample.digest()));
+                        }
+                    });
+                }
             }
             case Frame.Welcome w -> {
                 out.u16(w.freshDisks().size());
                 w.freshDisks().forEach(f -> out.u8(f ? 1 : 0));
+                out.u64(w.checkpoint());
             }
+            case Frame.Checkpoint c -> out.u64(c.number());
+            case Frame.Confirmed c -> out.u64(c.number());
             case Frame.BlockData b -> {
                 out.u16(b.disk()).u64(b.offset());
                 out.buffer(b.data());
@@ -260,7 +281,32 @@ public final class MigrationWire {
                         items.add(new VmFingerprint.Item(in.string(), in.string()));
                     }
                 }
-                yield new Frame.Hello(version, name, granule, copyDisks, incremental, disks, new VmFingerprint(items));
+                java.util.UUID id = new java.util.UUID(0, 0);
+                Optional<Frame.ResumeClaim> resume = Optional.empty();
+                if (version >= VERSION_RESUME) {
+                    id = new java.util.UUID(in.u64(), in.u64());
+                    if (in.u8() != 0) {
+                        long confirmed = in.u64();
+                        int sampledDisks = in.u16();
+                        if (sampledDisks > MAX_DISKS) {
+                            throw new WireException("HELLO's resume claim samples " + sampledDisks + " disks, max " + MAX_DISKS);
+                        }
+                        List<List<Frame.Sample>> samples = new ArrayList<>(sampledDisks);
+                        for (int d = 0; d < sampledDisks; d++) {
+                            int sampleCount = in.u16();
+                            if (sampleCount > MAX_SAMPLES) {
+                                throw new WireException("HELLO's resume claim has " + sampleCount + " samples for a disk, max " + MAX_SAMPLES);
+                            }
+                            List<Frame.Sample> disk = new ArrayList<>(sampleCount);
+                            for (int i = 0; i < sampleCount; i++) {
+                                disk.add(new Frame.Sample(in.u64(), in.u32()));
+                            }
+                            samples.add(List.copyOf(disk));
+                        }
+                        resume = Optional.of(new Frame.ResumeClaim(confirmed, List.copyOf(samples)));
+                    }
+                }
+                yield new Frame.Hello(version, name, granule, copyDisks, incremental, disks, new VmFingerprint(items), id, resume);
             }
             case WELCOME -> {
                 int count = in.u16();
@@ -271,8 +317,10 @@ public final class MigrationWire {
                 for (int i = 0; i < count; i++) {
                     fresh.add(in.u8() != 0);
                 }
-                yield new Frame.Welcome(fresh);
+                yield new Frame.Welcome(fresh, in.u64());
             }
+            case CHECKPOINT -> new Frame.Checkpoint(in.u64());
+            case CONFIRMED -> new Frame.Confirmed(in.u64());
             case BLOCK_DATA -> {
                 int disk = in.u16();
                 long offset = in.u64();
