@@ -172,14 +172,16 @@ class ResumeIT {
             assertEquals("", source.monitor("migrate -d -b tcp:127.0.0.1:" + proxy.port()));
             String retrying = null;
             long deadline = System.currentTimeMillis() + MIGRATION_TIMEOUT_MS;
-            InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
+            String text = source.monitor("info migrate");
+            InfoMigrateText info = InfoMigrateText.parse(text);
             while (!List.of("completed", "failed", "cancelled").contains(info.status()) && System.currentTimeMillis() < deadline) {
-                if (retrying == null && info.fields().containsKey("Retrying")) {
-                    retrying = info.field("Retrying");
+                if (retrying == null && resumeLine(text, "Retrying") != null) {
+                    retrying = resumeLine(text, "Retrying");
                     System.out.println("while the link was down: Retrying: " + retrying);
                 }
                 Thread.sleep(100);
-                info = InfoMigrateText.parse(source.monitor("info migrate"));
+                text = source.monitor("info migrate");
+                info = InfoMigrateText.parse(text);
             }
             assertEquals("completed", info.status(), "the migration did not complete on its own after the link returned: "
                     + info.fields());
@@ -311,17 +313,31 @@ class ResumeIT {
         assertEquals("VM status: running", destination.monitor("info status"));
     }
 
-    /** The next {@code info migrate} line {@code key: ...} of {@code host} within {@code timeoutMs}; its value. */
-    private static String awaitLine(LocalHost host, String key, long timeoutMs) throws Exception {
+    /**
+     * What {@code info migrate} of {@code host} says after {@code kind: } ("Retrying", "Resumable", "Partial state kept";
+     * docs/monitor.md), waiting for it at most {@code timeoutMs}.
+     */
+    private static String awaitLine(LocalHost host, String kind, long timeoutMs) throws Exception {
         long deadline = System.currentTimeMillis() + timeoutMs;
         String text = host.monitor("info migrate");
-        while (!InfoMigrateText.parse(text).fields().containsKey(key) && System.currentTimeMillis() < deadline) {
+        while (resumeLine(text, kind) == null && System.currentTimeMillis() < deadline) {
             Thread.sleep(200);
             text = host.monitor("info migrate");
         }
-        assertTrue(InfoMigrateText.parse(text).fields().containsKey(key), host.role() + ": info migrate has no '" + key
-                + ":' line within " + timeoutMs + " ms:\n" + text);
-        return InfoMigrateText.parse(text).field(key);
+        String found = resumeLine(text, kind);
+        assertTrue(found != null, host.role() + ": info migrate has no '" + kind + ":' line within " + timeoutMs + " ms:\n" + text);
+        return found;
+    }
+
+    /** The rest of the {@code info migrate} line that says {@code kind: ...}, or null. */
+    private static String resumeLine(String infoMigrate, String kind) {
+        for (String line : infoMigrate.split("\n")) {
+            int at = line.indexOf(kind + ": ");
+            if (at >= 0) {
+                return line.substring(at + kind.length() + 2).strip();
+            }
+        }
+        return null;
     }
 
     private static long number(Pattern pattern, String text) {
