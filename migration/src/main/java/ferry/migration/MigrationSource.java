@@ -289,7 +289,13 @@ public final class MigrationSource implements AutoCloseable {
 
     /** {@code migrate -r}: goes on with the id, ledger and digests of the interrupted migration. */
     private void adopt(ResumePoint point) throws MigrationException {
-        point.checkFits(request, disks);
+        try {
+            point.checkFits(request, disks);
+        } catch (MigrationException e) {
+            kept = point;                  // a -r with the wrong flags: the point stays for one with the right ones
+            resumeInfo = point.info();
+            throw e;
+        }
         migrationId = point.migrationId();
         granuleSize = point.granuleSize();
         ledger = point.ledger();

@@ -3,6 +3,9 @@ package ferry.monitor;
 import ferry.migration.MigrationReport;
 import ferry.migration.MigrationStatus;
 import ferry.migration.Phase;
+import ferry.migration.ResumeInfo;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
 import java.util.Locale;
 
 /**
@@ -25,11 +28,17 @@ import java.util.Locale;
 public final class InfoMigrateView {
     private InfoMigrateView() {}
 
-    /** The text, one line per {@code \n}-terminated line; empty for {@link MigrationStatus#NONE}, as QEMU prints no status then. */
+    /**
+     * The text, one line per {@code \n}-terminated line. For {@link MigrationStatus#NONE} QEMU prints no status, and
+     * neither does Ferry: the text is empty, or, on a destination that keeps a partial state from before a restart,
+     * its one {@code ferry resume} line.
+     */
     public static String render(MigrationReport report) {
         MigrationStatus status = report.status();
         if (status == MigrationStatus.NONE) {
-            return "";
+            StringBuilder out = new StringBuilder();
+            report.resume().ifPresent(resume -> resume(out, resume));
+            return out.toString();
         }
         StringBuilder out = new StringBuilder();
         out.append("Migration status: ").append(status.qemuName());
@@ -87,6 +96,27 @@ public final class InfoMigrateView {
         }
         line(out, "ferry wire bytes: %d bytes", report.wireBytes());
         report.error().ifPresent(error -> line(out, "ferry error: %s", error));
+        report.resume().ifPresent(resume -> resume(out, resume));
+    }
+
+    /**
+     * The one {@code ferry resume} line: the source reconnecting, a failed migration that {@code migrate -r} goes on
+     * from, or the partial state a destination keeps for one. Times are UTC, to the second.
+     */
+    private static void resume(StringBuilder out, ResumeInfo resume) {
+        out.append("ferry resume: ").append(switch (resume) {
+            case ResumeInfo.Retrying r -> "Retrying: attempt " + r.attempt() + " since " + time(r.since()) + ", giving up at "
+                    + time(r.giveUpAt()) + ": " + r.lastError();
+            case ResumeInfo.Resumable r -> "Resumable: migration " + r.migrationId() + ", " + r.owedBytes() + " bytes owed since "
+                    + time(r.since()) + "; `migrate -r URI` goes on from here";
+            case ResumeInfo.PartialHeld p -> "Partial state kept: migration " + p.migrationId() + ", " + p.heldBytes()
+                    + " bytes held since " + time(p.since()) + ", removed at " + time(p.removeAt())
+                    + " (migrate_incoming_discard removes it now)";
+        }).append('\n');
+    }
+
+    private static String time(Instant instant) {
+        return instant.truncatedTo(ChronoUnit.SECONDS).toString();
     }
 
     private static void line(StringBuilder out, String format, Object value) {

@@ -5,12 +5,15 @@ import ferry.migration.MigrationParameters;
 /**
  * The parameters {@code migrate_set_parameter} accepts, by their QEMU names. A numeric value is held in
  * the parameter's unit (bytes per second, milliseconds or bytes) once {@link MonitorParser} has read it;
- * the TLS parameters are text (an object id or a host name, empty to unset).
+ * the TLS parameters are text (an object id or a host name, empty to unset). {@code granule-size},
+ * {@code retry-window} and {@code partial-timeout} are Ferry's own.
  */
 public enum MigrationParameter {
     MAX_BANDWIDTH("max-bandwidth", false),
     DOWNTIME_LIMIT("downtime-limit", false),
     GRANULE_SIZE("granule-size", false),
+    RETRY_WINDOW("retry-window", false),
+    PARTIAL_TIMEOUT("partial-timeout", false),
     TLS_CREDS("tls-creds", true),
     TLS_HOSTNAME("tls-hostname", true),
     TLS_AUTHZ("tls-authz", true);
@@ -39,6 +42,8 @@ public enum MigrationParameter {
             case MAX_BANDWIDTH -> parameters.withMaxBandwidth(value);
             case DOWNTIME_LIMIT -> parameters.withDowntimeLimitMs(value);
             case GRANULE_SIZE -> parameters.withGranuleSize(Math.toIntExact(value));
+            case RETRY_WINDOW -> parameters.withRetryWindowMs(value);
+            case PARTIAL_TIMEOUT -> parameters.withPartialTimeoutMs(value);
             case TLS_CREDS, TLS_HOSTNAME, TLS_AUTHZ -> throw new IllegalArgumentException(qemuName + " takes text, not a number");
         };
     }
@@ -49,7 +54,8 @@ public enum MigrationParameter {
             case TLS_CREDS -> parameters.withTlsCreds(value);
             case TLS_HOSTNAME -> parameters.withTlsHostname(value);
             case TLS_AUTHZ -> parameters.withTlsAuthz(value);
-            case MAX_BANDWIDTH, DOWNTIME_LIMIT, GRANULE_SIZE -> throw new IllegalArgumentException(qemuName + " takes a number");
+            case MAX_BANDWIDTH, DOWNTIME_LIMIT, GRANULE_SIZE, RETRY_WINDOW, PARTIAL_TIMEOUT ->
+                    throw new IllegalArgumentException(qemuName + " takes a number");
         };
     }
 

@@ -65,19 +65,26 @@ public sealed interface MonitorCommand {
     record Quit() implements MonitorCommand {}
 
     /**
-     * {@code migrate [-d] [-b] [-i] uri}. As in QEMU, {@code -i} implies {@code -b}, so
+     * {@code migrate [-d] [-b] [-i] [-r] uri}. As in QEMU, {@code -i} implies {@code -b}, so
      * {@code incremental} true means {@code blocks} true.
      *
      * @param detach {@code -d}: return at once instead of printing progress until the end
      * @param blocks {@code -b}: copy the disks too (no shared storage)
      * @param incremental {@code -i}: the destination already holds the base images; copy only what differs
+     * @param resume {@code -r}: go on from where the last interrupted migration of this VM stopped (QEMU's flag; in
+     *     Ferry it resumes a block migration, so it needs {@code -b} or capability {@code block})
      */
-    record Migrate(boolean detach, boolean blocks, boolean incremental, MigrationUri uri) implements MonitorCommand {
+    record Migrate(boolean detach, boolean blocks, boolean incremental, boolean resume, MigrationUri uri) implements MonitorCommand {
         public Migrate {
             Objects.requireNonNull(uri);
             if (incremental && !blocks) {
                 throw new IllegalArgumentException("migrate -i implies -b");
             }
+        }
+
+        /** Without {@code -r}: a fresh start. */
+        public Migrate(boolean detach, boolean blocks, boolean incremental, MigrationUri uri) {
+            this(detach, blocks, incremental, false, uri);
         }
     }
 
@@ -140,6 +147,13 @@ public sealed interface MonitorCommand {
             Objects.requireNonNull(uri);
         }
     }
+
+    /**
+     * {@code migrate_incoming_discard}: Ferry's own. A destination removes the partial state it keeps of an
+     * interrupted incoming migration (its resume journals, and the images Ferry created for it) now, instead of at
+     * {@code quit} or after {@code partial-timeout}.
+     */
+    record MigrateIncomingDiscard() implements MonitorCommand {}
 
     /**
      * Any other command, for QEMU's own monitor (QMP {@code human-monitor-command}), e.g.

@@ -30,7 +30,8 @@ public final class MonitorHelp {
 
     private static final String MIGRATE_DETAIL = "\n\t\t\t -b for migration without shared storage with full copy of disk"
             + "\n\t\t\t -i for migration without shared storage with incremental copy of disk"
-            + " (base image shared between src and destination)";
+            + " (base image shared between src and destination)"
+            + "\n\t\t\t -r to resume an interrupted migration where it stopped (with -b)";
 
     private static final List<Entry> COMMANDS = List.of(
             new Entry("help|?", "[cmd]", "show the help"),
@@ -40,10 +41,12 @@ public final class MonitorHelp {
             new Entry("system_reset", "", "reset the system"),
             new Entry("system_powerdown", "", "send system power down event"),
             new Entry("quit|q", "", "quit the emulator"),
-            new Entry("migrate", "[-d] [-b] [-i] uri",
+            new Entry("migrate", "[-d] [-b] [-i] [-r] uri",
                     "migrate to URI (using -d to not wait for completion)" + MIGRATE_DETAIL),
             new Entry("migrate_cancel", "", "cancel the current VM migration"),
             new Entry("migrate_incoming", "uri", "Continue an incoming migration from an -incoming defer"),
+            new Entry("migrate_incoming_discard", "", "remove the partial state kept of an interrupted incoming migration"
+                    + " (Ferry's own)"),
             new Entry("migrate_set_speed", "value", "set maximum speed (in bytes) for migrations. "
                     + "Defaults to MB if no size suffix is specified, ie. B/K/M/G/T"),
             new Entry("migrate_set_downtime", "value",

@@ -45,6 +45,9 @@ public final class MonitorParser {
     private static final Pattern SECONDS = Pattern.compile("[0-9]+(?:\\.[0-9]*)?|\\.[0-9]+");
     private static final Pattern MILLISECONDS = Pattern.compile("[0-9]{1,10}");
     private static final long MAX_DOWNTIME_MS = 2_000_000;   // QEMU's limit: "0 to (2000 * 1000) ms"
+    private static final Pattern WHOLE_MS = Pattern.compile("[0-9]{1,13}");
+    private static final long MAX_RETRY_WINDOW_MS = 7L * 24 * 3600 * 1000;        // a week, as MigrationParameters
+    private static final long MAX_PARTIAL_TIMEOUT_MS = 30L * 24 * 3600 * 1000;    // 30 days, as MigrationParameters
 
     private MonitorParser() {}
 
@@ -76,6 +79,7 @@ public final class MonitorParser {
             case "migrate_set_downtime" -> new MigrateSetDowntime(downtimeSeconds(oneArgument(name, args, "value")));
             case "migrate_set_parameter" -> setParameter(args);
             case "migrate_incoming" -> migrateIncoming(args);
+            case "migrate_incoming_discard" -> noArguments(name, args, new MonitorCommand.MigrateIncomingDiscard());
             case "migrate_set_capability" -> setCapability(args);
             default -> {
                 if (RESERVED.contains(name)) {
@@ -118,14 +122,16 @@ public final class MonitorParser {
     }
 
     /**
-     * {@code migrate [-d] [-b] [-i] uri}. QEMU 7.2 takes the flags only as separate words and only in
+     * {@code migrate [-d] [-b] [-i] [-r] uri}. QEMU 7.2 takes the flags only as separate words and only in
      * that order ({@code -b -d} and {@code -db} fail there); Ferry also takes them in any order and
-     * combined ({@code -db}), which breaks no script written for QEMU.
+     * combined ({@code -db}), which breaks no script written for QEMU. Whether {@code -r} has the {@code -b}
+     * it needs is the migration's to say: capability {@code block} may give it.
      */
     private static Migrate migrate(List<String> args) throws MonitorException {
         boolean detach = false;
         boolean blocks = false;
         boolean incremental = false;
+        boolean resume = false;
         int next = 0;
         while (next < args.size() && args.get(next).startsWith("-") && args.get(next).length() > 1) {
             String flags = args.get(next);
@@ -134,6 +140,7 @@ public final class MonitorParser {
                     case 'd' -> detach = true;
                     case 'b' -> blocks = true;
                     case 'i' -> incremental = true;
+                    case 'r' -> resume = true;
                     default -> throw usage("migrate", "unsupported option -" + flags.charAt(i));
                 }
             }
@@ -151,7 +158,7 @@ public final class MonitorParser {
         } catch (IllegalArgumentException e) {
             throw usage("migrate", e.getMessage());
         }
-        return new Migrate(detach, blocks || incremental, incremental, uri);
+        return new Migrate(detach, blocks || incremental, incremental, resume, uri);
     }
 
     /** {@code migrate_incoming URI}: the URI as {@code -incoming} takes it ({@code tcp:0:4444}: every interface). */
@@ -192,6 +199,8 @@ public final class MonitorParser {
             case MAX_BANDWIDTH -> bandwidth(command, value);
             case DOWNTIME_LIMIT -> downtimeMs(value);
             case GRANULE_SIZE -> granuleSize(value);
+            case RETRY_WINDOW -> wholeMs(parameter, value, MAX_RETRY_WINDOW_MS);
+            case PARTIAL_TIMEOUT -> wholeMs(parameter, value, MAX_PARTIAL_TIMEOUT_MS);
             case TLS_CREDS, TLS_HOSTNAME, TLS_AUTHZ -> throw new IllegalStateException("text parameter " + parameter);
         };
         return new MigrateSetParameter(parameter, parsed);
@@ -228,6 +237,15 @@ public final class MonitorParser {
         if (!MILLISECONDS.matcher(value).matches() || Long.parseLong(value) > MAX_DOWNTIME_MS) {
             throw usage("migrate_set_parameter", "invalid downtime-limit '" + value
                     + "': expected whole milliseconds from 0 to " + MAX_DOWNTIME_MS);
+        }
+        return Long.parseLong(value);
+    }
+
+    /** retry-window and partial-timeout: whole milliseconds from 0 to {@code max}, the limits {@link MigrationParameters} sets. */
+    private static long wholeMs(MigrationParameter parameter, String value, long max) throws MonitorException {
+        if (!WHOLE_MS.matcher(value).matches() || Long.parseLong(value) > max) {
+            throw usage("migrate_set_parameter", "invalid " + parameter.qemuName() + " '" + value
+                    + "': expected whole milliseconds from 0 to " + max);
         }
         return Long.parseLong(value);
     }

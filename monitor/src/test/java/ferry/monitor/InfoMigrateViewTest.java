@@ -1,13 +1,19 @@
 package ferry.monitor;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.migration.MigrationParameters;
 import ferry.migration.MigrationReport;
 import ferry.migration.MigrationStatus;
 import ferry.migration.Phase;
+import ferry.migration.ResumeInfo;
+import java.time.Duration;
+import java.time.Instant;
 import java.util.Optional;
 import java.util.OptionalLong;
+import java.util.UUID;
 import org.junit.jupiter.api.Test;
 
 /** Golden texts: a change here is a change of a documented interface (docs/monitor.md). */
@@ -158,6 +164,8 @@ class InfoMigrateViewTest {
                 max-bandwidth: 134217728 bytes/second
                 downtime-limit: 300 ms
                 granule-size: 4096 bytes
+                retry-window: 60000 ms
+                partial-timeout: 86400000 ms
                 tls-authz: ''
                 """, InfoMigrateParametersView.render(MigrationParameters.defaults()));
         assertEquals("""
@@ -166,7 +174,53 @@ class InfoMigrateViewTest {
                 max-bandwidth: 104857600 bytes/second
                 downtime-limit: 500 ms
                 granule-size: 65536 bytes
+                retry-window: 0 ms
+                partial-timeout: 3600000 ms
                 tls-authz: 'auth0'
-                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 65536, "tls0", "dst.example", "auth0")));
+                """, InfoMigrateParametersView.render(new MigrationParameters(100 * MIB, 500, 65536, "tls0", "dst.example", "auth0",
+                0, 3_600_000)));
+    }
+
+    private static final UUID ID = UUID.fromString("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+    private static final Instant SINCE = Instant.parse("2026-11-29T21:14:07.250Z");
+
+    private static MigrationReport failedWith(Optional<ResumeInfo> resume) {
+        return new MigrationReport(MigrationStatus.FAILED, Phase.BULK_COPY, 0, 4321, 0, OptionalLong.empty(), MigrationReport.Ram.NONE,
+                10 * MIB, 20 * MIB, 30 * MIB, 10 * MIB + 512, 0, 0, 0, Optional.of("bulk: link lost"), resume);
+    }
+
+    @Test
+    void shouldEndWithTheRetryingLineWhileTheSourceReconnects() {
+        var report = new MigrationReport(MigrationStatus.ACTIVE, Phase.RETRY, 0, 9000, 0, OptionalLong.empty(), MigrationReport.Ram.NONE,
+                10 * MIB, 20 * MIB, 30 * MIB, 10 * MIB, 0, 0, 0, Optional.empty(),
+                Optional.of(new ResumeInfo.Retrying(3, SINCE, SINCE.plusSeconds(60), "Connection refused")));
+        String text = InfoMigrateView.render(report);
+        assertTrue(text.contains("ferry phase: retrying\n"), text);
+        assertEquals("ferry resume: Retrying: attempt 3 since 2026-11-29T21:14:07Z, giving up at 2026-11-29T21:15:07Z:"
+                + " Connection refused", text.lines().toList().getLast());
+    }
+
+    @Test
+    void shouldEndAFailureThatCanBeResumedWithTheResumableLine() {
+        String text = InfoMigrateView.render(failedWith(Optional.of(new ResumeInfo.Resumable(ID, 12_582_912, SINCE))));
+        assertEquals("ferry error: bulk: link lost\n"
+                + "ferry resume: Resumable: migration 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0, 12582912 bytes owed since"
+                + " 2026-11-29T21:14:07Z; `migrate -r URI` goes on from here\n",
+                text.substring(text.indexOf("ferry error:")));
+    }
+
+    @Test
+    void shouldShowTheKeptPartialStateAloneBeforeAnySourceCame() {
+        var waiting = new MigrationReport(MigrationStatus.NONE, Phase.HANDSHAKE, 0, 0, 0, OptionalLong.empty(), MigrationReport.Ram.NONE,
+                0, 0, 0, 0, 0, 0, 0, Optional.empty(),
+                Optional.of(new ResumeInfo.PartialHeld(ID, 268_435_456, SINCE, SINCE.plus(Duration.ofDays(1)))));
+        assertEquals("ferry resume: Partial state kept: migration 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0, 268435456 bytes held"
+                + " since 2026-11-29T21:14:07Z, removed at 2026-11-30T21:14:07Z (migrate_incoming_discard removes it now)\n",
+                InfoMigrateView.render(waiting));
+    }
+
+    @Test
+    void shouldPrintNoResumeLineWhenThereIsNothingToResume() {
+        assertFalse(InfoMigrateView.render(failedWith(Optional.empty())).contains("ferry resume"));
     }
 }

@@ -63,6 +63,9 @@ class MonitorParserTest {
         assertEquals(new Quit(), parse("quit"));
         assertEquals(new Quit(), parse("q\r"));
         assertEquals(new MigrateCancel(), parse("migrate_cancel"));
+        assertEquals(new MonitorCommand.MigrateIncomingDiscard(), parse("migrate_incoming_discard"));
+        assertEquals("migrate_incoming_discard: extraneous characters at the end of line: 'now'",
+                fails("migrate_incoming_discard now").error());
     }
 
     @Test
@@ -101,6 +104,10 @@ class MonitorParserTest {
         assertEquals(new Migrate(true, true, true, uri), parse("migrate -d -b -i tcp:10.0.0.2:4444"));
         assertEquals(new Migrate(false, true, true, uri), parse("migrate -i tcp:10.0.0.2:4444"));   // -i implies -b
         assertEquals(new Migrate(true, true, false, new MigrationUri("0", 4444)), parse("migrate -d -b tcp://0:4444"));
+        assertEquals(new Migrate(true, true, false, true, uri), parse("migrate -d -b -r tcp:10.0.0.2:4444"));   // QEMU's order
+        assertEquals(new Migrate(true, true, false, true, uri), parse("migrate -dbr tcp:10.0.0.2:4444"));
+        // -r without -b parses: capability block may give the -b, and the migration says when none does
+        assertEquals(new Migrate(false, false, false, true, uri), parse("migrate -r tcp:10.0.0.2:4444"));
     }
 
     @Test
@@ -117,7 +124,7 @@ class MonitorParserTest {
             "migrate|migrate: missing uri",
             "migrate -d -b|migrate: missing uri",
             "migrate -x tcp:h:1|migrate: unsupported option -x",
-            "migrate -r tcp:h:1|migrate: unsupported option -r",
+            "migrate -x tcp:h:1|migrate: unsupported option -x",
             "migrate tcp:h:1 extra|migrate: extraneous characters at the end of line: 'extra'",
             "migrate exec:cat|migrate: unsupported migration URI 'exec:cat': scheme 'exec' is not supported, use tcp:HOST:PORT",
             "migrate unix:/tmp/s|migrate: unsupported migration URI 'unix:/tmp/s': scheme 'unix' is not supported, use tcp:HOST:PORT",
@@ -135,10 +142,11 @@ class MonitorParserTest {
         assertEquals(MonitorException.Kind.USAGE, e.kind());
         assertEquals(error, e.error());
         assertEquals("Error: " + error + "\n"
-                + "migrate [-d] [-b] [-i] uri -- migrate to URI (using -d to not wait for completion)\n"
+                + "migrate [-d] [-b] [-i] [-r] uri -- migrate to URI (using -d to not wait for completion)\n"
                 + "\t\t\t -b for migration without shared storage with full copy of disk\n"
                 + "\t\t\t -i for migration without shared storage with incremental copy of disk"
-                + " (base image shared between src and destination)", e.getMessage());
+                + " (base image shared between src and destination)\n"
+                + "\t\t\t -r to resume an interrupted migration where it stopped (with -b)", e.getMessage());
     }
 
     @ParameterizedTest
@@ -197,15 +205,27 @@ class MonitorParserTest {
             assertTrue(fails("migrate_set_parameter granule-size " + bad).error()
                     .startsWith("migrate_set_parameter: invalid granule-size '" + bad + "': expected a power of two from 4K to 16M"));
         }
+        assertEquals(new MigrateSetParameter(MigrationParameter.RETRY_WINDOW, 0), parse("migrate_set_parameter retry-window 0"));
+        assertEquals(new MigrateSetParameter(MigrationParameter.RETRY_WINDOW, 604_800_000),
+                parse("migrate_set_parameter retry-window 604800000"));
+        assertEquals(new MigrateSetParameter(MigrationParameter.PARTIAL_TIMEOUT, 2_592_000_000L),
+                parse("migrate_set_parameter partial-timeout 2592000000"));
+        for (String bad : new String[] {"604800001", "1.5", "-1", "60s", "1m"}) {
+            assertEquals("migrate_set_parameter: invalid retry-window '" + bad + "': expected whole milliseconds from 0 to 604800000",
+                    fails("migrate_set_parameter retry-window " + bad).error());
+        }
+        assertEquals("migrate_set_parameter: invalid partial-timeout '2592000001': expected whole milliseconds from 0 to 2592000000",
+                fails("migrate_set_parameter partial-timeout 2592000001").error());
     }
 
     @Test
     void shouldListKnownParametersForAnUnknownOne() {
         MonitorException e = fails("migrate_set_parameter xbzrle-cache-size 64M");
         assertEquals("migrate_set_parameter: unknown parameter 'xbzrle-cache-size': known parameters are "
-                + "max-bandwidth, downtime-limit, granule-size, tls-creds, tls-hostname, tls-authz", e.error());
+                + "max-bandwidth, downtime-limit, granule-size, retry-window, partial-timeout, tls-creds, tls-hostname, tls-authz", e.error());
         assertEquals("Error: " + e.error() + "\nmigrate_set_parameter parameter value -- Set the parameter for migration"
-                + " (max-bandwidth, downtime-limit, granule-size, tls-creds, tls-hostname, tls-authz)", e.getMessage());
+                + " (max-bandwidth, downtime-limit, granule-size, retry-window, partial-timeout, tls-creds, tls-hostname, tls-authz)",
+                e.getMessage());
         assertEquals("migrate_set_parameter: missing parameter name", fails("migrate_set_parameter").error());
         assertEquals("migrate_set_parameter: missing value for max-bandwidth", fails("migrate_set_parameter max-bandwidth").error());
         assertEquals("migrate_set_parameter: extraneous characters at the end of line: 'M'",
@@ -219,6 +239,9 @@ class MonitorParserTest {
         assertEquals(500, ((MigrateSetDowntime) parse("migrate_set_downtime 0.5")).applyTo(defaults).downtimeLimitMs());
         assertEquals(1 << 20, ((MigrateSetParameter) parse("migrate_set_parameter granule-size 1M")).applyTo(defaults).granuleSize());
         assertEquals(7, ((MigrateSetParameter) parse("migrate_set_parameter downtime-limit 7")).applyTo(defaults).downtimeLimitMs());
+        assertEquals(5_000, ((MigrateSetParameter) parse("migrate_set_parameter retry-window 5000")).applyTo(defaults).retryWindowMs());
+        assertEquals(60_000, ((MigrateSetParameter) parse("migrate_set_parameter partial-timeout 60000")).applyTo(defaults)
+                .partialTimeoutMs());
     }
 
     @Test
@@ -276,7 +299,7 @@ class MonitorParserTest {
         assertTrue(all.startsWith("help|? [cmd] -- show the help\ninfo [subcommand] -- "), all);
         assertTrue(all.contains("\nmigrate_set_downtime value -- set maximum tolerated downtime (in seconds) for migrations\n"), all);
         assertTrue(all.endsWith("\n" + MonitorHelp.PASSTHROUGH_NOTE), all);
-        assertEquals(17, all.lines().count());   // 14 commands, migrate on 3 lines, the note
+        assertEquals(19, all.lines().count());   // 15 commands, migrate on 4 lines, the note
         assertEquals(Optional.of("migrate_incoming uri -- Continue an incoming migration from an -incoming defer"),
                 MonitorHelp.topic("migrate_incoming"));                  // QEMU 7.2's words
         assertEquals(Optional.of("cont|c  -- resume emulation"), MonitorHelp.topic("c"));

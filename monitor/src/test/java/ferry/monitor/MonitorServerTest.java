@@ -152,7 +152,7 @@ class MonitorServerTest {
                 assertEquals(MonitorServer.PROMPT, a.command("info migrate"));   // NONE prints nothing, as QEMU
 
                 String usage = b.command("migrate -x tcp:h:1");
-                assertTrue(usage.startsWith("Error: migrate: unsupported option -x\nmigrate [-d] [-b] [-i] uri -- "), usage);
+                assertTrue(usage.startsWith("Error: migrate: unsupported option -x\nmigrate [-d] [-b] [-i] [-r] uri -- "), usage);
                 assertEquals("Error: VM is already paused\n" + MonitorServer.PROMPT, b.command("stop"));
                 assertEquals("Error: handler bug: state=broken\n" + MonitorServer.PROMPT, b.command("boom"));
                 assertEquals("ok Passthrough\n" + MonitorServer.PROMPT, b.command("info registers"));

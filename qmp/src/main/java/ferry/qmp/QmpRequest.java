@@ -24,7 +24,8 @@ public sealed interface QmpRequest {
      *
      * @param blk copy the disks too (QEMU's old block migration)
      * @param inc copy only what lies on top of a base image both hosts hold; implies {@code blk}
-     * @param resume resume a paused postcopy migration (Ferry has none: refused)
+     * @param resume go on from where the last interrupted migration of this VM stopped (QEMU's name; in QEMU it
+     *     resumes a paused postcopy migration, in Ferry an interrupted block migration, so it needs {@code blk})
      */
     record Migrate(String uri, boolean blk, boolean inc, boolean detach, boolean resume) implements QmpRequest {
         public Migrate {
@@ -49,18 +50,23 @@ public sealed interface QmpRequest {
      * @param maxBandwidth {@code max-bandwidth}, bytes per second
      * @param downtimeLimitMs {@code downtime-limit}, milliseconds
      * @param granuleSize {@code x-granule-size}, Ferry's own: bytes per dirty-tracking granule
+     * @param retryWindowMs {@code x-retry-window}, Ferry's own: how long a source reconnects on its own, milliseconds
+     * @param partialTimeoutMs {@code x-partial-timeout}, Ferry's own: how long a destination keeps a partial state, milliseconds
      * @param tlsCreds {@code tls-creds}: an object id; {@code ""} or JSON {@code null} unsets it (QAPI's StrOrNull)
      * @param tlsHostname {@code tls-hostname}, as {@code tls-creds}
      * @param tlsAuthz {@code tls-authz}, as {@code tls-creds}
      * @param unsupported other members that QEMU 7.2's schema has (e.g. {@code compress-level}), which Ferry does not take
      */
     record MigrateSetParameters(OptionalLong maxBandwidth, OptionalLong downtimeLimitMs, OptionalLong granuleSize,
+                                OptionalLong retryWindowMs, OptionalLong partialTimeoutMs,
                                 Optional<String> tlsCreds, Optional<String> tlsHostname, Optional<String> tlsAuthz,
                                 List<String> unsupported) implements QmpRequest {
         public MigrateSetParameters {
             Objects.requireNonNull(maxBandwidth, "maxBandwidth");
             Objects.requireNonNull(downtimeLimitMs, "downtimeLimitMs");
             Objects.requireNonNull(granuleSize, "granuleSize");
+            Objects.requireNonNull(retryWindowMs, "retryWindowMs");
+            Objects.requireNonNull(partialTimeoutMs, "partialTimeoutMs");
             Objects.requireNonNull(tlsCreds, "tlsCreds");
             Objects.requireNonNull(tlsHostname, "tlsHostname");
             Objects.requireNonNull(tlsAuthz, "tlsAuthz");
@@ -88,6 +94,18 @@ public sealed interface QmpRequest {
             Objects.requireNonNull(name, "name");
         }
     }
+
+    /**
+     * {@code x-ferry-migrate-incoming-discard}, Ferry's own (QAPI's {@code x-} prefix, as {@code x-ferry} in
+     * {@code query-migrate}): the monitor's {@code migrate_incoming_discard}. No arguments.
+     */
+    record MigrateIncomingDiscard() implements QmpRequest {}
+
+    /**
+     * {@code quit}: QEMU's own, except on a destination that waits for (or receives) an incoming migration, where
+     * Ferry ends the VM as the monitor's {@code quit} does (and removes the partial state it keeps).
+     */
+    record Quit() implements QmpRequest {}
 
     /** {@code cont}: refused on a source that handed its VM over (the VM would run twice). */
     record Cont() implements QmpRequest {}
@@ -144,6 +162,8 @@ public sealed interface QmpRequest {
                 args.consumeAll();
                 yield new MigrationStep(name);
             }
+            case "x-ferry-migrate-incoming-discard" -> new MigrateIncomingDiscard();
+            case "quit" -> new Quit();
             case "cont" -> new Cont();
             case "query-status" -> new QueryStatus();
             case "human-monitor-command" -> new HumanMonitorCommand(args.string("command-line"), args.optionalLong("cpu-index"));
@@ -160,6 +180,8 @@ public sealed interface QmpRequest {
         OptionalLong bandwidth = args.optionalLong("max-bandwidth");
         OptionalLong downtime = args.optionalLong("downtime-limit");
         OptionalLong granule = args.optionalLong("x-granule-size");
+        OptionalLong retryWindow = args.optionalLong("x-retry-window");
+        OptionalLong partialTimeout = args.optionalLong("x-partial-timeout");
         Optional<String> tlsCreds = args.optionalStrOrNull("tls-creds");
         Optional<String> tlsHostname = args.optionalStrOrNull("tls-hostname");
         Optional<String> tlsAuthz = args.optionalStrOrNull("tls-authz");
@@ -170,7 +192,8 @@ public sealed interface QmpRequest {
                 args.consume(member);
             }
         }
-        return new MigrateSetParameters(bandwidth, downtime, granule, tlsCreds, tlsHostname, tlsAuthz, unsupported);
+        return new MigrateSetParameters(bandwidth, downtime, granule, retryWindow, partialTimeout, tlsCreds, tlsHostname, tlsAuthz,
+                unsupported);
     }
 
     private static MigrateSetCapabilities setCapabilities(Args args) throws QmpError {

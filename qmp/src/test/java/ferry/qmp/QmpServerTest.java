@@ -211,10 +211,10 @@ class QmpServerTest {
     @Test
     void shouldDecodeTheMigrationCommandsWithQemusArgumentErrors() throws Exception {
         assertEquals(new QmpRequest.MigrateSetParameters(OptionalLong.of(1 << 20), OptionalLong.empty(), OptionalLong.of(65536),
-                java.util.Optional.empty(), java.util.Optional.empty(), java.util.Optional.empty(), List.of("compress-level")), QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
+                OptionalLong.empty(), OptionalLong.empty(), java.util.Optional.empty(), java.util.Optional.empty(), java.util.Optional.empty(), List.of("compress-level")), QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
                 "{\"max-bandwidth\":1048576,\"x-granule-size\":65536,\"compress-level\":1}").asObject()));
         assertEquals(new QmpRequest.MigrateSetParameters(OptionalLong.empty(), OptionalLong.empty(), OptionalLong.empty(),
-                java.util.Optional.of("tls0"), java.util.Optional.of("dest.example"), java.util.Optional.of(""), List.of()),
+                OptionalLong.empty(), OptionalLong.empty(), java.util.Optional.of("tls0"), java.util.Optional.of("dest.example"), java.util.Optional.of(""), List.of()),
                 QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
                 "{\"tls-creds\":\"tls0\",\"tls-hostname\":\"dest.example\",\"tls-authz\":null}").asObject()),
                 "QEMU's TLS parameters are Ferry's; null unsets, as QAPI's StrOrNull");
@@ -229,6 +229,16 @@ class QmpServerTest {
         assertRefused("Invalid parameter type for 'uri', expected: string", "migrate", "{\"uri\":1}");
         assertRefused("Invalid parameter type for 'blk', expected: boolean", "migrate", "{\"uri\":\"tcp:h:1\",\"blk\":\"yes\"}");
         assertRefused("Parameter 'granule-size' is unexpected", "migrate-set-parameters", "{\"granule-size\":1}");
+        assertEquals(new QmpRequest.MigrateSetParameters(OptionalLong.empty(), OptionalLong.empty(), OptionalLong.empty(),
+                OptionalLong.of(5000), OptionalLong.of(3_600_000), java.util.Optional.empty(), java.util.Optional.empty(),
+                java.util.Optional.empty(), List.of()), QmpRequest.decode("migrate-set-parameters", JsonDecoder.parse(
+                "{\"x-retry-window\":5000,\"x-partial-timeout\":3600000}").asObject()), "Ferry's own, with QAPI's x- prefix");
+        assertRefused("Parameter 'retry-window' is unexpected", "migrate-set-parameters", "{\"retry-window\":1}");
+        assertEquals(new QmpRequest.Migrate("tcp:h:1", true, false, false, true),
+                QmpRequest.decode("migrate", JsonDecoder.parse("{\"uri\":\"tcp:h:1\",\"blk\":true,\"resume\":true}").asObject()));
+        assertEquals(new QmpRequest.MigrateIncomingDiscard(), QmpRequest.decode("x-ferry-migrate-incoming-discard", Json.Obj.of()));
+        assertRefused("Parameter 'now' is unexpected", "x-ferry-migrate-incoming-discard", "{\"now\":true}");
+        assertEquals(new QmpRequest.Quit(), QmpRequest.decode("quit", Json.Obj.of()));
         assertRefused("Parameter 'capabilities[0].state' is missing", "migrate-set-capabilities",
                 "{\"capabilities\":[{\"capability\":\"block\"}]}");
         assertRefused("Parameter 'capability' does not accept value 'frob'", "migrate-set-capabilities",

@@ -7,6 +7,7 @@ import ferry.migration.MigrationException;
 import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
 import ferry.migration.RamStatus;
+import ferry.migration.ResumeInfo;
 import ferry.migration.SourceVm;
 import ferry.migration.wire.Frame;
 import ferry.qmp.BlockInfo;
@@ -35,7 +36,9 @@ import java.util.Set;
  * drives by name ({@link QemuSourceBlocks#driveName}), writes the granules straight into the image files
  * while they are inactive, as {@link IncomingVm} does, and gives QEMU the RAM stream with
  * {@code migrate-incoming}. It never stops QEMU and never deletes an image: after a failed attempt, the
- * images it wrote may be written again by the next attempt of this {@code ferry attach}.
+ * images it wrote may be written again by the next attempt of this {@code ferry attach}. With {@code -b}
+ * the resume journals beside the images and the partial state they make are {@link PartialState}'s, as for
+ * {@link IncomingVm}; removing that state removes only the journals here.
  *
  * <p>Threads: {@link #prepare} on {@code migration-listen}, {@code startVm} on {@code vm-start}; QEMU's events
  * on {@code qmp-reader}.
@@ -46,22 +49,24 @@ final class AttachedIncoming implements DestinationHost {
     private final QmpClient qmp;
     private final RuntimeDir runtime;
     private final boolean overwrite;
+    private final PartialState partial;
     /** Images an earlier attempt of this attachment wrote: their data is Ferry's, not the user's. */
     private final Set<Path> writtenByUs = new HashSet<>();
     /** QEMU listens for the RAM stream once {@code migrate-incoming} was given; QEMU takes it only once. */
     private boolean incomingStarted;
 
-    AttachedIncoming(QmpClient qmp, RuntimeDir runtime, boolean overwrite) {
+    /** @param partial the partial state this host keeps of an interrupted incoming migration (the VM's one) */
+    AttachedIncoming(QmpClient qmp, RuntimeDir runtime, boolean overwrite, PartialState partial) {
         this.qmp = qmp;
         this.runtime = runtime;
         this.overwrite = overwrite;
+        this.partial = partial;
     }
 
     @Override
     public PreparedVm prepare(Frame.Hello hello) throws MigrationException {
-        List<BlockImage> images = new ArrayList<>();
-        List<Boolean> fresh = new ArrayList<>();
         List<Path> paths = new ArrayList<>();
+        List<String> formats = new ArrayList<>();
         try {
             RunState state = qmp.execute(new QmpCommand.QueryStatus()).status();
             if (state != RunState.INMIGRATE) {
@@ -72,25 +77,56 @@ final class AttachedIncoming implements DestinationHost {
             List<BlockInfo> blocks = qmp.execute(new QmpCommand.QueryBlock());
             for (Frame.DiskOffer offer : hello.disks()) {
                 BlockInfo.Inserted inserted = drive(blocks, offer);
-                if (!hello.copyDisks()) {
-                    continue;                           // shared storage: QEMU alone opens the images
-                }
-                Path file = Path.of(inserted.file());
-                boolean holdsData;
-                try (BlockImage check = Images.open(file, inserted.drv(), true)) {   // read-only: a refusal changes nothing
-                    holdsData = IncomingVm.holdsData(check);
-                }
-                if (holdsData && !overwrite && !writtenByUs.contains(file)) {
-                    throw new MigrationException(Phase.HANDSHAKE, "disk " + offer.id() + ": the destination's image holds data;"
-                            + " refusing to overwrite it", file + ": give ferry attach --incoming-overwrite, or an empty image", null);
-                }
-                images.add(Images.open(file, inserted.drv(), false));
-                paths.add(file);
-                fresh.add(!holdsData);
+                paths.add(Path.of(inserted.file()));
+                formats.add(inserted.drv());
             }
         } catch (QmpException e) {
-            IncomingVm.closeAll(images);
             throw new MigrationException(Phase.HANDSHAKE, "asking the destination QEMU failed (its log says why)", e.getMessage(), e);
+        }
+        if (!hello.copyDisks()) {
+            if (partial.held().isPresent()) {
+                throw new MigrationException(Phase.HANDSHAKE, "this destination keeps the partial state of block migration "
+                        + partial.held().get().migrationId() + " on its disks: resume it with migrate -b -r, or remove it there"
+                        + " with migrate_incoming_discard");
+            }
+            return new Prepared(List.of(), List.of(), List.of(), null);   // shared storage: QEMU alone opens the images
+        }
+        return hello.resume().isPresent() ? prepareResume(hello, paths, formats) : prepareFresh(hello, paths, formats);
+    }
+
+    @Override
+    public Optional<ResumeInfo.PartialHeld> partialHeld() {
+        return partial.held();
+    }
+
+    /**
+     * A fresh start: a partial state kept here is discarded first; an image that holds data is written over only when
+     * Ferry wrote that data (an earlier attempt, a discarded partial state) or with {@code --incoming-overwrite}.
+     */
+    private PreparedVm prepareFresh(Frame.Hello hello, List<Path> paths, List<String> formats) throws MigrationException {
+        Set<Path> discarded = partial.discardForFresh(hello.migrationId());
+        List<BlockImage> images = new ArrayList<>();
+        List<Boolean> fresh = new ArrayList<>();
+        try {
+            for (int i = 0; i < paths.size(); i++) {
+                Path file = paths.get(i);
+                boolean holdsData;
+                try (BlockImage check = Images.open(file, formats.get(i), true)) {   // read-only: a refusal changes nothing
+                    holdsData = IncomingVm.holdsData(check);
+                }
+                boolean ours;
+                synchronized (this) {
+                    ours = writtenByUs.contains(file) || discarded.contains(file);
+                }
+                if (holdsData && !overwrite && !ours) {
+                    throw new MigrationException(Phase.HANDSHAKE, "disk " + hello.disks().get(i).id() + ": the destination's image"
+                            + " holds data; refusing to overwrite it", file + ": give ferry attach --incoming-overwrite, or an empty image",
+                            null);
+                }
+                images.add(Images.open(file, formats.get(i), false));
+                fresh.add(!holdsData);
+            }
+            return new Prepared(images, fresh, paths, partial.create(hello, paths, List.of()));   // Ferry created none of them
         } catch (IOException e) {
             IncomingVm.closeAll(images);
             throw new MigrationException(Phase.HANDSHAKE, "preparing the disks failed", e.getMessage(), e);
@@ -98,12 +134,22 @@ final class AttachedIncoming implements DestinationHost {
             IncomingVm.closeAll(images);
             throw e;
         }
+    }
+
+    /** A resume: the partial state kept here (or found beside QEMU's images) must be of that migration. */
+    private PreparedVm prepareResume(Frame.Hello hello, List<Path> paths, List<String> formats) throws MigrationException {
+        PartialMigration journal = partial.claim(hello, paths);
+        List<BlockImage> images = new ArrayList<>();
         try {
-            return new Prepared(images, fresh, paths, hello.copyDisks() ? ReceivedImages.newJournal(hello, paths, List.of()) : null);
+            for (int i = 0; i < paths.size(); i++) {
+                images.add(Images.open(paths.get(i), formats.get(i), false));
+            }
         } catch (IOException e) {
             IncomingVm.closeAll(images);
-            throw new MigrationException(Phase.HANDSHAKE, "creating the resume journals failed", e.getMessage(), e);
+            partial.unprepared();
+            throw new MigrationException(Phase.HANDSHAKE, "reopening the disks for the resume failed", e.getMessage(), e);
         }
+        return new Prepared(images, java.util.Collections.nCopies(images.size(), false), paths, journal);
     }
 
     /** The drive QEMU has for the offered disk, checked against the offer. */
@@ -136,6 +182,8 @@ final class AttachedIncoming implements DestinationHost {
     private final class Prepared implements PreparedVm {
         private final ReceivedImages received;
         private final List<Path> paths;
+        /** The resume journals, with -b; null for shared storage. */
+        private final PartialMigration journal;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
         private final QmpEventListener events = event -> {
@@ -146,8 +194,9 @@ final class AttachedIncoming implements DestinationHost {
         };
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths, PartialMigration journal) {
-            this.received = new ReceivedImages(images, fresh, journal);
+            this.received = new ReceivedImages(images, fresh);
             this.paths = List.copyOf(paths);
+            this.journal = journal;
         }
 
         @Override
@@ -205,21 +254,34 @@ final class AttachedIncoming implements DestinationHost {
                 qmp.execute(new QmpCommand.Cont());
             } catch (QmpException e) {
                 throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
+            } finally {
+                if (journal != null) {
+                    partial.completed(journal);           // committed: the VM is this host's, nothing is kept to resume
+                }
             }
         }
 
-        /** Lets go of the images; QEMU and the images stay (Ferry did not start or create them). */
         @Override
         public PartialMigration journal() {
-            return received.journal();
+            if (journal == null) {
+                throw new IllegalStateException("no resume journal: the disks are shared (migrate without -b)");
+            }
+            return journal;
         }
 
+        /**
+         * Lets go of the images; QEMU and the images stay (Ferry did not start or create them). With {@code keepPartial}
+         * their journals stay too, for a resume; without, the journals go.
+         */
         @Override
         public void abort(String reason, boolean keepPartial) {
             LOG.log(System.Logger.Level.WARNING, "incoming migration into the attached QEMU failed: " + reason
                     + (Optional.ofNullable(qmp.closed().getNow(null)).isPresent() ? " (QEMU has exited)" : ""));
             qmp.removeListener(events);
             received.drop();
+            if (journal != null) {
+                partial.release(journal, keepPartial);
+            }
             synchronized (AttachedIncoming.this) {
                 writtenByUs.addAll(paths);
             }

@@ -54,6 +54,8 @@ public final class Attachment implements Vm, AutoCloseable {
     private RuntimeDir runtime;
     private MonitorServer monitor;
     private AttachedIncoming incoming;
+    /** {@code quit} ended the VM (not a signal): the partial state of an incoming migration goes with it. */
+    private volatile boolean quitRequested;
 
     public Attachment(AttachConfig config) {
         this.config = config;
@@ -85,7 +87,7 @@ public final class Attachment implements Vm, AutoCloseable {
             vmQmp.serve(server);
             qmpServers.add(server);
         }
-        incoming = new AttachedIncoming(qmp, runtime, config.incomingOverwrite());
+        incoming = new AttachedIncoming(qmp, runtime, config.incomingOverwrite(), migrations.partial());
         if (config.incoming().isPresent()) {
             if (state != RunState.INMIGRATE) {
                 throw new IOException("-incoming: the QEMU at " + config.qmpSocket() + " does not wait for a migration (status "
@@ -184,9 +186,13 @@ public final class Attachment implements Vm, AutoCloseable {
         }
     }
 
-    /** {@code quit}: QEMU quits (as it would for its own monitor's quit), and so does this Ferry. */
+    /**
+     * {@code quit}: QEMU quits (as it would for its own monitor's quit), and so does this Ferry; the partial state of an
+     * incoming migration goes too (its journals: the images are QEMU's).
+     */
     @Override
     public void quit(String why) {
+        quitRequested = true;
         try {
             qmp.execute(new QmpCommand.Quit());
         } catch (QmpException e) {
@@ -218,6 +224,14 @@ public final class Attachment implements Vm, AutoCloseable {
             migrations.close();
         } catch (IOException e) {
             failures.add(e);
+        }
+        if (quitRequested) {
+            try {
+                migrations.discardPartial("quit");     // after the destination closed: its session gave the state back
+            } catch (MonitorException e) {
+                System.getLogger(Attachment.class.getName()).log(System.Logger.Level.WARNING,
+                        "quit: the partial state was left as it is: " + e.error());
+            }
         }
         for (QmpServer server : qmpServers) {
             try {

@@ -8,6 +8,7 @@ import ferry.migration.DestinationHost;
 import ferry.migration.MigrationException;
 import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
+import ferry.migration.ResumeInfo;
 import ferry.migration.SourceVm;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.VmFingerprint;
@@ -35,6 +36,10 @@ import java.util.Map;
  * qcow2 metadata when it activates them at the end of the incoming migration), and Ferry flushes
  * and closes its own handles before QEMU gets the device state (DESIGN.md "Destination").
  *
+ * <p>With {@code -b} a resume journal goes beside each image, and a failed migration leaves its images and
+ * journals as the host's {@link PartialState}, which a HELLO that resumes the same migration opens again
+ * (DESIGN.md "Resume"); a fresh HELLO discards it first.
+ *
  * <p>Threads: {@link #prepare} runs on {@code migration-listen}.
  */
 final class IncomingVm implements DestinationHost {
@@ -44,13 +49,18 @@ final class IncomingVm implements DestinationHost {
     private final RuntimeDir runtime;
     private final QemuLauncher launcher;
     private final VmFingerprint fingerprint;
+    private final PartialState partial;
 
-    /** {@code fingerprint}: this configuration's VM as this host's QEMU reports it ({@link QemuLauncher#probe()}). */
-    IncomingVm(VmConfig config, RuntimeDir runtime, QemuLauncher launcher, VmFingerprint fingerprint) {
+    /**
+     * @param fingerprint this configuration's VM as this host's QEMU reports it ({@link QemuLauncher#probe()})
+     * @param partial the partial state this host keeps of an interrupted incoming migration (the VM's one)
+     */
+    IncomingVm(VmConfig config, RuntimeDir runtime, QemuLauncher launcher, VmFingerprint fingerprint, PartialState partial) {
         this.config = config;
         this.runtime = runtime;
         this.launcher = launcher;
         this.fingerprint = fingerprint;
+        this.partial = partial;
     }
 
     /** Refuses a source VM this host's QEMU could not run, before anything is created (one line naming the difference). */
@@ -72,37 +82,108 @@ final class IncomingVm implements DestinationHost {
             throw new MigrationException(Phase.HANDSHAKE, "the source VM has " + hello.disks().size()
                     + " disks, this destination was started with " + config.drives().size() + " -drive options");
         }
+        for (int i = 0; i < hello.disks().size(); i++) {
+            Frame.DiskOffer offer = hello.disks().get(i);
+            VmConfig.Drive drive = config.drives().get(i);
+            if (!offer.format().equals(drive.format())) {
+                throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": source format " + offer.format()
+                        + ", destination -drive says " + drive.format());
+            }
+        }
+        if (!hello.copyDisks()) {
+            return prepareShared(hello);
+        }
+        return hello.resume().isPresent() ? prepareResume(hello) : prepareFresh(hello);
+    }
+
+    @Override
+    public java.util.Optional<ResumeInfo.PartialHeld> partialHeld() {
+        return partial.held();
+    }
+
+    private List<Path> files() {
+        return config.drives().stream().map(VmConfig.Drive::file).toList();
+    }
+
+    /**
+     * Shared storage: the images exist and QEMU alone opens them. Refused while this host keeps the partial state of a
+     * block migration: its images are these files, and a VM must not run on a partial copy.
+     */
+    private PreparedVm prepareShared(Frame.Hello hello) throws MigrationException {
+        java.util.Optional<ResumeInfo.PartialHeld> held = partial.held();
+        if (held.isPresent()) {
+            throw new MigrationException(Phase.HANDSHAKE, "this destination keeps the partial state of block migration "
+                    + held.get().migrationId() + " on its disks: resume it with migrate -b -r, or remove it there with"
+                    + " migrate_incoming_discard");
+        }
+        try {
+            for (int i = 0; i < hello.disks().size(); i++) {
+                openShared(hello.disks().get(i), config.drives().get(i)).close();   // checked; QEMU alone opens it
+            }
+        } catch (IOException e) {
+            throw new MigrationException(Phase.HANDSHAKE, "preparing the disks failed"
+                    + (e instanceof ImageException i ? ": " + i.kind() : ""), e.getMessage(), e);
+        }
+        return new Prepared(List.of(), List.of(), List.of(), null);
+    }
+
+    /**
+     * A fresh start with {@code -b}: a partial state kept here is discarded first, then the images are created (or
+     * checked), then a resume journal beside each.
+     */
+    private PreparedVm prepareFresh(Frame.Hello hello) throws MigrationException {
+        java.util.Set<Path> ferryWritten = partial.discardForFresh(hello.migrationId());
         List<Path> created = new ArrayList<>();
         List<BlockImage> images = new ArrayList<>();
         List<Boolean> fresh = new ArrayList<>();
         try {
             for (int i = 0; i < hello.disks().size(); i++) {
-                Frame.DiskOffer offer = hello.disks().get(i);
-                VmConfig.Drive drive = config.drives().get(i);
-                if (!offer.format().equals(drive.format())) {
-                    throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": source format " + offer.format()
-                            + ", destination -drive says " + drive.format());
-                }
-                if (hello.copyDisks()) {
-                    openForCopy(offer, drive, hello.incremental(), images, fresh, created);
-                } else {
-                    images.add(openShared(offer, drive));
-                    fresh.add(false);
-                }
+                openForCopy(hello.disks().get(i), config.drives().get(i), hello.incremental(), ferryWritten, images, fresh, created);
             }
-            if (!hello.copyDisks()) {
-                closeAll(images);                  // shared storage: QEMU alone opens them
-                images.clear();
-            }
-            PartialMigration journal = hello.copyDisks()
-                    ? ReceivedImages.newJournal(hello, config.drives().stream().map(VmConfig.Drive::file).toList(), created) : null;
-            return new Prepared(images, hello.copyDisks() ? fresh : List.of(), created, List.copyOf(baseChecks), journal);
+            PartialMigration journal = partial.create(hello, files(), created);
+            return new Prepared(images, fresh, List.copyOf(baseChecks), journal);
         } catch (MigrationException e) {
             undo(images, created);
             throw e;
         } catch (IOException e) {
             undo(images, created);
             throw new MigrationException(Phase.HANDSHAKE, "preparing the disks failed"
+                    + (e instanceof ImageException i ? ": " + i.kind() : ""), e.getMessage(), e);
+        }
+    }
+
+    /**
+     * A resume: the partial state kept here must be of that migration ({@link PartialState#claim}); its images are
+     * opened for writing as they are (for {@code -i} the overlay too: it is not created again, and its base is checked
+     * again on {@code vm-start}). Nothing in them reads as fresh: what they hold is what the source must not resend.
+     */
+    private PreparedVm prepareResume(Frame.Hello hello) throws MigrationException {
+        PartialMigration journal = partial.claim(hello, files());
+        List<BlockImage> images = new ArrayList<>();
+        List<Boolean> fresh = new ArrayList<>();
+        try {
+            for (int i = 0; i < hello.disks().size(); i++) {
+                Frame.DiskOffer offer = hello.disks().get(i);
+                VmConfig.Drive drive = config.drives().get(i);
+                if (!Files.isRegularFile(drive.file(), java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                    throw refuse("resume refused: disk " + offer.id() + " is gone from this destination: migrate without -r to start"
+                            + " over", drive.file() + " is not a regular file any more");
+                }
+                if (hello.incremental()) {
+                    checkBase(offer, drive, true);
+                }
+                images.add(Images.open(drive.file(), drive.format(), false));
+                fresh.add(false);
+            }
+            return new Prepared(images, fresh, List.copyOf(baseChecks), journal);
+        } catch (MigrationException e) {
+            closeAll(images);
+            partial.unprepared();
+            throw e;
+        } catch (IOException e) {
+            closeAll(images);
+            partial.unprepared();
+            throw new MigrationException(Phase.HANDSHAKE, "reopening the disks for the resume failed"
                     + (e instanceof ImageException i ? ": " + i.kind() : ""), e.getMessage(), e);
         }
     }
@@ -115,8 +196,9 @@ final class IncomingVm implements DestinationHost {
         return new MigrationException(Phase.HANDSHAKE, toSource, here, null);
     }
 
-    private void openForCopy(Frame.DiskOffer offer, VmConfig.Drive drive, boolean incremental, List<BlockImage> images,
-                             List<Boolean> fresh, List<Path> created) throws MigrationException, IOException {
+    /** @param ferryWritten images whose data a migration Ferry received wrote (a discarded partial state's): no user data */
+    private void openForCopy(Frame.DiskOffer offer, VmConfig.Drive drive, boolean incremental, java.util.Set<Path> ferryWritten,
+                             List<BlockImage> images, List<Boolean> fresh, List<Path> created) throws MigrationException, IOException {
         Path file = drive.file();
         if (incremental) {
             images.add(createOverlay(offer, drive));
@@ -137,7 +219,7 @@ final class IncomingVm implements DestinationHost {
                 throw refuse("disk " + drive.id() + ": the destination's image exists with a different size than the source's "
                         + offer.size() + " bytes", file + " has " + size + " bytes; remove it or fix the path");
             }
-            if (holdsData && !config.incomingOverwrite()) {
+            if (holdsData && !config.incomingOverwrite() && !ferryWritten.contains(file)) {
                 throw refuse("disk " + drive.id() + ": the destination's image exists and holds data; refusing to overwrite it",
                         file + ": remove it, or start the destination with --incoming-overwrite");
             }
@@ -156,6 +238,19 @@ final class IncomingVm implements DestinationHost {
      * is the same (size and content digest) as the source's.
      */
     private BlockImage createOverlay(Frame.DiskOffer offer, VmConfig.Drive drive) throws MigrationException, IOException {
+        BaseCheck base = checkBase(offer, drive, false);
+        // Every check so far passed: only now may --incoming-overwrite remove the old overlay.
+        Files.deleteIfExists(drive.file());
+        return ferry.image.qcow2.Qcow2Image.create(drive.file(), offer.size(), Images.QCOW2_CLUSTER_SIZE,
+                java.util.Optional.of(new ferry.image.qcow2.Backing(base.expected().fileName(), base.baseFormat())));
+    }
+
+    /**
+     * {@code -i}: this host's copy of the offered base must be the source's: its size is checked now, its content
+     * digest on {@code vm-start} (the {@link BaseCheck} this adds), while the bulk pass arrives. {@code resuming}: the
+     * overlay is the one a resume goes on writing; otherwise an existing one is refused unless {@code --incoming-overwrite}.
+     */
+    private BaseCheck checkBase(Frame.DiskOffer offer, VmConfig.Drive drive, boolean resuming) throws MigrationException, IOException {
         Path file = drive.file();
         Frame.BaseIdentity base = offer.base().orElseThrow(() -> new MigrationException(Phase.HANDSHAKE,
                 "disk " + drive.id() + ": the source asked for incremental migration but named no base image"));
@@ -163,7 +258,7 @@ final class IncomingVm implements DestinationHost {
             throw new MigrationException(Phase.HANDSHAKE, "disk " + drive.id() + ": incremental migration needs a qcow2"
                     + " overlay, but this destination's -drive says format=" + drive.format());
         }
-        if (Files.exists(file, java.nio.file.LinkOption.NOFOLLOW_LINKS) && !config.incomingOverwrite()) {
+        if (!resuming && Files.exists(file, java.nio.file.LinkOption.NOFOLLOW_LINKS) && !config.incomingOverwrite()) {
             throw refuse("disk " + drive.id() + ": the destination's overlay exists; refusing to overwrite it",
                     file + ": remove it, or start the destination with --incoming-overwrite");
         }
@@ -178,11 +273,9 @@ final class IncomingVm implements DestinationHost {
         }
         // The content digest reads the whole base: it runs while the bulk pass arrives (BaseCheck),
         // not here, where a large base would outlast the source's wait for WELCOME.
-        baseChecks.add(new BaseCheck(drive, basePath, baseFormat, base));
-        // Every check so far passed: only now may --incoming-overwrite remove the old overlay.
-        Files.deleteIfExists(file);
-        return ferry.image.qcow2.Qcow2Image.create(file, offer.size(), Images.QCOW2_CLUSTER_SIZE,
-                java.util.Optional.of(new ferry.image.qcow2.Backing(base.fileName(), baseFormat)));
+        BaseCheck check = new BaseCheck(drive, basePath, baseFormat, base);
+        baseChecks.add(check);
+        return check;
     }
 
     private static String differs(VmConfig.Drive drive, String how) {
@@ -240,7 +333,8 @@ final class IncomingVm implements DestinationHost {
 
     /** A base whose content digest must match the source's before the disks may be verified. */
     private record BaseCheck(VmConfig.Drive drive, Path basePath, String baseFormat, Frame.BaseIdentity expected) {
-        void run(java.util.function.BooleanSupplier stop) throws MigrationException {
+        /** True when this host's base is the source's; false when its content differs. Throws when it cannot be read. */
+        boolean matches(java.util.function.BooleanSupplier stop) throws MigrationException {
             long startNs = System.nanoTime();
             Frame.BaseIdentity ours;
             try (BlockImage local = Images.open(basePath, baseFormat, true)) {
@@ -250,10 +344,11 @@ final class IncomingVm implements DestinationHost {
                         + e.getMessage(), e);
             }
             if (!java.util.Arrays.equals(ours.sha256(), expected.sha256())) {
-                throw new MigrationException(Phase.BULK_COPY, differs(drive, "same size, different content"), basePath.toString(), null);
+                return false;
             }
             LOG.log(System.Logger.Level.INFO, "base " + basePath + " matches the source's (" + expected.size() + " bytes hashed in "
                     + (System.nanoTime() - startNs) / 1_000_000 + " ms)");
+            return true;
         }
     }
 
@@ -311,24 +406,26 @@ final class IncomingVm implements DestinationHost {
     /** A VM being received: images open for Ferry's writes, QEMU waiting for RAM. */
     final class Prepared implements PreparedVm {
         private final ReceivedImages received;
-        private final List<Path> created;
+        /** The resume journals, with -b; null for shared storage. */
+        private final PartialMigration journal;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
         private volatile QemuProcess qemu;
 
         private final List<BaseCheck> baseChecks;
         private volatile boolean stopping;
+        /** A base here is not the source's: an overlay on it is worth nothing to a resume. */
+        private volatile boolean baseDiffers;
 
         @Override
         public void stopStarting() {
             stopping = true;
         }
 
-        Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> created, List<BaseCheck> baseChecks,
-                 PartialMigration journal) {
+        Prepared(List<BlockImage> images, List<Boolean> fresh, List<BaseCheck> baseChecks, PartialMigration journal) {
             this.baseChecks = baseChecks;
-            this.received = new ReceivedImages(images, fresh, journal);
-            this.created = created;
+            this.received = new ReceivedImages(images, fresh);
+            this.journal = journal;
         }
 
         @Override
@@ -347,7 +444,11 @@ final class IncomingVm implements DestinationHost {
                 throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed (its log says why)", e.getMessage(), e);
             }
             for (BaseCheck check : baseChecks) {
-                check.run(() -> stopping);     // on vm-start, while the bulk pass arrives
+                if (!check.matches(() -> stopping)) {     // on vm-start, while the bulk pass arrives
+                    baseDiffers = true;
+                    throw new MigrationException(Phase.BULK_COPY, differs(check.drive(), "same size, different content"),
+                            check.basePath().toString(), null);
+                }
             }
         }
 
@@ -386,12 +487,19 @@ final class IncomingVm implements DestinationHost {
                 qemu.qmp().execute(new QmpCommand.Cont());
             } catch (QmpException e) {
                 throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
+            } finally {
+                if (journal != null) {
+                    partial.completed(journal);           // committed: the VM is this host's, nothing is kept to resume
+                }
             }
         }
 
         @Override
         public PartialMigration journal() {
-            return received.journal();
+            if (journal == null) {
+                throw new IllegalStateException("no resume journal: the disks are shared (migrate without -b)");
+            }
+            return journal;
         }
 
         @Override
@@ -406,14 +514,9 @@ final class IncomingVm implements DestinationHost {
                 }
             }
             received.drop();
-            for (Path file : created) {
-                try {
-                    Files.deleteIfExists(file);
-                    LOG.log(System.Logger.Level.INFO, "removed " + file + " (created for the failed migration)");
-                } catch (IOException e) {
-                    LOG.log(System.Logger.Level.ERROR, "could not remove " + file + ": " + e.getMessage()
-                            + "; it is incomplete: delete it by hand");
-                }
+            if (journal != null) {
+                // kept for a resume, or removed with the images created for it
+                partial.release(journal, keepPartial && !baseDiffers);
             }
         }
     }

@@ -9,6 +9,8 @@ import ferry.migration.MigrationReport;
 import ferry.migration.MigrationRequest;
 import ferry.migration.MigrationSource;
 import ferry.migration.MigrationStatus;
+import ferry.migration.ResumeInfo;
+import ferry.migration.ResumePoint;
 import ferry.migration.SourceBlocks;
 import ferry.migration.SourceDisk;
 import ferry.monitor.MigrationUri;
@@ -27,24 +29,37 @@ import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
  * The migrations of one {@link Vm}, out and in, whoever started its QEMU: the parameters, the current (or
- * last) outgoing migration and the incoming listener. The monitor ({@link VmMonitor}) and the QMP server
- * ({@link VmQmp}) both start, cancel and report migrations here, so that every client sees one migration
- * with one set of parameters, as in QEMU.
+ * last) outgoing migration, the incoming listener, and what is kept for a resume on either side: the
+ * {@link ResumePoint} of the last interrupted outgoing migration, and the {@link PartialState} of an
+ * interrupted incoming one. The monitor ({@link VmMonitor}) and the QMP server ({@link VmQmp}) both start,
+ * cancel and report migrations here, so that every client sees one migration with one set of parameters,
+ * as in QEMU.
  *
  * <p>Threads: monitor and QMP client threads; claiming a new migration is synchronized, so that of two
- * {@code migrate} commands the second is refused before it touches anything of the first.
+ * {@code migrate} commands the second is refused before it touches anything of the first. The partial
+ * state has its own thread ({@link PartialState}).
  */
 final class Migrations implements AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(Migrations.class.getName());
+
     private final Vm vm;
     private final List<MigrationListener> listeners = new CopyOnWriteArrayList<>();
     private volatile MigrationParameters parameters;
     private volatile MigrationSource source;
     private volatile MigrationDestination destination;
+    private final PartialState partial = new PartialState(() -> parameters.partialTimeoutMs());
+    /** The last resume point a migration took over or discarded: its source still names it, but it is spent. */
+    private ResumePoint spent;
 
     /** @param initial the parameters the VM starts with (QEMU's {@code -global migration.*}, or the defaults) */
     Migrations(Vm vm, MigrationParameters initial) {
         this.vm = vm;
         this.parameters = initial;
+    }
+
+    /** The partial state this host keeps of an interrupted incoming migration: the destination's side of a resume. */
+    PartialState partial() {
+        return partial;
     }
 
     /** Hears every later migration's status changes and passes, out and in (QMP's MIGRATION events). */
@@ -61,10 +76,14 @@ final class Migrations implements AutoCloseable {
         if (running().isPresent() && updated.granuleSize() != parameters.granuleSize()) {
             throw new MonitorException(MonitorException.Kind.REFUSED, "granule-size cannot change while a migration runs");
         }
+        boolean timeoutChanged = updated.partialTimeoutMs() != parameters.partialTimeoutMs();
         parameters = updated;
         MigrationSource current = source;
         if (current != null) {
             current.maxBandwidth(updated.maxBandwidthBytesPerSec());
+        }
+        if (timeoutChanged) {
+            partial.timeoutChanged();
         }
     }
 
@@ -94,14 +113,24 @@ final class Migrations implements AutoCloseable {
         return source().map(MigrationSource::handedOver).orElse(false);
     }
 
-    /** What {@code info migrate} and {@code query-migrate} show: the outgoing migration, else the incoming one. */
+    /**
+     * What {@code info migrate} and {@code query-migrate} show: the outgoing migration, else the incoming one, else
+     * nothing but the partial state this host may keep (found at start, before any source came).
+     */
     MigrationReport report() {
         MigrationSource s = source;
         if (s != null) {
             return s.stats().report();
         }
         MigrationDestination d = destination;
-        return d == null || d.waitingForFirstSource() ? MigrationReport.idle() : d.stats().report();
+        if (d == null || d.waitingForFirstSource()) {
+            MigrationReport idle = MigrationReport.idle();
+            return new MigrationReport(idle.status(), idle.phase(), idle.dirtyPass(), idle.totalTimeMs(), idle.expectedDowntimeMs(),
+                    idle.downtimeMs(), idle.ram(), idle.diskTransferredBytes(), idle.diskRemainingBytes(), idle.diskTotalBytes(),
+                    idle.wireBytes(), idle.throughputBytesPerSec(), idle.diskDirtyRateBytesPerSec(), idle.writeLimitBytesPerSec(),
+                    idle.error(), partial.held().map(ResumeInfo.class::cast));
+        }
+        return d.stats().report();
     }
 
     /** True when {@link #report()} describes an incoming migration. */
@@ -126,8 +155,12 @@ final class Migrations implements AutoCloseable {
         return d;
     }
 
-    /** Claims and starts an outgoing migration; returns it running (detached: the caller may follow it). */
-    MigrationSource start(MigrationUri uri, boolean blocks, boolean incremental) throws MonitorException {
+    /**
+     * Claims and starts an outgoing migration; returns it running (detached: the caller may follow it). With
+     * {@code resume} ({@code -r}) it goes on from the resume point the last interrupted migration kept; without, a
+     * kept resume point is discarded first (its dirty tracking leaves QEMU) and the migration starts over.
+     */
+    MigrationSource start(MigrationUri uri, boolean blocks, boolean incremental, boolean resume) throws MonitorException {
         if (waitingForIncoming()) {
             throw new MonitorException(MonitorException.Kind.REFUSED, "this VM waits for an incoming migration; it cannot migrate out");
         }
@@ -141,7 +174,16 @@ final class Migrations implements AutoCloseable {
                 throw new MonitorException(MonitorException.Kind.REFUSED, "the VM already runs on the destination"
                         + " (the last migration completed); migrating this paused copy would run the VM twice");
             }
-            started = newSource(uri, blocks, incremental);
+            Optional<ResumePoint> kept = Optional.ofNullable(previous).flatMap(MigrationSource::resumePoint).filter(p -> p != spent);
+            if (resume && kept.isEmpty()) {
+                throw new MonitorException(MonitorException.Kind.REFUSED, "nothing to resume: no interrupted migration of this VM"
+                        + " (migrate without -r starts one)");
+            }
+            started = newSource(uri, blocks, incremental, resume ? kept : Optional.empty());
+            if (!resume && kept.isPresent()) {
+                discard(kept.get());
+            }
+            kept.ifPresent(point -> spent = point);
             listeners.forEach(started.stats()::addListener);
             source = started;
         }
@@ -154,7 +196,21 @@ final class Migrations implements AutoCloseable {
         running().ifPresent(m -> m.cancel(reason));
     }
 
-    private MigrationSource newSource(MigrationUri uri, boolean blocks, boolean incremental) throws MonitorException {
+    /** A fresh start after an interrupted migration: what that one kept in QEMU goes first, with one log line. */
+    private static void discard(ResumePoint point) throws MonitorException {
+        LOG.log(System.Logger.Level.INFO, "discarding the resume point of migration " + point.migrationId() + " ("
+                + point.info().owedBytes() + " bytes owed): migrate without -r starts over");
+        try {
+            point.discard();
+        } catch (MigrationException e) {
+            throw new MonitorException(MonitorException.Kind.FAILED, "removing what the interrupted migration " + point.migrationId()
+                    + " kept in QEMU (its dirty bitmap) failed: " + e.getMessage() + "; query-block shows what is left", e);
+        }
+    }
+
+    /** @param resumeFrom {@code -r}: the resume point the new migration goes on from, with its block layer */
+    private MigrationSource newSource(MigrationUri uri, boolean blocks, boolean incremental, Optional<ResumePoint> resumeFrom)
+            throws MonitorException {
         QmpClient qmp = vm.qmp().orElseThrow(() -> new MonitorException(MonitorException.Kind.REFUSED,
                 "the VM is not running here yet: it waits for an incoming migration"));
         try {
@@ -164,11 +220,18 @@ final class Migrations implements AutoCloseable {
                 disks.add(new SourceDisk(drive.id(), drive.size(), drive.format(),
                         incremental ? Optional.of(base(qmp, drive)) : Optional.empty()));
             }
-            SourceBlocks sourceBlocks = new QemuSourceBlocks(qmp, drives, vm.runtime().resolve("qemu-nbd.sock"));
+            SourceBlocks sourceBlocks = resumeFrom.isPresent() ? resumeFrom.get().blocks()
+                    : new QemuSourceBlocks(qmp, drives, vm.runtime().resolve("qemu-nbd.sock"));
             MigrationParameters p = parameters;
+            MigrationRequest request;
+            try {
+                request = new MigrationRequest(uri.host(), uri.port(), blocks || incremental, incremental, vm.tls().source(p),
+                        resumeFrom.isPresent());
+            } catch (IllegalArgumentException e) {
+                throw new MonitorException(MonitorException.Kind.REFUSED, e.getMessage() + " (or migrate_set_capability block on)");
+            }
             return new MigrationSource(vm.name(), disks, new QmpSourceVm(qmp, p.downtimeLimitMs(), vm.qemuLog()), sourceBlocks,
-                    new MigrationRequest(uri.host(), uri.port(), blocks || incremental, incremental, vm.tls().source(p)), p,
-                    vm.runtime().path());
+                    request, p, vm.runtime().path(), resumeFrom);
         } catch (ferry.tls.TlsException e) {
             throw new MonitorException(MonitorException.Kind.FAILED, e.getMessage(), e);
         } catch (QmpException e) {
@@ -208,7 +271,18 @@ final class Migrations implements AutoCloseable {
         };
     }
 
-    /** Cancels an outgoing migration (the source VM resumes) and stops listening for an incoming one. */
+    /**
+     * {@code migrate_incoming_discard} (and {@code quit} on a destination): removes the partial state this host keeps;
+     * returns what was removed, empty when nothing was kept. Refused while an incoming migration uses it.
+     */
+    Optional<ResumeInfo.PartialHeld> discardPartial(String why) throws MonitorException {
+        return partial.discard(why);
+    }
+
+    /**
+     * Cancels an outgoing migration (the source VM resumes), stops listening for an incoming one and stops waiting to
+     * remove a kept partial state (it stays on disk for the next start).
+     */
     @Override
     public void close() throws IOException, InterruptedException {
         MigrationSource s = source;
@@ -219,5 +293,6 @@ final class Migrations implements AutoCloseable {
         if (d != null) {
             d.close();
         }
+        partial.close();
     }
 }

@@ -1,6 +1,7 @@
 package ferry.vm;
 
 import ferry.migration.MigrationReport;
+import ferry.migration.ResumeInfo;
 import ferry.qmp.Json;
 import java.math.BigDecimal;
 import java.math.RoundingMode;
@@ -15,7 +16,9 @@ import java.util.Map;
  * {@code x-ferry} (QAPI's prefix for members outside the schema). {@code ram} and {@code disk} are QAPI
  * {@code MigrationStats}: every member is present; Ferry fills those it measures and sends 0 for the rest,
  * as QEMU's block migration did for {@code disk}. On a destination QEMU reports only {@code status}.
- * docs/qmp.md lists every member.
+ * What there is to say about resuming (a source reconnecting, a failed migration {@code migrate -r} goes on from,
+ * a destination's kept partial state) is the object {@code resume} under {@code x-ferry}, also before any migration
+ * (then {@code x-ferry} holds it alone). docs/qmp.md lists every member.
  */
 final class QueryMigrateView {
     private static final long PAGE_SIZE = 4096;
@@ -26,7 +29,8 @@ final class QueryMigrateView {
         Map<String, Json> info = new LinkedHashMap<>();
         switch (report.status()) {
             case NONE -> {
-                return Json.Obj.of();
+                return report.resume().map(resume -> new Json.Obj(Map.of("x-ferry", new Json.Obj(Map.of("resume", resume(resume))))))
+                        .orElse(Json.Obj.of());
             }
             case SETUP, CANCELLED -> info.put("status", Json.of(report.status().qemuName()));
             case FAILED -> {
@@ -110,6 +114,38 @@ final class QueryMigrateView {
         figures.put("write-throttle", Json.of(report.writeLimitBytesPerSec()));
         figures.put("wire-bytes", Json.of(report.wireBytes()));
         report.error().ifPresent(e -> figures.put("error", Json.of(e)));
+        report.resume().ifPresent(resume -> figures.put("resume", resume(resume)));
         return new Json.Obj(figures);
+    }
+
+    /**
+     * The {@code ferry resume} line of {@code info migrate} as an object: {@code state} ({@code retrying},
+     * {@code resumable}, {@code partial-held}), then its figures; times are ISO-8601 UTC strings, bytes are bytes.
+     */
+    private static Json.Obj resume(ResumeInfo resume) {
+        Map<String, Json> members = new LinkedHashMap<>();
+        switch (resume) {
+            case ResumeInfo.Retrying r -> {
+                members.put("state", Json.of("retrying"));
+                members.put("attempt", Json.of(r.attempt()));
+                members.put("since", Json.of(r.since().toString()));
+                members.put("give-up-at", Json.of(r.giveUpAt().toString()));
+                members.put("last-error", Json.of(r.lastError()));
+            }
+            case ResumeInfo.Resumable r -> {
+                members.put("state", Json.of("resumable"));
+                members.put("migration-id", Json.of(r.migrationId().toString()));
+                members.put("owed-bytes", Json.of(r.owedBytes()));
+                members.put("since", Json.of(r.since().toString()));
+            }
+            case ResumeInfo.PartialHeld p -> {
+                members.put("state", Json.of("partial-held"));
+                members.put("migration-id", Json.of(p.migrationId().toString()));
+                members.put("held-bytes", Json.of(p.heldBytes()));
+                members.put("since", Json.of(p.since().toString()));
+                members.put("remove-at", Json.of(p.removeAt().toString()));
+            }
+        }
+        return new Json.Obj(members);
     }
 }

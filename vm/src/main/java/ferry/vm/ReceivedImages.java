@@ -3,14 +3,7 @@ package ferry.vm;
 import ferry.image.BlockImage;
 import ferry.image.ImageException;
 import ferry.migration.MigrationException;
-import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
-import ferry.migration.ResumeJournal;
-import ferry.migration.wire.Frame;
-import java.io.IOException;
-import java.nio.file.Path;
-import java.time.Instant;
-import java.util.ArrayList;
 import java.util.List;
 
 /**
@@ -24,38 +17,15 @@ import java.util.List;
 final class ReceivedImages {
     private final List<BlockImage> images;
     private final List<Boolean> fresh;
-    private final PartialMigration journal;
     private boolean closed;
 
     /**
      * @param fresh per image: true when it starts out reading all zeroes (the source may skip holes);
      *     empty when the disks are shared and nothing is received
      */
-    ReceivedImages(List<BlockImage> images, List<Boolean> fresh, PartialMigration journal) {
+    ReceivedImages(List<BlockImage> images, List<Boolean> fresh) {
         this.images = List.copyOf(images);
         this.fresh = List.copyOf(fresh);
-        this.journal = journal;
-    }
-
-    /**
-     * The resume journals of a fresh start, one beside each of {@code files} (a journal left there by an earlier
-     * migration is removed first: one drive never holds two partial states).
-     */
-    static PartialMigration newJournal(Frame.Hello hello, List<Path> files, List<Path> created) throws IOException {
-        List<ResumeJournal.Identity> identities = new ArrayList<>();
-        Instant now = Instant.now();
-        for (int i = 0; i < files.size(); i++) {
-            ResumeJournal.discard(files.get(i));
-            Frame.DiskOffer offer = hello.disks().get(i);
-            identities.add(new ResumeJournal.Identity(hello.migrationId(), offer.id(), offer.size(), hello.granuleSize(),
-                    offer.format(), created.contains(files.get(i)), now));
-        }
-        return PartialMigration.create(files, identities);
-    }
-
-    /** The images' resume journals; null without -b. */
-    PartialMigration journal() {
-        return journal;
     }
 
     List<BlockImage> images() {
@@ -87,14 +57,6 @@ final class ReceivedImages {
         if (!closed) {
             closed = true;
             IncomingVm.closeAll(images);
-        }
-        if (journal != null) {
-            try {
-                journal.discard();
-            } catch (IOException e) {
-                System.getLogger(ReceivedImages.class.getName()).log(System.Logger.Level.WARNING,
-                        "removing the resume journals failed: " + e.getMessage());
-            }
         }
     }
 }

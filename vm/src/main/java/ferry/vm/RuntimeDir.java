@@ -41,11 +41,7 @@ public final class RuntimeDir implements AutoCloseable {
             Files.createDirectories(parent);
         }
         removeStale(parent);
-        String safe = vmName.replaceAll("[^A-Za-z0-9._-]", "_");
-        if (safe.length() > 24) {
-            safe = safe.substring(0, 24);                  // unix socket paths are limited to 108 bytes
-        }
-        Path dir = parent.resolve(PREFIX + safe + "-" + ProcessHandle.current().pid());
+        Path dir = parent.resolve(PREFIX + safeName(vmName) + "-" + ProcessHandle.current().pid());
         try {
             Files.createDirectory(dir, PRIVATE);           // exclusive: fails on anything already there, a symlink too
         } catch (java.nio.file.FileAlreadyExistsException e) {
@@ -55,6 +51,52 @@ public final class RuntimeDir implements AutoCloseable {
         Files.writeString(dir.resolve(OWNER_FILE), Long.toString(ProcessHandle.current().pid()),
                 java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
         return new RuntimeDir(dir);
+    }
+
+    /** The VM's name as it goes into a directory name: safe characters, at most 24 (unix socket paths are limited to 108 bytes). */
+    private static String safeName(String vmName) {
+        String safe = vmName.replaceAll("[^A-Za-z0-9._-]", "_");
+        return safe.length() > 24 ? safe.substring(0, 24) : safe;
+    }
+
+    /** The runtime directory of a dead Ferry whose QEMU still runs: {@code qmp.sock} in it is the way to that QEMU. */
+    record Orphan(Path dir, long ferryPid, long qemuPid) {
+        Path qmpSocket() {
+            return dir.resolve("qmp.sock");
+        }
+    }
+
+    /**
+     * The directories under {@code parent} of dead Ferrys of the VM {@code vmName} whose QEMU still runs, with the same
+     * checks as the removal of stale directories (real directories this user owns, a regular owner file, no symlink
+     * followed). Empty when {@code parent} does not exist.
+     */
+    static java.util.List<Orphan> orphans(Path parent, String vmName) throws IOException {
+        java.util.List<Orphan> found = new java.util.ArrayList<>();
+        if (!Files.isDirectory(parent, LinkOption.NOFOLLOW_LINKS)) {
+            return found;
+        }
+        java.util.regex.Pattern name = java.util.regex.Pattern.compile(java.util.regex.Pattern.quote(PREFIX + safeName(vmName) + "-")
+                + "\\d{1,18}");
+        try (DirectoryStream<Path> dirs = Files.newDirectoryStream(parent, PREFIX + "*-*")) {
+            for (Path dir : dirs) {
+                if (!name.matcher(dir.getFileName().toString()).matches() || !ours(dir)) {
+                    continue;
+                }
+                java.util.Optional<Long> ferryPid = pidIn(dir.resolve(OWNER_FILE));
+                java.util.Optional<Long> qemu = livePid(dir.resolve(QEMU_FILE));
+                if (ferryPid.isPresent() && qemu.isPresent() && ProcessHandle.of(ferryPid.get()).isEmpty()) {
+                    found.add(new Orphan(dir, ferryPid.get(), qemu.get()));
+                }
+            }
+        }
+        return found;
+    }
+
+    /** A real directory this user owns, holding a regular owner file: one that a Ferry made. */
+    private static boolean ours(Path dir) throws IOException {
+        return Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS) && Files.isRegularFile(dir.resolve(OWNER_FILE), LinkOption.NOFOLLOW_LINKS)
+                && ((Number) Files.getAttribute(dir, "unix:uid", LinkOption.NOFOLLOW_LINKS)).longValue() == ownUid();
     }
 
     private static final java.nio.file.attribute.FileAttribute<?> PRIVATE =
@@ -137,8 +179,7 @@ public final class RuntimeDir implements AutoCloseable {
         try (DirectoryStream<Path> dirs = Files.newDirectoryStream(parent, PREFIX + "*-*")) {
             for (Path dir : dirs) {
                 Path owner = dir.resolve(OWNER_FILE);
-                if (!Files.isDirectory(dir, LinkOption.NOFOLLOW_LINKS) || !Files.isRegularFile(owner, LinkOption.NOFOLLOW_LINKS)
-                        || ((Number) Files.getAttribute(dir, "unix:uid", LinkOption.NOFOLLOW_LINKS)).longValue() != ownUid()) {
+                if (!ours(dir)) {
                     continue;                               // not ours (a kept ferry-demo work directory, another user's, a symlink)
                 }
                 java.util.Optional<Long> ferryPid = pidIn(owner);

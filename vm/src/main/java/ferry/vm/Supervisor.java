@@ -33,6 +33,11 @@ import java.util.concurrent.TimeUnit;
  * survives a crash of Ferry (kill -9): the guest goes on, and the runtime directory with QEMU's QMP
  * socket stays until QEMU exits ({@code ferry attach --qmp} takes it back).
  *
+ * <p>A destination ({@code -incoming}) that starts again after it was killed or its host restarted: a QEMU its killed
+ * predecessor left waiting for the migration is quit ({@link StaleIncomingQemu}), and the images and resume journals
+ * it left are kept as this host's partial state ({@link PartialState#find}), so that {@code migrate -r} goes on. Its
+ * {@code quit} removes that state; a signal does not.
+ *
  * <p>Threads: the caller's thread starts and awaits; QEMU's exit is seen on {@code qemu-wait};
  * the monitor's and QMP server's client threads call the {@code VmMonitor} and {@code VmQmp};
  * {@code vm-adopt} waits for an incoming migration.
@@ -57,6 +62,8 @@ public final class Supervisor implements Vm, AutoCloseable {
     private volatile QemuLauncher.Probe probe;
     private volatile QemuProcess qemu;
     private volatile boolean crashed;
+    /** {@code quit} ended the VM (not a signal): the partial state of an incoming migration goes with it. */
+    private volatile boolean quitRequested;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
     private final java.util.concurrent.CountDownLatch closeDone = new java.util.concurrent.CountDownLatch(1);
 
@@ -76,7 +83,11 @@ public final class Supervisor implements Vm, AutoCloseable {
             tlsWarmUp = ferry.linux.Threads.platform("tls-warmup").newThread(tls::warmUp);
             tlsWarmUp.start();
         }
-        runtime = RuntimeDir.create(config.runtimeDir().orElse(RuntimeDir.defaultParent()), config.name());
+        java.nio.file.Path runtimeParent = config.runtimeDir().orElse(RuntimeDir.defaultParent());
+        if (config.isIncoming()) {
+            StaleIncomingQemu.handle(runtimeParent, config.name());   // a killed destination's QEMU holds our images
+        }
+        runtime = RuntimeDir.create(runtimeParent, config.name());
         launcher = new QemuLauncher(config, runtime);
         VmMonitor vmMonitor = new VmMonitor(this);
         monitor = new MonitorServer(vmMonitor, config.monitors());
@@ -89,6 +100,8 @@ public final class Supervisor implements Vm, AutoCloseable {
             qmpServers.add(server);
         }
         if (config.isIncoming()) {
+            // what an earlier run of this destination left: its images and journals (a resume goes on from them)
+            migrations.partial().find(config.drives().stream().map(VmConfig.Drive::file).toList());
             probe = launcher.probe();                  // this host's fingerprint, before any source can come
             switch (config.incoming().get()) {
                 case VmConfig.Incoming.Listen listen -> listen(listen.uri());
@@ -116,7 +129,7 @@ public final class Supervisor implements Vm, AutoCloseable {
     private synchronized void listen(MigrationUri requested) throws IOException {
         MigrationUri uri = VmConfigParser.listenAddress(requested);
         MigrationDestination destination = migrations.listen(uri,
-                new IncomingVm(config, runtime, launcher, probe.fingerprint()));
+                new IncomingVm(config, runtime, launcher, probe.fingerprint(), migrations.partial()));
         adopter = ferry.linux.Threads.unstartedVirtual("vm-adopt", this::adoptIncoming);
         adopter.start();
         String tlsCreds = migrations.parameters().tlsCreds();
@@ -226,9 +239,14 @@ public final class Supervisor implements Vm, AutoCloseable {
         return migrations;
     }
 
-    /** Ends the VM (the monitor's {@code quit}, a signal): {@link #close()} stops QEMU. */
+    /**
+     * {@code quit} (the monitor's, or QMP's on a destination): the VM ends, {@link #close()} stops QEMU, and a destination
+     * removes the partial state it keeps. A signal ends the VM through {@link #close()} alone: a destination restarted
+     * by its service manager finds its partial state again.
+     */
     @Override
     public void quit(String why) {
+        quitRequested = true;
         exit.complete(why);
     }
 
@@ -294,6 +312,10 @@ public final class Supervisor implements Vm, AutoCloseable {
                 failures.add(e);
             }
         }
+        if (quitRequested) {
+            discardPartial();                  // after the destination closed: its session gave the state back
+        }
+        migrations.partial().close();
         for (QmpServer server : qmpServers) {
             try {
                 server.close();
@@ -325,6 +347,15 @@ public final class Supervisor implements Vm, AutoCloseable {
             IOException failure = new IOException("shutting down " + config.name() + ": " + failures.get(0).getMessage(), failures.get(0));
             failures.stream().skip(1).forEach(failure::addSuppressed);
             throw failure;
+        }
+    }
+
+    /** {@code quit} on a destination: the partial state it keeps goes (one log line, from {@link PartialState}). */
+    private void discardPartial() {
+        try {
+            migrations.discardPartial("quit");
+        } catch (MonitorException e) {
+            LOG.log(System.Logger.Level.WARNING, "quit: the partial state was left as it is: " + e.error());
         }
     }
 

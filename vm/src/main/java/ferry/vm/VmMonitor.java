@@ -66,6 +66,10 @@ final class VmMonitor implements MonitorHandler {
             case MonitorCommand.MigrateSetParameter p -> vm.migrations().parameters(p.applyTo(vm.migrations().parameters()));
             case MonitorCommand.MigrateSetTextParameter p -> setTextParameter(p);
             case MonitorCommand.MigrateIncoming i -> vm.listenForIncoming(i.uri());
+            case MonitorCommand.MigrateIncomingDiscard d -> out.println(vm.migrations().discardPartial("migrate_incoming_discard from the"
+                    + " monitor").map(held -> "removed the partial state of migration " + held.migrationId() + " (" + held.heldBytes()
+                    + " bytes held since " + held.since() + ")").orElse("nothing to discard: this host keeps no partial state of an"
+                    + " incoming migration"));
             case MonitorCommand.Passthrough p -> out.println(passthroughOrFail(p.line()));
         }
     }
@@ -116,7 +120,8 @@ final class VmMonitor implements MonitorHandler {
     }
 
     private void migrate(MonitorCommand.Migrate command, MonitorOutput out) throws MonitorException {
-        MigrationSource source = vm.migrations().start(command.uri(), command.blocks() || capabilities.block(), command.incremental());
+        MigrationSource source = vm.migrations().start(command.uri(), command.blocks() || capabilities.block(), command.incremental(),
+                command.resume());
         if (!command.detach()) {
             follow(source, out);
         }

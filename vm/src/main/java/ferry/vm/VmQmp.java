@@ -73,6 +73,15 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
                 yield Json.Obj.of();
             }
             case QmpRequest.MigrateIncoming i -> incoming(i);
+            case QmpRequest.MigrateIncomingDiscard d -> {
+                try {
+                    vm.migrations().discardPartial("x-ferry-migrate-incoming-discard from QMP");
+                } catch (MonitorException e) {
+                    throw QmpError.generic(e.error());
+                }
+                yield Json.Obj.of();
+            }
+            case QmpRequest.Quit q -> quit();
             case QmpRequest.MigrateSetParameters p -> setParameters(p);
             case QmpRequest.QueryMigrateParameters p -> parameters();
             case QmpRequest.MigrateSetCapabilities c -> setCapabilities(c);
@@ -111,10 +120,20 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
         return new Json.Obj(status);
     }
 
-    private Json migrate(QmpRequest.Migrate m) throws QmpError {
-        if (m.resume()) {
-            throw QmpError.generic("Cannot resume if there is no paused migration");
+    /**
+     * {@code quit}: QEMU's own once it runs the VM here (QEMU's reply and its SHUTDOWN event, then Ferry ends with it); on
+     * a destination that has not received its VM, Ferry's, as the monitor's {@code quit}: the VM ends, and with it
+     * the partial state this host keeps.
+     */
+    private Json quit() throws QmpError {
+        if (vm.qmp().isEmpty() || vm.migrations().waitingForIncoming()) {
+            vm.quit("quit from QMP");
+            return Json.Obj.of();
         }
+        return forward("quit", Json.Obj.of());
+    }
+
+    private Json migrate(QmpRequest.Migrate m) throws QmpError {
         MigrationUri uri;
         try {
             uri = MigrationUri.parse(m.uri());
@@ -123,7 +142,8 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
                     + e.getMessage() + ")");
         }
         try {
-            vm.migrations().start(uri, m.blk() || m.inc() || monitor.capabilities().block(), m.inc());   // QMP's migrate never waits
+            // QMP's migrate never waits
+            vm.migrations().start(uri, m.blk() || m.inc() || monitor.capabilities().block(), m.inc(), m.resume());
         } catch (MonitorException e) {
             throw QmpError.generic(e.error());
         }
@@ -144,7 +164,8 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
     private Json setParameters(QmpRequest.MigrateSetParameters p) throws QmpError {
         if (!p.unsupported().isEmpty()) {
             throw QmpError.generic("Parameter '" + p.unsupported().get(0) + "' is not supported by Ferry (it takes"
-                    + " max-bandwidth, downtime-limit, x-granule-size, tls-creds, tls-hostname and tls-authz)");
+                    + " max-bandwidth, downtime-limit, x-granule-size, x-retry-window, x-partial-timeout, tls-creds, tls-hostname"
+                    + " and tls-authz)");
         }
         MigrationParameters updated = vm.migrations().parameters();
         try {
@@ -156,6 +177,12 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
             }
             if (p.granuleSize().isPresent()) {
                 updated = updated.withGranuleSize(Math.toIntExact(p.granuleSize().getAsLong()));
+            }
+            if (p.retryWindowMs().isPresent()) {
+                updated = updated.withRetryWindowMs(p.retryWindowMs().getAsLong());
+            }
+            if (p.partialTimeoutMs().isPresent()) {
+                updated = updated.withPartialTimeoutMs(p.partialTimeoutMs().getAsLong());
             }
             updated = vm.tls().withTls(updated, p.tlsCreds(), p.tlsHostname(), p.tlsAuthz());
             vm.migrations().parameters(updated);
@@ -170,8 +197,8 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
     /**
      * QEMU's {@code query-migrate-parameters} with Ferry's values for what Ferry owns (QEMU's own are what
      * Ferry set for its internal RAM migration: no TLS, since that runs over a local socket) and Ferry's
-     * {@code x-granule-size}; before QEMU runs here, Ferry's alone. The TLS members are always present,
-     * {@code ""} when unset, as QEMU 7.2 gives them.
+     * {@code x-granule-size}, {@code x-retry-window} and {@code x-partial-timeout}; before QEMU runs here, Ferry's
+     * alone. The TLS members are always present, {@code ""} when unset, as QEMU 7.2 gives them.
      */
     private Json parameters() throws QmpError {
         Map<String, Json> members = new LinkedHashMap<>();
@@ -189,6 +216,8 @@ final class VmQmp implements QmpHandler, QmpEventListener, MigrationListener {
         members.put("max-bandwidth", Json.of(p.maxBandwidthBytesPerSec()));
         members.put("downtime-limit", Json.of(p.downtimeLimitMs()));
         members.put("x-granule-size", Json.of(p.granuleSize()));
+        members.put("x-retry-window", Json.of(p.retryWindowMs()));
+        members.put("x-partial-timeout", Json.of(p.partialTimeoutMs()));
         return new Json.Obj(members);
     }
 

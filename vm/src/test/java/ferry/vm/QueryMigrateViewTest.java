@@ -5,6 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import ferry.migration.MigrationReport;
 import ferry.migration.MigrationStatus;
 import ferry.migration.Phase;
+import ferry.migration.ResumeInfo;
 import ferry.qmp.Json;
 import java.util.List;
 import java.util.Optional;
@@ -77,5 +78,38 @@ class QueryMigrateViewTest {
     void shouldGiveStatusAloneOnADestination() {
         assertEquals(List.of("status", "x-ferry"), List.copyOf(QueryMigrateView.render(
                 report(MigrationStatus.ACTIVE, 4L << 30, Optional.empty()), true).members().keySet()));
+    }
+
+    private static final java.util.UUID ID = java.util.UUID.fromString("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+    private static final java.time.Instant SINCE = java.time.Instant.parse("2026-11-29T21:14:07.250Z");
+
+    private static MigrationReport withResume(MigrationStatus status, ResumeInfo resume) {
+        MigrationReport r = report(status, 4L << 30, Optional.of("bulk: link lost"));
+        return new MigrationReport(r.status(), r.phase(), r.dirtyPass(), r.totalTimeMs(), r.expectedDowntimeMs(), r.downtimeMs(),
+                r.ram(), r.diskTransferredBytes(), r.diskRemainingBytes(), r.diskTotalBytes(), r.wireBytes(), r.throughputBytesPerSec(),
+                r.diskDirtyRateBytesPerSec(), r.writeLimitBytesPerSec(), r.error(), Optional.of(resume));
+    }
+
+    @Test
+    void shouldGiveWhatThereIsToResumeUnderXFerry() throws Exception {
+        Json.Obj retrying = QueryMigrateView.render(withResume(MigrationStatus.ACTIVE,
+                new ResumeInfo.Retrying(2, SINCE, SINCE.plusSeconds(60), "Connection refused")), false);
+        assertEquals("{\"state\":\"retrying\",\"attempt\":2,\"since\":\"2026-11-29T21:14:07.250Z\","
+                + "\"give-up-at\":\"2026-11-29T21:15:07.250Z\",\"last-error\":\"Connection refused\"}",
+                retrying.object("x-ferry").object("resume").toString());
+        Json.Obj resumable = QueryMigrateView.render(withResume(MigrationStatus.FAILED, new ResumeInfo.Resumable(ID, 4096, SINCE)), false);
+        assertEquals(List.of("status", "error-desc", "x-ferry"), List.copyOf(resumable.members().keySet()), "QEMU's members unchanged");
+        assertEquals("{\"state\":\"resumable\",\"migration-id\":\"" + ID + "\",\"owed-bytes\":4096,"
+                + "\"since\":\"2026-11-29T21:14:07.250Z\"}", resumable.object("x-ferry").object("resume").toString());
+    }
+
+    @Test
+    void shouldGiveAKeptPartialStateAloneBeforeAnySourceCame() {
+        MigrationReport idle = MigrationReport.idle();
+        MigrationReport waiting = new MigrationReport(idle.status(), idle.phase(), 0, 0, 0, OptionalLong.empty(), MigrationReport.Ram.NONE,
+                0, 0, 0, 0, 0, 0, 0, Optional.empty(), Optional.of(new ResumeInfo.PartialHeld(ID, 8192, SINCE, SINCE.plusSeconds(3600))));
+        assertEquals("{\"x-ferry\":{\"resume\":{\"state\":\"partial-held\",\"migration-id\":\"" + ID + "\",\"held-bytes\":8192,"
+                + "\"since\":\"2026-11-29T21:14:07.250Z\",\"remove-at\":\"2026-11-29T22:14:07.250Z\"}}}",
+                QueryMigrateView.render(waiting, true).toString());
     }
 }

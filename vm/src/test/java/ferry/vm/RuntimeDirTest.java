@@ -52,6 +52,27 @@ class RuntimeDirTest {
     }
 
     @Test
+    void shouldFindTheDirectoriesOfDeadFerrysOfThisVmWhoseQemuStillRuns() throws Exception {
+        long alive = ProcessHandle.current().pid();
+        Path orphan = Files.createDirectories(parent.resolve("ferry-in-999999998"));
+        Files.writeString(orphan.resolve("ferry.pid"), "999999998");                   // dead
+        Files.writeString(orphan.resolve("qemu.pid"), Long.toString(alive));            // alive
+        Path otherVm = Files.createDirectories(parent.resolve("ferry-in-x-999999997"));   // VM "in-x", not "in"
+        Files.writeString(otherVm.resolve("ferry.pid"), "999999997");
+        Files.writeString(otherVm.resolve("qemu.pid"), Long.toString(alive));
+        Path qemuGone = Files.createDirectories(parent.resolve("ferry-in-999999996"));
+        Files.writeString(qemuGone.resolve("ferry.pid"), "999999996");
+        Files.writeString(qemuGone.resolve("qemu.pid"), "999999995");
+        Path ferryAlive = Files.createDirectories(parent.resolve("ferry-in-" + alive));
+        Files.writeString(ferryAlive.resolve("ferry.pid"), Long.toString(alive));
+        Files.writeString(ferryAlive.resolve("qemu.pid"), Long.toString(alive));
+
+        assertEquals(java.util.List.of(new RuntimeDir.Orphan(orphan, 999_999_998L, alive)), RuntimeDir.orphans(parent, "in"));
+        assertEquals(orphan.resolve("qmp.sock"), RuntimeDir.orphans(parent, "in").getFirst().qmpSocket());
+        assertEquals(java.util.List.of(), RuntimeDir.orphans(parent.resolve("missing"), "in"), "no parent yet: nothing left");
+    }
+
+    @Test
     void shouldRefuseASymlinkPlantedAtItsOwnNameAndWriteNothingThroughIt() throws Exception {
         Path elsewhere = Files.createDirectories(parent.resolve("elsewhere"));
         Files.createSymbolicLink(parent.resolve("ferry-vm-" + ProcessHandle.current().pid()), elsewhere);

@@ -1,7 +1,9 @@
 package ferry.vm;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.migration.MigrationParameters;
 import ferry.monitor.MigrationUri;
@@ -43,7 +45,10 @@ class VmQmpTest {
             throw new MonitorException(MonitorException.Kind.REFUSED, "not in this test");
         }
         @Override public TlsObjects tls() { return tls; }
-        @Override public void quit(String why) { }
+        @Override public void quit(String why) {
+            quits.add(why);
+        }
+        final List<String> quits = new java.util.concurrent.CopyOnWriteArrayList<>();
         @Override public void addQemuListener(QmpEventListener listener) { }
     }
 
@@ -56,7 +61,8 @@ class VmQmpTest {
         WaitingVm vm = new WaitingVm();
         VmQmp qmp = new VmQmp(vm, new VmMonitor(vm));
         assertEquals("{\"tls-creds\":\"\",\"tls-hostname\":\"\",\"tls-authz\":\"\",\"max-bandwidth\":134217728,"
-                + "\"downtime-limit\":300,\"x-granule-size\":4096}", execute(qmp, "query-migrate-parameters", "{}").toString());
+                + "\"downtime-limit\":300,\"x-granule-size\":4096,\"x-retry-window\":60000,\"x-partial-timeout\":86400000}",
+                execute(qmp, "query-migrate-parameters", "{}").toString());
 
         assertEquals("{}", execute(qmp, "migrate-set-parameters", "{\"tls-hostname\":\"dest.example\",\"tls-authz\":\"auth0\"}")
                 .toString());
@@ -87,6 +93,69 @@ class VmQmpTest {
         VmQmp qmp = new VmQmp(vm, new VmMonitor(vm));
         QmpError e = assertThrows(QmpError.class, () -> execute(qmp, "migrate-set-parameters", "{\"compress-level\":1}"));
         assertEquals("Parameter 'compress-level' is not supported by Ferry (it takes max-bandwidth, downtime-limit,"
-                + " x-granule-size, tls-creds, tls-hostname and tls-authz)", e.desc());
+                + " x-granule-size, x-retry-window, x-partial-timeout, tls-creds, tls-hostname and tls-authz)", e.desc());
+    }
+
+    @Test
+    void shouldSetAndShowTheResumeParametersOnBothFaces() throws Exception {
+        WaitingVm vm = new WaitingVm();
+        VmQmp qmp = new VmQmp(vm, new VmMonitor(vm));
+        assertEquals("{}", execute(qmp, "migrate-set-parameters", "{\"x-retry-window\":5000,\"x-partial-timeout\":3600000}").toString());
+        assertEquals(List.of(5000L, 3_600_000L), List.of(vm.migrations().parameters().retryWindowMs(),
+                vm.migrations().parameters().partialTimeoutMs()));
+        assertEquals("\"\"", execute(qmp, "human-monitor-command", "{\"command-line\":\"migrate_set_parameter retry-window 0\"}")
+                .toString(), "no output, as QEMU's HMP");
+        assertEquals(0, vm.migrations().parameters().retryWindowMs());
+        String shown = execute(qmp, "human-monitor-command", "{\"command-line\":\"info migrate_parameters\"}").toString();
+        assertTrue(shown.contains("retry-window: 0 ms\\r\\npartial-timeout: 3600000 ms\\r\\n"), shown);
+        QmpError tooLong = assertThrows(QmpError.class, () -> execute(qmp, "migrate-set-parameters", "{\"x-retry-window\":604800001}"));
+        assertEquals("retry-window must be 0..604800000 ms (a week): 604800001", tooLong.desc());
+    }
+
+    @Test
+    void shouldSayThereIsNothingToResumeOnBothFaces() throws Exception {
+        WaitingVm vm = new WaitingVm();
+        VmQmp qmp = new VmQmp(vm, new VmMonitor(vm));
+        String nothing = "nothing to resume: no interrupted migration of this VM (migrate without -r starts one)";
+        QmpError e = assertThrows(QmpError.class, () -> execute(qmp, "migrate", "{\"uri\":\"tcp:10.0.0.2:4444\",\"blk\":true,"
+                + "\"resume\":true}"));
+        assertEquals(nothing, e.desc());
+        assertEquals("\"Error: " + nothing + "\\r\\n\"",
+                execute(qmp, "human-monitor-command", "{\"command-line\":\"migrate -d -b -r tcp:10.0.0.2:4444\"}").toString());
+    }
+
+    @Test
+    void shouldShowAndDiscardTheKeptPartialStateBeforeAnySourceCame(@org.junit.jupiter.api.io.TempDir java.nio.file.Path tmp)
+            throws Exception {
+        java.nio.file.Path image = tmp.resolve("disk0.raw");
+        ferry.image.raw.RawImage.create(image, 1 << 20).close();
+        java.util.UUID id = java.util.UUID.fromString("00000000-0000-4000-8000-000000000001");
+        ferry.migration.PartialMigration.create(List.of(image), List.of(new ferry.migration.ResumeJournal.Identity(id, "disk0",
+                1 << 20, 4096, "raw", true, java.time.Instant.now()))).close();
+        WaitingVm vm = new WaitingVm();
+        VmQmp qmp = new VmQmp(vm, new VmMonitor(vm));
+        vm.migrations().partial().find(List.of(image));
+
+        Json.Obj resume = execute(qmp, "query-migrate", "{}").asObject().object("x-ferry").object("resume");
+        assertEquals(List.of("partial-held", id.toString(), 0L), List.of(resume.string("state"), resume.string("migration-id"),
+                resume.number("held-bytes")));
+        String info = execute(qmp, "human-monitor-command", "{\"command-line\":\"info migrate\"}").toString();
+        assertTrue(info.startsWith("\"ferry resume: Partial state kept: migration " + id + ", 0 bytes held since "), info);
+
+        assertEquals("{}", execute(qmp, "x-ferry-migrate-incoming-discard", "{}").toString());
+        assertFalse(java.nio.file.Files.exists(image), "the image Ferry created for the migration went with it");
+        assertEquals("{}", execute(qmp, "query-migrate", "{}").toString());
+        assertEquals("\"nothing to discard: this host keeps no partial state of an incoming migration\\r\\n\"",
+                execute(qmp, "human-monitor-command", "{\"command-line\":\"migrate_incoming_discard\"}").toString());
+        vm.migrations().close();
+    }
+
+    @Test
+    void shouldQuitAVmThatWaitsForItsIncomingMigrationItselfRatherThanAskAQemuItHasNot() throws Exception {
+        WaitingVm vm = new WaitingVm();
+        VmQmp qmp = new VmQmp(vm, new VmMonitor(vm));
+        assertEquals("{}", execute(qmp, "quit", "{}").toString());
+        assertEquals(List.of("quit from QMP"), vm.quits);
     }
 }
+
