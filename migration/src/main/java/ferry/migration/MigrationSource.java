@@ -500,6 +500,7 @@ public final class MigrationSource implements AutoCloseable {
         for (int i = 0; i < disks.size(); i++) {
             DirtySnapshot written = since.get(i);
             samples.set(i, samples.get(i).stream().filter(s -> !written.isDirty(s.granule())).toList());
+            ledger.planned(i, written);      // at once: QEMU no longer holds these, and this attempt may fail before WELCOME
         }
         send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, true, request.incremental(), offers,
                 vm.fingerprint(), migrationId, Optional.of(new Frame.ResumeClaim(ledger.lastConfirmed(), samples))));
@@ -511,9 +512,6 @@ public final class MigrationSource implements AutoCloseable {
             throw refused;
         }
         ledger.resumeAt(welcome.checkpoint());
-        for (int i = 0; i < disks.size(); i++) {
-            ledger.planned(i, since.get(i));
-        }
         welcomedSinceLoss = true;
         resumeInfo = null;
         stats.status(MigrationStatus.ACTIVE);
@@ -766,7 +764,9 @@ public final class MigrationSource implements AutoCloseable {
         long found = 0;
         List<DirtySnapshot> dirty = blocks.takeDirty();      // a fresh set starts BEFORE these granules are read
         for (int i = 0; i < senders.size(); i++) {
-            ledger.planned(i, dirty.get(i));
+            ledger.planned(i, dirty.get(i));                 // every disk's before any send: a lost link keeps them all
+        }
+        for (int i = 0; i < senders.size(); i++) {
             found += dirty.get(i).bytes();
             sendSet(i, dirty.get(i));
         }
@@ -841,7 +841,9 @@ public final class MigrationSource implements AutoCloseable {
             long wireStart = wire();
             List<DirtySnapshot> last = blocks.takeDirty();     // QEMU has drained the guest's disk I/O: nothing follows
             for (int i = 0; i < disks.size(); i++) {
-                ledger.planned(i, last.get(i));
+                ledger.planned(i, last.get(i));               // every disk's before any send: a lost link keeps them all
+            }
+            for (int i = 0; i < disks.size(); i++) {
                 sendSet(i, last.get(i));
             }
             List<int[]> groups = new ArrayList<>();

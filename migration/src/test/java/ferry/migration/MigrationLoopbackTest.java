@@ -398,6 +398,49 @@ class MigrationLoopbackTest {
         }
     }
 
+    /**
+     * A reconnect that takes QEMU's dirty bitmap and then loses its link before WELCOME (the proxy closes the first
+     * reconnects at once) must not lose the guest's writes that bitmap held: the attempt that finally resumes sends them.
+     */
+    @Test
+    void shouldKeepTheGuestsWritesThroughAReconnectThatFailsBeforeWelcome() throws Exception {
+        fillSource();
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            proxy.cutAfter(DISK_SIZE / 2);
+            proxy.refuseAfterCut(3_000);                    // reconnects 0.5 s and 1.5 s after the cut find no one
+            FakeBlocks blocks = FakeBlocks.of(source);
+            AtomicLong writes = new AtomicLong();
+            blocks.whileSuspended = () -> {                // the guest writes over what the destination already holds
+                if (writes.get() > 0) {
+                    return;
+                }
+                ByteBuffer block = ByteBuffer.allocateDirect(4096);
+                for (long offset = 0; offset < DISK_SIZE / 4; offset += 256L << 10) {
+                    block.clear();
+                    block.putLong(0, 0x5EED_0000L + offset);
+                    block.clear();
+                    try {
+                        source.write(offset, block);
+                    } catch (IOException e) {
+                        throw new AssertionError(e);
+                    }
+                    writes.incrementAndGet();
+                }
+            };
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm, blocks, 16L << 20);
+            assertTrue(migration.await(60_000), "no end after the reconnects");
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+            assertTrue(proxy.refused() > 0, "no reconnect failed before WELCOME: the case did not happen");
+            assertTrue(writes.get() > 0, "the guest did not write while the link was down");
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)),
+                    "the destination lacks what the guest wrote while the link was down");
+        }
+    }
+
     @Test
     void shouldNoticeASilentLinkAndTakeItsOldSessionOverWhenItReconnects() throws Exception {
         try (FaultProxy proxy = new FaultProxy(destination.port())) {
