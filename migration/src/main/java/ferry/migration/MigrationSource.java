@@ -323,8 +323,8 @@ public final class MigrationSource implements AutoCloseable {
                 attempt(offers);
                 return;
             } catch (LinkLost lost) {
-                if (!destinationHoldsPartial || retryWindowMs == 0 || cancelReason().isPresent()) {
-                    throw lost;
+                if (!destinationHoldsPartial || retryWindowMs == 0 || cancelReason().isPresent() || peerReason().isPresent()) {
+                    throw lost;            // with the destination's ERROR: it refused or a check failed there, no link blip
                 }
                 long now = System.nanoTime();
                 if (giveUpAtNs == 0 || welcomedSinceLoss) {

@@ -361,6 +361,25 @@ class MigrationLoopbackTest {
         }
     }
 
+    /**
+     * The destination's ERROR ends the migration even with reconnects on (the default retry-window): here its VM
+     * fails to start, as when its base image differs, while the source streams the disk. A refusal or a failed check
+     * is not a link blip; another attempt would only hide the destination's reason behind its own.
+     */
+    @Test
+    void shouldNotReconnectWhenTheDestinationSaidWhyItEndedTheAttempt() throws Exception {
+        fillSource();
+        host.failStart = new MigrationException(Phase.BULK_COPY, "disk disk0: the destination's base image differs from the source's");
+        FakeQemu.Source vm = new FakeQemu.Source();
+        MigrationSource migration = migrate(destination.port(), vm, FakeBlocks.of(source), 64L << 20);
+        assertTrue(migration.await(60_000));
+        MigrationReport report = migration.stats().report();
+        assertEquals(MigrationStatus.FAILED, report.status());
+        assertTrue(report.error().orElse("").contains("base image differs"), () -> "source error: " + report.error());
+        assertEquals(1, host.prepared.size(), "the source reconnected after the destination's ERROR");
+        assertTrue(vm.resumed.get());
+    }
+
     /** Fills the whole source disk with data, so that what a resume saves stands out against the socket buffers. */
     private void fillSource() throws IOException {
         Random random = new Random(99);
