@@ -2,7 +2,7 @@ package ferry.cli;
 
 import static ferry.cli.VmHosts.assertSourceRuns;
 import static ferry.cli.VmHosts.awaitEnd;
-import static ferry.cli.VmHosts.awaitGone;
+import static ferry.cli.VmHosts.awaitPartialKept;
 import static ferry.cli.VmHosts.awaitWritesBeyond;
 import static ferry.cli.VmHosts.heartbeat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -60,12 +60,14 @@ class MigrationControlIT {
     /**
      * One source migrates three times: cancelled while Ferry throttles the guest's writes, failed on a
      * cut link, then completed by one of two {@code migrate} commands typed at once into two monitor
-     * clients. After each, QEMU's block layer holds no bitmap, export or NBD server of Ferry's and the
-     * drive's limits are the user's own again; after the completion {@code cont} is refused.
+     * clients. After the cancel and the failure, QEMU's block layer holds only the dirty bitmap that
+     * {@code migrate -r} would go on from (no export, no NBD server) and the destination its partial state;
+     * after the completion nothing of Ferry's. The drive's limits are the user's own again after each;
+     * after the completion {@code cont} is refused.
      */
     @Test
     @Timeout(value = 400, unit = TimeUnit.SECONDS)
-    void sourceKeepsNothingOfFerryAfterEachEndAndRefusesASecondMigrateAndCont() throws Exception {
+    void sourceKeepsOnlyWhatAResumeNeedsAfterEachEndAndRefusesASecondMigrateAndCont() throws Exception {
         Path disk = Files.createDirectories(tmp.resolve("src")).resolve("disk.raw");
         RawImage.create(disk, VmHosts.DISK_SIZE).close();
         String drive = VmHosts.drive(disk, "raw") + "," + USER_THROTTLE;
@@ -80,6 +82,8 @@ class MigrationControlIT {
             IoThrottle own = qemu.look(DRIVE_ID).throttle();
             assertTrue(own.limited(), "the -drive's own limits did not reach QEMU: " + own);
             String ownLimitsLine = throttleLine(source);
+            // A cut link must fail the migration here: no automatic reconnect (ResumeIT tests that).
+            assertEquals("", source.monitor("migrate_set_parameter retry-window 0"));
             int port = VmHosts.freePort();
             try (LocalHost destination = VmHosts.destination("destination", tmp.resolve("dst"), destinationArgs, port)) {
                 // 1. Cancelled while Ferry's bitmap, exports, NBD server and write throttle are all in QEMU.
@@ -95,10 +99,10 @@ class MigrationControlIT {
                 assertEquals("", source.monitor("migrate_cancel"));
                 InfoMigrateText cancelled = awaitEnd(source, 60_000);
                 assertEquals("cancelled", cancelled.status(), cancelled.fields().toString());
-                qemu.look(DRIVE_ID).assertNothingOfFerry(own, "migrate_cancel");
+                qemu.look(DRIVE_ID).assertOnlyResumeTracking(own, "migrate_cancel");
                 assertEquals(ownLimitsLine, throttleLine(source), "info block after migrate_cancel");
                 assertSourceRuns(source, "migrate_cancel");
-                awaitGone(tmp.resolve("dst/disk.raw"));
+                awaitPartialKept(destination, tmp.resolve("dst/disk.raw"));
 
                 // 2. Failed: the link is cut in the middle of the bulk pass.
                 source.monitor("migrate_set_speed 1G");
@@ -109,12 +113,13 @@ class MigrationControlIT {
                     assertEquals("failed", cut.status(), cut.fields().toString());
                     System.out.println("cut link: " + cut.statusLine());
                 }
-                qemu.look(DRIVE_ID).assertNothingOfFerry(own, "a cut link");
+                qemu.look(DRIVE_ID).assertOnlyResumeTracking(own, "a cut link");
                 assertEquals(ownLimitsLine, throttleLine(source), "info block after a cut link");
                 assertSourceRuns(source, "a cut link");
-                awaitGone(tmp.resolve("dst/disk.raw"));
+                awaitPartialKept(destination, tmp.resolve("dst/disk.raw"));
 
-                // 3. Two migrate commands at once from two monitor clients: one runs, the other is refused.
+                // 3. Two migrate commands at once from two monitor clients: one runs, the other is refused. Without -r
+                //    the one that runs starts over: the source drops the bitmap it kept, the destination its partial state.
                 List<String> replies = migrateTwiceAtOnce(source, "migrate -d -b tcp:127.0.0.1:" + port);
                 System.out.println("two migrate commands at once: " + replies);
                 assertTrue(replies.contains("") && replies.stream().anyMatch(r -> r.startsWith("Error: ")
@@ -144,7 +149,7 @@ class MigrationControlIT {
     /**
      * {@code migrate_cancel} while the destination has stopped reading ends the migration at once, with
      * the source running; {@code quit} in the middle of a slow bulk pass ends ferry within its normal
-     * shutdown, and the destination drops the disk and QEMU it had prepared.
+     * shutdown, and the destination drops the QEMU it had prepared and keeps what it received for a resume.
      */
     @Test
     @Timeout(value = 300, unit = TimeUnit.SECONDS)
@@ -185,7 +190,7 @@ class MigrationControlIT {
                     assertEquals("cancelled", cancelled.status(), cancelled.fields().toString());
                     assertSourceRuns(source, "migrate_cancel on a stalled destination");
                 }                                             // closing the proxy drops the stalled link
-                awaitGone(destinationDisk);
+                awaitPartialKept(destination, destinationDisk);
 
                 // 2. quit while the bulk pass crawls at 1 MiB/s with a minute to go.
                 source.monitor("migrate_set_speed 1m");
@@ -212,7 +217,7 @@ class MigrationControlIT {
                 assertFalse(log.contains("\tat "), "no stack trace: " + log);
                 assertFalse(sourceQemu.isAlive(), "the source QEMU outlived ferry's quit");
 
-                awaitGone(destinationDisk);
+                awaitPartialKept(destination, destinationDisk);
                 assertEquals("VM status: paused (inmigrate)", destination.monitor("info status"));
                 long until = System.currentTimeMillis() + 15_000;
                 while (qemus(destination).findAny().isPresent() && System.currentTimeMillis() < until) {
