@@ -28,17 +28,16 @@ final class QemuBlockLayer {
 
     /** What QEMU holds: Ferry's dirty bitmaps and exports on the drive, whether an NBD server runs, the drive's limits. */
     record Seen(List<String> ferryBitmaps, List<String> ferryExports, boolean nbdServer, IoThrottle throttle) {
+        /** Nothing of Ferry's, and the drive's limits are {@code own}. */
         /**
-         * After a migration that failed or was cancelled: only the one dirty bitmap that keeps recording the guest's
-         * writes for {@code migrate -r} (DESIGN.md "Resume"); no export, no NBD server, the drive's limits {@code own}.
+         * After a migration that failed or was cancelled with the destination holding a partial state: only the one
+         * bitmap that keeps recording the guest's writes for {@code migrate -r} (DESIGN.md "Resume"), nothing else.
          */
-        void assertOnlyResumeTracking(IoThrottle own, String after) {
+        void assertOnlyTheResumeBitmap(IoThrottle own, String after) {
             assertTrue(ferryBitmaps.size() == 1 && ferryExports.isEmpty() && !nbdServer && throttle.equals(own),
-                    "after " + after + ", QEMU should hold only the dirty bitmap a resume needs: " + this + "; the drive's own"
-                    + " limits: " + own);
+                    "after " + after + ", QEMU should hold only Ferry's resume bitmap: " + this + "; the drive's own limits: " + own);
         }
 
-        /** Nothing of Ferry's, and the drive's limits are {@code own}. */
         void assertNothingOfFerry(IoThrottle own, String after) {
             assertTrue(ferryBitmaps.isEmpty() && ferryExports.isEmpty() && !nbdServer && throttle.equals(own),
                     "after " + after + ", QEMU still holds Ferry's block-layer state: " + this + "; the drive's own limits: " + own);

@@ -116,13 +116,13 @@ final class VmHosts {
      * image and the resume journal beside it, shown by {@code info migrate}; the next fresh migration discards it first.
      */
     static void awaitPartialKept(LocalHost destination, Path disk) throws Exception {
-        long deadline = System.currentTimeMillis() + 15_000;
+        long deadline = System.currentTimeMillis() + 30_000;
         String info = destination.monitor("info migrate");
         while (!info.contains("ferry resume: Partial state kept: migration ") && System.currentTimeMillis() < deadline) {
             Thread.sleep(100);
             info = destination.monitor("info migrate");
         }
-        assertTrue(info.contains("ferry resume: Partial state kept: migration "), info);
+        assertTrue(info.contains("ferry resume: Partial state kept: migration "), "the destination keeps no partial state: " + info);
         assertTrue(Files.exists(disk) && Files.exists(ferry.migration.ResumeJournal.pathFor(disk)),
                 "the destination's partial state is not on disk: " + disk);
     }

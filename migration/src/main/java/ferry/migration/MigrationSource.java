@@ -1,22 +1,14 @@
 package ferry.migration;
 
-import ferry.dirty.DirtySnapshot;
 import ferry.image.BlockImage;
-import ferry.image.ImageException;
 import ferry.linux.Threads;
 import ferry.migration.wire.Frame;
-import ferry.migration.wire.MigrationWire;
 import java.io.IOException;
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Instant;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.UUID;
-import java.util.concurrent.BlockingQueue;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The source side of one migration, DESIGN.md "Migration, step by step": handshake, bulk pass,
@@ -30,9 +22,15 @@ import java.util.concurrent.TimeUnit;
  *
  * <p>The disks stay QEMU's: {@link SourceBlocks} tracks guest writes in QEMU's own dirty bitmaps,
  * reads through QEMU's block layer and throttles guest writes with QEMU's I/O throttling, only while
- * the migration runs (and, between attempts, keeps only the dirty tracking). Where the source is:
- * {@link SourceState}. One attempt's connection: {@link SourceStream}. What the destination may lack:
- * {@link ResendLedger}.
+ * the migration runs (and, between attempts, keeps only the dirty tracking).
+ *
+ * <p>This class tells the procedure in order ({@code run}, {@code attempts}, {@code attempt}, the handshakes,
+ * {@code startRam}, {@code recover}); each part it leans on has one job. Where the source is:
+ * {@link SourceStateMachine} over {@link SourceState}. What it waits for and what each event does:
+ * {@link SourceEvents}. The copy of the disks, with the {@link ResendLedger} of what the destination may lack
+ * and the digests of what was sent: {@link DiskPasses}. HELLO and WELCOME, fresh or resuming:
+ * {@link SourceHandshake}, with {@link ResumeSamples}. From pre-switchover to RUNNING: {@link Switchover}.
+ * When a lost link is tried again: {@link RetryWindow}. One attempt's connection: {@link SourceStream}.
  *
  * <h2>Design notes</h2>
  * <ul>
@@ -42,6 +40,10 @@ import java.util.concurrent.TimeUnit;
  *       a failed check or a cancel is not retried.</li>
  *   <li>When the migration finally fails or is cancelled before COMMIT, what the next
  *       {@code migrate -r} needs stays as a {@link ResumePoint}.</li>
+ *   <li>What stays here and not in a part: the attempts and their ends, the attempt's stream and the RAM
+ *       tunnel, QEMU's block layer from start to stop ({@code tracking}), and the recovery; these decide the
+ *       COMMIT rule and the order in which QEMU is undone, which reads best as one sequence. The parts log under this class's
+ *       name, so the log reads as it did before they were split out.</li>
  * </ul>
  *
  * <p>Threads: {@link #start()} starts {@code migration-send} (the procedure below), whose streams start
@@ -50,28 +52,14 @@ import java.util.concurrent.TimeUnit;
  */
 public final class MigrationSource implements AutoCloseable {
     private static final System.Logger LOG = System.getLogger(MigrationSource.class.getName());
-    private static final long WELCOME_TIMEOUT_MS = 120_000;
-    private static final long VERIFY_TIMEOUT_MS = 120_000;
-    private static final long DEST_READY_TIMEOUT_MS = 300_000;
-    private static final long RUNNING_TIMEOUT_MS = 60_000;
-    /** Pause between dirty passes once the remainder is small, so an idle guest costs no busy loop. */
-    private static final long IDLE_PASS_INTERVAL_MS = 20;
     /**
      * Socket buffers of the stream. Whatever sits in them when QEMU pauses at pre-switchover must
      * drain inside the downtime: 4 MiB buffers on both ends cost ~170 ms of it under TCG, 1 MiB is
      * still several times a LAN's bandwidth-delay product.
      */
     static final int SOCKET_BUFFER = 1 << 20;
-    private static final long UNCAPPED_BYTES_PER_SEC = 1L << 40;
     /** How long {@link #cancel} lets the send thread notice the request before interrupting it. */
     static final long CANCEL_GRACE_MS = 500;
-    /** QEMU's dirty count is asked at most this often during a pass (one QMP round trip each). */
-    private static final long REMAINING_CHECK_INTERVAL_NS = 250_000_000L;
-    /** The first wait before reconnecting; it doubles up to {@link #MAX_RETRY_BACKOFF_MS}. */
-    static final long FIRST_RETRY_BACKOFF_MS = 500;
-    static final long MAX_RETRY_BACKOFF_MS = 8_000;
-    /** Granules per disk a resume samples for the destination to compare ({@link MigrationWire#MAX_SAMPLES} at most). */
-    static final int RESUME_SAMPLES = 64;
 
     private final String vmName;
     private final List<SourceDisk> disks;
@@ -80,43 +68,32 @@ public final class MigrationSource implements AutoCloseable {
     private final MigrationRequest request;
     private final Path runtimeDir;
     private final MigrationStats stats = new MigrationStats();
-    private final BlockingQueue<SourceEvent> events = new LinkedBlockingQueue<>();
+    private final SourceStateMachine machine = new SourceStateMachine();
+    private final SourceEvents events;
+    private final DiskPasses passes;
+    private final SourceHandshake handshake;
+    private final Switchover switchover;
     private final RateLimiter limiter;
-    private final long downtimeLimitMs;
-    private final long retryWindowMs;
+    private final RetryWindow retryWindow;
     /** The user's max-bandwidth; the switchover lifts the limiter's rate, a later attempt puts this back. */
     private volatile long bandwidthCap;
     private final Optional<ResumePoint> resumeFrom;
-    private int granuleSize;   // the parameter, raised in handshake() when the disks' digests need it
+    private int granuleSize;   // the parameter, raised in freshHandshake() when the disks' digests need it
     private UUID migrationId = UUID.randomUUID();
 
     private Thread sendThread;
     private volatile SourceStream stream;
     /** Wire bytes of the attempts before the current one. */
     private volatile long earlierWireBytes;
-    private List<GranuleDigests> digests = new ArrayList<>();
-    private final List<BlockSender> senders = new ArrayList<>();
-    private ResendLedger ledger;
-    private final java.util.concurrent.CountDownLatch cancelSeen = new java.util.concurrent.CountDownLatch(1);
-    private volatile Convergence convergence;
-    private volatile SourceState state = SourceState.CONNECTING;
-    /** QEMU's count of bytes dirtied since the last pass, refreshed by the send thread (info migrate reads it). */
-    private volatile long remainingBytes;
-    /** While the bulk pass runs: the disk bytes transferred when it will be done ({@code -1}: no bulk pass runs). */
-    private volatile long bulkEndTransferred = -1;
-    private volatile long bulkLaterDisksBytes;
     /** When QEMU's STOP arrived ({@link System#nanoTime}; 0: not seen), from QEMU's event thread. */
     private volatile long vmStoppedNs;
-    private long remainingCheckedNs;
-    private volatile long writeLimitBytesPerSec;
     private boolean tracking;
-    /** The destination welcomed this migration's disks: it keeps a partial state that another attempt can go on from. */
-    private boolean destinationHoldsPartial;
     /** The next attempt resumes (a later attempt, or {@code -r}). */
     private boolean resuming;
-    private boolean bulkRunning;
-    private long lastPassBytes;
-    private long lastPassMs;
+    /** Set when an attempt after a loss got WELCOME: the next loss starts a new retry window. */
+    private boolean welcomedSinceLoss;
+    /** Per disk, from WELCOME: the destination's image starts out all zero, so the bulk pass may skip holes. */
+    private List<Boolean> fresh = List.of();
     private volatile ResumeInfo resumeInfo;
     private volatile ResumePoint kept;
 
@@ -134,10 +111,13 @@ public final class MigrationSource implements AutoCloseable {
         this.runtimeDir = runtimeDir;
         this.limiter = new RateLimiter(parameters.maxBandwidthBytesPerSec());
         this.bandwidthCap = parameters.maxBandwidthBytesPerSec();
-        this.downtimeLimitMs = parameters.downtimeLimitMs();
-        this.retryWindowMs = parameters.retryWindowMs();
+        this.retryWindow = new RetryWindow(parameters.retryWindowMs());
         this.granuleSize = parameters.granuleSize();
         this.resumeFrom = resumeFrom;
+        this.events = new SourceEvents(machine, stats, vm::qemuLog, this::checkpointConfirmed);
+        this.passes = new DiskPasses(disks, blocks, request, parameters.downtimeLimitMs(), stats, events, machine, this::startRam);
+        this.handshake = new SourceHandshake(vmName, disks, request, vm, blocks, passes, events);
+        this.switchover = new Switchover(request, vm, limiter, passes, events, machine, stats);
         if (resumeFrom.isPresent() && resumeFrom.get().blocks() != blocks) {
             throw new IllegalArgumentException("a resume must use the block layer its resume point kept tracking in");
         }
@@ -147,7 +127,6 @@ public final class MigrationSource implements AutoCloseable {
         }
         stats.diskTotalBytes(request.copyDisks() ? total : 0);
         stats.resume(() -> Optional.ofNullable(resumeInfo));
-        remainingBytes = request.copyDisks() ? total : 0;     // nothing copied yet: 0 % until the bulk pass says more
     }
 
     /** A fresh start. */
@@ -172,10 +151,7 @@ public final class MigrationSource implements AutoCloseable {
     public void maxBandwidth(long bytesPerSec) {
         bandwidthCap = bytesPerSec;
         limiter.rate(bytesPerSec);
-        Convergence c = convergence;
-        if (c != null) {
-            c.cap(bytesPerSec);
-        }
+        passes.cap(bytesPerSec);
     }
 
     public void start() {
@@ -190,7 +166,7 @@ public final class MigrationSource implements AutoCloseable {
      * wait for bandwidth) it is interrupted, which closes the stream. Returns within about a second.
      */
     public void cancel(String reason) {
-        if (!state.reached(SourceState.COMMITTED)) {
+        if (!machine.reached(SourceState.COMMITTED)) {
             stats.cancelling();                      // info migrate: cancelling, until the recovery ends it
         }
         events.add(new SourceEvent.CancelRequested(reason));
@@ -199,7 +175,7 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         try {
-            if (!cancelSeen.await(CANCEL_GRACE_MS, TimeUnit.MILLISECONDS) && !state.reached(SourceState.COMMITTED)) {
+            if (!events.cancelSeenWithin(CANCEL_GRACE_MS) && !machine.reached(SourceState.COMMITTED)) {
                 LOG.log(System.Logger.Level.INFO, "cancel: the migration thread is blocked; interrupting it");
                 send.interrupt();
             }
@@ -210,7 +186,7 @@ public final class MigrationSource implements AutoCloseable {
 
     /** Where the migration is. */
     SourceState state() {
-        return state;
+        return machine.state();
     }
 
     /**
@@ -218,24 +194,12 @@ public final class MigrationSource implements AutoCloseable {
      * must not run again ({@code cont} is refused without {@code --force}).
      */
     public boolean handedOver() {
-        return handedOver;
+        return machine.handedOver();
     }
-
-    private volatile boolean handedOver;
-
-    private void moveTo(SourceState next) {
-        if (!state.mayMoveTo(next)) {
-            throw new IllegalStateException("source state machine: " + state + " -> " + next + " is not a transition");
-        }
-        LOG.log(System.Logger.Level.DEBUG, "source state " + state + " -> " + next);
-        state = next;
-    }
-
-    private long checkpointBytes = ResendLedger.CHECKPOINT_BYTES;
 
     /** Checkpoints every {@code bytes} of disk data instead of every 64 MiB (tests resume from small disks); before {@link #start}. */
     void checkpointEvery(long bytes) {
-        this.checkpointBytes = bytes;
+        passes.checkpointEvery(bytes);
     }
 
     /** Waits until the migration has finished; true when it did within the time. */
@@ -245,12 +209,12 @@ public final class MigrationSource implements AutoCloseable {
 
     private void run() {
         try {
-            List<Frame.DiskOffer> offers = offers();   // before connecting: a base's digest may take long, HELLO may not
+            List<Frame.DiskOffer> offers = handshake.offers();   // before connecting: a base's digest may take long, HELLO may not
             if (resumeFrom.isPresent()) {
                 adopt(resumeFrom.get());
             }
             attempts(offers);
-            moveTo(SourceState.COMPLETED);
+            machine.moveTo(SourceState.COMPLETED);
             stopTracking();                // QEMU holds nothing of Ferry's once `completed` is reported
             stats.phase(Phase.COMPLETE);
             stats.status(MigrationStatus.COMPLETED);
@@ -260,20 +224,20 @@ public final class MigrationSource implements AutoCloseable {
             recover(MigrationStatus.CANCELLED, "cancelled: " + c.getMessage(), Optional.of(new Frame.Cancel(c.getMessage())));
         } catch (MigrationException e) {
             // The destination's own ERROR, when it sent one, is the cause; what failed here followed from it.
-            String reason = queuedPeerReason().map(r -> e.phase().label() + ": " + r).orElse(e.oneLine());
+            String reason = events.queuedPeerReason().map(r -> e.phase().label() + ": " + r).orElse(e.oneLine());
             recover(MigrationStatus.FAILED, reason, Optional.of(new Frame.Error(e.phase().label(), e.getMessage())));
         } catch (LinkLost e) {
-            if (cancelReason().isPresent()) {
-                recover(MigrationStatus.CANCELLED, "cancelled: " + cancelReason().get(), Optional.empty());
+            if (events.cancelReason().isPresent()) {
+                recover(MigrationStatus.CANCELLED, "cancelled: " + events.cancelReason().get(), Optional.empty());
                 return;
             }
-            String reason = peerReason().orElse(e.getMessage());
+            String reason = events.peerReason(stream).orElse(e.getMessage());
             recover(MigrationStatus.FAILED, e.phase().label() + ": " + reason, Optional.empty());
         } catch (InterruptedException e) {
             // Interrupted by a cancel whose send was blocked: the stream is stuck, so no farewell frame
             // (it would block the same way); the destination sees the stream end and cleans up.
-            String reason = cancelReason().map(r -> "cancelled: " + r).orElse(stats.phase().label() + ": interrupted");
-            recover(cancelReason().isPresent() ? MigrationStatus.CANCELLED : MigrationStatus.FAILED, reason, Optional.empty());
+            String reason = events.cancelReason().map(r -> "cancelled: " + r).orElse(stats.phase().label() + ": interrupted");
+            recover(events.cancelReason().isPresent() ? MigrationStatus.CANCELLED : MigrationStatus.FAILED, reason, Optional.empty());
         } catch (Throwable t) {
             LOG.log(System.Logger.Level.ERROR, "migration failed unexpectedly", t);
             String reason = stats.phase().label() + ": " + t;
@@ -298,10 +262,9 @@ public final class MigrationSource implements AutoCloseable {
         }
         migrationId = point.migrationId();
         granuleSize = point.granuleSize();
-        ledger = point.ledger();
-        digests = new ArrayList<>(point.digests());
+        passes.adopt(point.ledger(), point.digests());
         tracking = true;                   // the point's bitmap is ours to remove or keep again
-        destinationHoldsPartial = true;
+        handshake.adopted();
         resuming = true;
         LOG.log(System.Logger.Level.INFO, "resuming migration " + migrationId + ": " + point.info().owedBytes()
                 + " bytes owed, plus what the guest wrote since " + point.info().since());
@@ -313,71 +276,57 @@ public final class MigrationSource implements AutoCloseable {
      * reconnect that got as far as WELCOME opens a fresh window for a later loss.
      */
     private void attempts(List<Frame.DiskOffer> offers) throws Exception {
-        long giveUpAtNs = 0;
-        Instant retryingSince = null;
-        int attempt = 0;
-        long backoffMs = FIRST_RETRY_BACKOFF_MS;
         while (true) {
-            attempt++;
             try {
                 attempt(offers);
                 return;
             } catch (LinkLost lost) {
-                if (!destinationHoldsPartial || retryWindowMs == 0 || cancelReason().isPresent() || peerReason().isPresent()) {
+                if (!handshake.destinationHoldsPartial() || !retryWindow.enabled() || events.cancelReason().isPresent()
+                        || events.peerReason(stream).isPresent()) {
                     throw lost;            // with the destination's ERROR: it refused or a check failed there, no link blip
                 }
-                long now = System.nanoTime();
-                if (giveUpAtNs == 0 || welcomedSinceLoss) {
-                    giveUpAtNs = now + TimeUnit.MILLISECONDS.toNanos(retryWindowMs);
-                    retryingSince = Instant.now();
-                    backoffMs = FIRST_RETRY_BACKOFF_MS;
-                    attempt = 1;
-                }
+                RetryWindow.Next next = retryWindow.lost(System.nanoTime(), Instant.now(), welcomedSinceLoss);
                 welcomedSinceLoss = false;
-                String cause = peerReason().orElse(lost.getMessage());
+                String cause = events.peerReason(stream).orElse(lost.getMessage());
                 endAttempt();
-                if (now >= giveUpAtNs) {
-                    throw new LinkLost(lost.phase(), cause + " (gave up after " + retryWindowMs / 1000 + " s of reconnecting;"
-                            + " `migrate -r` goes on from here)", lost);
-                }
-                long waitMs = Math.min(backoffMs, TimeUnit.NANOSECONDS.toMillis(giveUpAtNs - now));
-                resumeInfo = new ResumeInfo.Retrying(attempt, retryingSince,
-                        Instant.now().plusMillis(TimeUnit.NANOSECONDS.toMillis(giveUpAtNs - now)), cause);
-                LOG.log(System.Logger.Level.WARNING, "migration link lost (" + cause + "); reconnecting in " + waitMs + " ms, attempt "
-                        + (attempt + 1) + ", giving up in " + TimeUnit.NANOSECONDS.toSeconds(giveUpAtNs - now) + " s");
-                waitEvents(waitMs);                          // a cancel meanwhile ends the migration
-                backoffMs = Math.min(MAX_RETRY_BACKOFF_MS, backoffMs * 2);
+                RetryWindow.Next.Retry retry = switch (next) {
+                    case RetryWindow.Next.GiveUp giveUp -> throw new LinkLost(lost.phase(), cause + " (gave up after "
+                            + retryWindow.windowMs() / 1000 + " s of reconnecting; `migrate -r` goes on from here)", lost);
+                    case RetryWindow.Next.Retry r -> r;
+                };
+                resumeInfo = new ResumeInfo.Retrying(retry.failedAttempt(), retry.since(), Instant.now().plusMillis(retry.leftMs()), cause);
+                LOG.log(System.Logger.Level.WARNING, "migration link lost (" + cause + "); reconnecting in " + retry.waitMs()
+                        + " ms, attempt " + (retry.failedAttempt() + 1) + ", giving up in " + retry.leftSeconds() + " s");
+                events.waitFor(retry.waitMs());              // a cancel meanwhile ends the migration
                 resuming = true;
             }
         }
     }
 
-    /** Set when an attempt after a loss got WELCOME: the next loss starts a new retry window. */
-    private boolean welcomedSinceLoss;
-
     /** One attempt: connect, handshake (fresh or resuming), copy, switchover. */
     private void attempt(List<Frame.DiskOffer> offers) throws Exception {
         stats.phase(Phase.HANDSHAKE);
-        moveTo(SourceState.HANDSHAKE);
-        SourceStream s = SourceStream.connect(request, limiter, events, stats::phase, destinationHoldsPartial);
+        machine.moveTo(SourceState.HANDSHAKE);
+        SourceStream s = SourceStream.connect(request, limiter, events.queue(), stats::phase, handshake.destinationHoldsPartial());
         stream = s;
-        stats.sources(this::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), () -> writeLimitBytesPerSec,
+        stats.sources(passes::diskRemaining, () -> earlierWireBytes + s.writer().bytesWritten(), passes::writeLimitBytesPerSec,
                 vm::ramStats);
         if (resuming) {
             List<BlockImage> readers = blocks.reopen();
             resumeHandshake(offers, readers);
-            copyDisks(readers);
+            passes.copyResumed(s, readers, granuleSize, bandwidthCap);
         } else {
-            handshake(offers);
+            freshHandshake(offers);
             if (request.copyDisks()) {
                 tracking = true;                           // from here on stopTracking() must undo what start() added
-                copyDisks(blocks.start(granuleSize, request.incremental()));   // tracking starts before the bulk reads
+                List<BlockImage> readers = blocks.start(granuleSize, request.incremental());   // tracking starts before the bulk reads
+                passes.copyFresh(s, readers, granuleSize, bandwidthCap, fresh);
             } else {
                 startRam();
                 awaitPreSwitchoverWithoutDisks();
             }
         }
-        switchover();
+        switchover.run(s, vmStoppedNs);
     }
 
     /**
@@ -386,8 +335,8 @@ public final class MigrationSource implements AutoCloseable {
      * events of the old attempt are dropped (a cancel request stays).
      */
     private void endAttempt() throws MigrationException, InterruptedException {
-        boolean ramStarted = state.reached(SourceState.RAM);
-        moveTo(SourceState.INTERRUPTED);
+        boolean ramStarted = machine.reached(SourceState.RAM);
+        machine.moveTo(SourceState.INTERRUPTED);
         stats.phase(Phase.RETRY);
         closeStream(Optional.empty());
         SourceStream s = stream;
@@ -395,7 +344,7 @@ public final class MigrationSource implements AutoCloseable {
             earlierWireBytes += s.writer().bytesWritten();
         }
         stream = null;
-        writeLimitBytesPerSec = 0;
+        passes.throttleLifted();
         limiter.rate(bandwidthCap);
         if (tracking) {
             blocks.suspend();                // the guest writes unthrottled while the link is down; QEMU records them
@@ -406,399 +355,32 @@ public final class MigrationSource implements AutoCloseable {
         }
         vm.resume();
         vmStoppedNs = 0;
-        senders.clear();
-        bulkEndTransferred = -1;
-        events.removeIf(event -> !(event instanceof SourceEvent.CancelRequested));
+        passes.attemptEnded();
+        events.dropAttempt();
     }
 
-    /** The user's cancel reason, when a cancel was asked for (also when it interrupted the send thread). */
-    private Optional<String> cancelReason() {
-        for (SourceEvent event : events) {
-            if (event instanceof SourceEvent.CancelRequested(String reason)) {
-                return Optional.of(reason);
-            }
-        }
-        return cancelled == null ? Optional.empty() : Optional.of(cancelled);
-    }
+    // ---- handshake --------------------------------------------------------------------------
 
-    private volatile String cancelled;
-
-    /**
-     * When a send fails because the destination closed the stream, the destination usually said why
-     * first (an ERROR frame the receiver thread queued): that reason beats "broken pipe".
-     */
-    private Optional<String> peerReason() {
-        try {
-            SourceStream s = stream;
-            if (s != null) {
-                s.awaitReceiver(1000);            // let it queue what it read before the close
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        return queuedPeerReason();
-    }
-
-    /** The destination's ERROR among the events already queued, without waiting for more. */
-    private Optional<String> queuedPeerReason() {
-        for (SourceEvent event : events) {
-            if (event instanceof SourceEvent.PeerFrame(Frame.Error error)) {
-                return Optional.of("destination failed in " + error.phase() + ": " + error.message());
-            }
-        }
-        for (SourceEvent event : events) {
-            if (event instanceof SourceEvent.Failure(Phase phase, javax.net.ssl.SSLException refused)) {
-                return Optional.of(refused.getMessage());     // a TLS alert, in Ferry's words (TlsText)
-            }
-        }
-        return Optional.empty();
-    }
-
-    // ---- setup --------------------------------------------------------------------------------
-
-    private List<Frame.DiskOffer> offers() throws MigrationException {
-        List<Frame.DiskOffer> offers = new ArrayList<>();
-        for (SourceDisk disk : disks) {
-            Optional<Frame.BaseIdentity> base = Optional.empty();
-            if (request.incremental() && disk.base().isPresent()) {
-                long startNs = System.nanoTime();
-                base = Optional.of(disk.base().get().identity());
-                LOG.log(System.Logger.Level.INFO, "base of " + disk.id() + " hashed in " + sinceMs(startNs) + " ms");
-            }
-            offers.add(new Frame.DiskOffer(disk.id(), disk.size(), disk.format(), base));
-        }
-        return offers;
-    }
-
-    private void handshake(List<Frame.DiskOffer> offers) throws Exception {
+    /** A fresh start: the granule size the disks need, HELLO, WELCOME. */
+    private void freshHandshake(List<Frame.DiskOffer> offers) throws Exception {
         if (request.copyDisks()) {
-            granuleSize = granuleFor(disks.stream().map(SourceDisk::size).toList(), granuleSize);
+            granuleSize = SourceHandshake.granuleFor(disks.stream().map(SourceDisk::size).toList(), granuleSize);
         }
-        send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, request.copyDisks(),
-                request.incremental(), offers, vm.fingerprint(), migrationId, Optional.empty()));
-        Frame.Welcome welcome = awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
-        if (request.copyDisks() && welcome.freshDisks().size() != disks.size()) {
-            throw new MigrationException(Phase.HANDSHAKE, "destination prepared " + welcome.freshDisks().size()
-                    + " disks, source has " + disks.size());
-        }
-        this.fresh = welcome.freshDisks();
-        destinationHoldsPartial = request.copyDisks();
+        fresh = handshake.fresh(stream, offers, granuleSize, migrationId);
         stats.status(MigrationStatus.ACTIVE);
     }
 
-    /**
-     * A later attempt (or {@code -r}): samples granules the destination must hold as they are here, takes
-     * the guest's writes since the last pass began, and asks the destination to go on. The destination
-     * answers with the checkpoint its journal holds; everything sent after it is sent again.
-     */
+    /** A later attempt (or {@code -r}): the resume claim, then the ledger goes on from the destination's checkpoint. */
     private void resumeHandshake(List<Frame.DiskOffer> offers, List<BlockImage> readers) throws Exception {
-        List<List<Frame.Sample>> samples = new ArrayList<>();
-        for (int i = 0; i < disks.size(); i++) {
-            samples.add(sample(i, readers.get(i)));
-        }
-        List<DirtySnapshot> since = blocks.takeDirty();      // after the sample reads: a write racing them is in here
-        for (int i = 0; i < disks.size(); i++) {
-            DirtySnapshot written = since.get(i);
-            samples.set(i, samples.get(i).stream().filter(s -> !written.isDirty(s.granule())).toList());
-            ledger.planned(i, written);      // at once: QEMU no longer holds these, and this attempt may fail before WELCOME
-        }
-        send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, true, request.incremental(), offers,
-                vm.fingerprint(), migrationId, Optional.of(new Frame.ResumeClaim(ledger.lastConfirmed(), samples))));
-        Frame.Welcome welcome;
-        try {
-            welcome = awaitFrame(Frame.Welcome.class, WELCOME_TIMEOUT_MS, "the destination's WELCOME");
-        } catch (MigrationException refused) {
-            destinationHoldsPartial = false;                 // it holds nothing to go on from: the next migrate starts over
-            throw refused;
-        }
-        ledger.resumeAt(welcome.checkpoint());
+        long checkpoint = handshake.resume(stream, offers, granuleSize, migrationId, readers);
         welcomedSinceLoss = true;
         resumeInfo = null;
         stats.status(MigrationStatus.ACTIVE);
         LOG.log(System.Logger.Level.INFO, "resumed migration " + migrationId + " at the destination's checkpoint "
-                + welcome.checkpoint() + "; " + ledger.owedBytes() + " bytes to send again");
+                + checkpoint + "; " + passes.ledger().owedBytes() + " bytes to send again");
     }
 
-    /**
-     * Up to {@link #RESUME_SAMPLES} granules of disk {@code index} that the destination must hold exactly as this
-     * disk does now: recorded as sent, and owed neither as unsent nor as unconfirmed.
-     */
-    private List<Frame.Sample> sample(int index, BlockImage reader) throws MigrationException {
-        GranuleDigests d = digests.get(index);
-        DirtySnapshot owed = ledger.owed(index);
-        java.util.random.RandomGenerator random = java.util.concurrent.ThreadLocalRandom.current();
-        java.util.TreeSet<Long> chosen = new java.util.TreeSet<>();
-        long granules = (disks.get(index).size() + granuleSize - 1) / granuleSize;
-        for (int tries = 0; tries < RESUME_SAMPLES * 4 && chosen.size() < RESUME_SAMPLES; tries++) {
-            long g = d.nextRecorded(random.nextLong(granules));
-            if (g < 0) {
-                g = d.nextRecorded(0);
-            }
-            if (g < 0) {
-                break;                                       // nothing recorded yet
-            }
-            if (!owed.isDirty(g)) {
-                chosen.add(g);
-            }
-        }
-        List<Frame.Sample> samples = new ArrayList<>();
-        ByteBuffer buffer = ByteBuffer.allocateDirect(granuleSize);
-        for (long g : chosen) {
-            int length = d.granuleLength(g);
-            buffer.clear().limit(length);
-            try {
-                reader.read(g * granuleSize, buffer);
-            } catch (ImageException e) {
-                throw new MigrationException(Phase.HANDSHAKE, "reading disk " + disks.get(index).id() + " for the resume check failed: "
-                        + e.getMessage(), e);
-            }
-            buffer.flip();
-            samples.add(new Frame.Sample(g, GranuleDigests.digestOfGranule(buffer)));
-        }
-        return samples;
-    }
-
-    private List<Boolean> fresh = List.of();
-
-    /**
-     * The granule-size parameter, doubled until the disks' group digests fit one DISKS_DONE frame: 4 KiB
-     * granules do up to about 16 TiB of disks, larger ones need coarser granules (more bytes resent per
-     * guest write, half the bitmap and digest memory per doubling).
-     */
-    static int granuleFor(List<Long> sizes, int wanted) throws MigrationException {
-        int granule = MigrationWire.smallestGranuleFor(sizes, wanted);
-        if (granule < 0) {
-            throw new MigrationException(Phase.HANDSHAKE, "the disks are too large to migrate: " + sizes.stream().mapToLong(s -> s).sum()
-                    + " bytes need more digests than one DISKS_DONE frame carries even at granule-size " + MigrationWire.MAX_GRANULE_SIZE);
-        }
-        if (granule != wanted) {
-            LOG.log(System.Logger.Level.INFO, "granule-size " + wanted + " raised to " + granule + " for this migration: the digests of "
-                    + sizes.stream().mapToLong(s -> s).sum() + " bytes of disks must fit one DISKS_DONE frame");
-        }
-        return granule;
-    }
-
-    // ---- disks --------------------------------------------------------------------------------
-
-    /**
-     * The copy: a bulk pass on a fresh start, or a resume pass of what the destination lacks on a later
-     * attempt, then dirty passes until QEMU pauses the VM at pre-switchover.
-     */
-    private void copyDisks(List<BlockImage> readers) throws Exception {
-        convergence = new Convergence(bandwidthCap, System.nanoTime());
-        if (!resuming) {
-            ledger = new ResendLedger(disks.stream().map(SourceDisk::size).toList(), granuleSize, checkpointBytes, System.nanoTime());
-            digests.clear();
-            for (SourceDisk disk : disks) {
-                digests.add(new GranuleDigests(disk.size(), granuleSize));
-            }
-        }
-        senders.clear();
-        for (int i = 0; i < disks.size(); i++) {
-            BlockSender sender = new BlockSender(i, readers.get(i), digests.get(i), stream.writer(), stats, ledger);
-            sender.afterEachRun(this::afterRun);
-            senders.add(sender);
-        }
-        moveTo(SourceState.COPYING);
-        if (resuming) {
-            resumePass();
-        } else {
-            bulkPass(readers);
-        }
-        int pass = 0;
-        while (!state.reached(SourceState.PRE_SWITCHOVER)) {
-            pass++;
-            dirtyPass(pass);
-            drainEvents();
-            long remaining = refreshRemaining();
-            stats.expectedDowntimeMs(convergence.expectedDowntimeMs(remaining));
-            if (state == SourceState.COPYING && convergence.readyForRam(remaining, downtimeLimitMs)) {
-                startRam();
-            }
-            limitWrites(convergence.afterPass(pass, remaining));
-            if (!state.reached(SourceState.PRE_SWITCHOVER) && remaining < 4L * granuleSize * 256) {
-                waitEvents(IDLE_PASS_INTERVAL_MS);
-            }
-        }
-    }
-
-    private void bulkPass(List<BlockImage> readers) throws Exception {
-        stats.phase(Phase.BULK_COPY);
-        stats.dirtyPass(0);
-        long start = System.nanoTime();
-        long wireBefore = wire();
-        List<BulkPlan> plans = new ArrayList<>();
-        for (int i = 0; i < disks.size(); i++) {
-            BulkPlan plan;
-            try {
-                plan = BulkPlan.of(readers.get(i), granuleSize, request.incremental(), fresh.get(i));
-            } catch (ImageException e) {
-                throw new MigrationException(Phase.BULK_COPY, "reading the allocation map of disk " + disks.get(i).id() + " failed: "
-                        + e.getMessage(), e);
-            }
-            ledger.planned(i, plan.data());
-            ledger.planned(i, plan.zero());
-            plans.add(plan);
-            LOG.log(System.Logger.Level.INFO, "bulk pass: disk=" + disks.get(i).id() + " data=" + plan.dataBytes()
-                    + " bytes, zero granules=" + plan.zero().count());
-        }
-        for (int i = 0; i < disks.size(); i++) {
-            sendZeroes(i, plans.get(i).zero());
-            long later = 0;
-            for (int j = i + 1; j < disks.size(); j++) {
-                later += plans.get(j).dataBytes();
-            }
-            bulkLaterDisksBytes = later;
-            bulkEndTransferred = stats.diskTransferredBytes() + plans.get(i).dataBytes();
-            bulkRunning = true;
-            try {
-                sendSet(i, plans.get(i).data());
-            } finally {
-                bulkRunning = false;
-            }
-            drainEvents();
-        }
-        convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
-        refreshRemaining();
-        bulkEndTransferred = -1;
-        send(Phase.BULK_COPY, new Frame.PassEnd(0, remainingBytes));
-        checkpointIfDue();
-    }
-
-    /** After a reconnect: what the destination lacks, the ledger's unsent set (which now holds every owed granule). */
-    private void resumePass() throws Exception {
-        stats.phase(Phase.RESUME);
-        stats.dirtyPass(0);
-        long start = System.nanoTime();
-        long wireBefore = wire();
-        long diskBefore = stats.diskTransferredBytes();
-        for (int i = 0; i < disks.size(); i++) {
-            sendSet(i, ledger.unsent(i));
-            drainEvents();
-        }
-        convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
-        send(Phase.RESUME, new Frame.PassEnd(0, refreshRemaining()));
-        checkpointIfDue();
-        LOG.log(System.Logger.Level.INFO, "resume pass: " + (stats.diskTransferredBytes() - diskBefore) + " bytes of disk data in "
-                + sinceMs(start) + " ms");
-    }
-
-    /**
-     * What is left to copy of the disks, for {@code info migrate} ("remaining disk", the progress and the ETA):
-     * during the bulk pass, the data of the disk being copied not sent yet and all of the disks after it
-     * (holes and zero ranges the plan skips are done: a sparse disk reaches 100 %); afterwards, the dirty bytes
-     * of the last check.
-     */
-    private long diskRemaining() {
-        long bulkEnd = bulkEndTransferred;
-        if (bulkEnd >= 0) {
-            return Math.max(0, bulkEnd - stats.diskTransferredBytes()) + bulkLaterDisksBytes;
-        }
-        return remainingBytes;
-    }
-
-    /** After each run sent: a due checkpoint; during the bulk pass, a cancel is seen at once and a long pass may throttle the guest. */
-    private void afterRun() throws RunCheckFailed, InterruptedException {
-        try {
-            checkpointIfDue();
-            if (bulkRunning) {
-                drainEvents();
-                long now = System.nanoTime();
-                if (now - remainingCheckedNs >= REMAINING_CHECK_INTERVAL_NS) {
-                    limitWrites(convergence.duringBulk(refreshRemaining(), now));
-                }
-            }
-        } catch (MigrationException | Cancelled | LinkLost e) {
-            throw new RunCheckFailed(e);
-        }
-    }
-
-    /** Carries a failure, a lost link or a cancel out of {@link BlockSender}'s run loop, which only passes I/O exceptions on. */
-    private static final class RunCheckFailed extends IOException {
-        private final Exception cause;
-
-        RunCheckFailed(Exception cause) {
-            super(cause.getMessage(), cause);
-            this.cause = cause;
-        }
-    }
-
-    /** Sends the granules of {@code set} of disk {@code i}: a read that fails is a failure, a send that fails the link lost. */
-    private void sendSet(int i, DirtySnapshot set) throws Exception {
-        try {
-            senders.get(i).sendData(set);
-        } catch (RunCheckFailed stop) {
-            throw stop.cause;
-        } catch (ImageException e) {
-            throw new MigrationException(stats.phase(), "reading disk " + disks.get(i).id() + " through QEMU failed: " + e.getMessage(), e);
-        } catch (IOException e) {
-            throw new LinkLost(stats.phase(), "sending disk " + disks.get(i).id() + " to the destination failed: " + e.getMessage(), e);
-        }
-    }
-
-    private void sendZeroes(int i, DirtySnapshot set) throws LinkLost, InterruptedException {
-        try {
-            senders.get(i).sendZeroes(set);
-        } catch (IOException e) {
-            throw new LinkLost(stats.phase(), "sending disk " + disks.get(i).id() + " to the destination failed: " + e.getMessage(), e);
-        }
-    }
-
-    /** Sends a CHECKPOINT when the ledger says one is due. */
-    private void checkpointIfDue() throws LinkLost, InterruptedException {
-        long now = System.nanoTime();
-        if (ledger.checkpointDue(now)) {
-            send(stats.phase(), new Frame.Checkpoint(ledger.checkpoint(now)));
-        }
-    }
-
-    private long wire() {
-        return stream.writer().bytesWritten();
-    }
-
-    private void dirtyPass(int pass) throws Exception {
-        stats.phase(Phase.ITERATE);
-        stats.dirtyPass(pass);
-        long start = System.nanoTime();
-        long wireBefore = wire();
-        long found = 0;
-        List<DirtySnapshot> dirty = blocks.takeDirty();      // a fresh set starts BEFORE these granules are read
-        for (int i = 0; i < senders.size(); i++) {
-            ledger.planned(i, dirty.get(i));                 // every disk's before any send: a lost link keeps them all
-        }
-        for (int i = 0; i < senders.size(); i++) {
-            found += dirty.get(i).bytes();
-            sendSet(i, dirty.get(i));
-        }
-        convergence.snapshotTaken(found, start);
-        convergence.passSent(wire() - wireBefore, System.nanoTime() - start);
-        stats.rates(convergence.bandwidthBytesPerSec(), convergence.dirtyRateBytesPerSec());
-        send(Phase.ITERATE, new Frame.PassEnd(pass, refreshRemaining()));
-        checkpointIfDue();
-    }
-
-    /** Asks QEMU how much the guest dirtied since the last pass. */
-    private long refreshRemaining() throws MigrationException {
-        remainingBytes = blocks.dirtyBytes();
-        remainingCheckedNs = System.nanoTime();
-        return remainingBytes;
-    }
-
-    /** Changes QEMU's limit on guest writes when the controller's figure changed (0: the user's own settings). */
-    private void limitWrites(long bytesPerSec) throws MigrationException {
-        if (bytesPerSec != writeLimitBytesPerSec) {
-            blocks.throttleWrites(bytesPerSec);
-            writeLimitBytesPerSec = bytesPerSec;
-            LOG.log(System.Logger.Level.INFO, bytesPerSec > 0 ? "guest writes limited to " + bytesPerSec + " bytes/s"
-                    : "guest write limit lifted");
-        }
-    }
-
-    private static long sinceMs(long startNs) {
-        return (System.nanoTime() - startNs) / 1_000_000;
-    }
-
-    // ---- RAM and switchover -------------------------------------------------------------------
+    // ---- RAM ----------------------------------------------------------------------------------
 
     private void startRam() throws MigrationException {
         stats.phase(Phase.RAM);
@@ -819,173 +401,29 @@ public final class MigrationSource implements AutoCloseable {
                 vmStoppedNs = atNs;
             }
         });
-        moveTo(SourceState.RAM);
-        LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + remainingBytes + " bytes");
+        machine.moveTo(SourceState.RAM);
+        LOG.log(System.Logger.Level.INFO, "RAM migration started; disk remainder " + passes.remainingBytes() + " bytes");
     }
 
     private void awaitPreSwitchoverWithoutDisks() throws Exception {
-        while (!state.reached(SourceState.PRE_SWITCHOVER)) {
-            waitEvents(1000);
-            send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
+        while (!machine.reached(SourceState.PRE_SWITCHOVER)) {
+            events.waitFor(1000);
+            stream.send(Phase.RAM, new Frame.PassEnd(0, 0));     // keeps the destination's read timeout at bay
         }
     }
 
-    private void switchover() throws Exception {
-        long pausedNs = System.nanoTime();
-        long stoppedNs = vmStoppedNs != 0 ? vmStoppedNs : pausedNs;   // QEMU's STOP comes just before pre-switchover
-        stats.phase(Phase.SWITCHOVER);
-        // The VM is paused: the bandwidth cap would only lengthen the downtime (QEMU lifts its own
-        // rate limit at this point too); a later attempt gets the cap back (endAttempt).
-        limiter.rate(UNCAPPED_BYTES_PER_SEC);
-        if (request.copyDisks()) {
-            long wireStart = wire();
-            List<DirtySnapshot> last = blocks.takeDirty();     // QEMU has drained the guest's disk I/O: nothing follows
-            for (int i = 0; i < disks.size(); i++) {
-                ledger.planned(i, last.get(i));               // every disk's before any send: a lost link keeps them all
-            }
-            for (int i = 0; i < disks.size(); i++) {
-                sendSet(i, last.get(i));
-            }
-            List<int[]> groups = new ArrayList<>();
-            for (GranuleDigests d : digests) {
-                groups.add(d.groupDigests());
-            }
-            send(Phase.SWITCHOVER, new Frame.DisksDone(groups));
-            moveTo(SourceState.DISKS_SENT);
-            lastPassBytes = wire() - wireStart;
-            lastPassMs = sinceMs(pausedNs);
-        }
-        // The device state goes out while the destination flushes and compares digests: the destination
-        // runs the VM only on COMMIT, and COMMIT waits for VERIFIED, so nothing runs on unverified disks.
-        vm.continueSwitchover();
-        if (!request.copyDisks()) {
-            moveTo(SourceState.VERIFIED);                  // shared disks: nothing to verify
-        }
-        awaitState(SourceState.VERIFIED, VERIFY_TIMEOUT_MS, "the destination's digest verification");
-        long verifiedMs = sinceMs(pausedNs);
-        awaitState(SourceState.DEST_READY, DEST_READY_TIMEOUT_MS, "the destination QEMU to receive the device state");
-        long deviceStateMs = sinceMs(pausedNs);
-        moveTo(SourceState.COMMITTED);                     // before the send: a COMMIT that may have left counts as sent
-        handedOver = true;
-        send(Phase.SWITCHOVER, new Frame.Commit());
-        awaitFrame(Frame.Running.class, RUNNING_TIMEOUT_MS, "the destination to confirm that the VM runs");
-        long switchoverMs = sinceMs(pausedNs);
-        // The guest's downtime: from the source QEMU's STOP to the destination's RUNNING (sent once its QEMU
-        // resumed), both as this host saw them. Measured from pre-switchover it left out the time between
-        // QEMU pausing the VM and Ferry handling the event, and under-reported.
-        long downtimeMs = sinceMs(stoppedNs);
-        stats.downtimeMs(downtimeMs);
-        // One line that says where the downtime went (times from QEMU's pre-switchover event).
-        LOG.log(System.Logger.Level.INFO, String.format(java.util.Locale.ROOT, "switchover: VM stopped %d ms before"
-                + " pre-switchover, last pass %d bytes sent at +%d ms, disks verified at +%d ms, device state in the destination"
-                + " QEMU at +%d ms, destination running at +%d ms; downtime %d ms", (pausedNs - stoppedNs) / 1_000_000,
-                lastPassBytes, lastPassMs, verifiedMs, deviceStateMs, switchoverMs, downtimeMs));
-    }
-
-    // ---- events -------------------------------------------------------------------------------
-
-    private void drainEvents() throws MigrationException, Cancelled, LinkLost {
-        SourceEvent event;
-        while ((event = events.poll()) != null) {
-            handle(event);
-        }
-    }
-
-    private void waitEvents(long timeoutMs) throws MigrationException, Cancelled, LinkLost, InterruptedException {
-        SourceEvent event = events.poll(timeoutMs, TimeUnit.MILLISECONDS);
-        if (event != null) {
-            handle(event);
-            drainEvents();
-        }
-    }
-
-    private void awaitState(SourceState wanted, long timeoutMs, String what)
-            throws MigrationException, Cancelled, LinkLost, InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        while (!state.reached(wanted)) {
-            long left = deadline - System.nanoTime();
-            if (left <= 0) {
-                throw new MigrationException(stats.phase(), "timed out after " + timeoutMs + " ms waiting for " + what);
-            }
-            SourceEvent event = events.poll(left, TimeUnit.NANOSECONDS);
-            if (event != null) {
-                handle(event);
-            }
-        }
-    }
-
-    private <F extends Frame> F awaitFrame(Class<F> type, long timeoutMs, String what)
-            throws MigrationException, InterruptedException, Cancelled, LinkLost {
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(timeoutMs);
-        while (true) {
-            long left = deadline - System.nanoTime();
-            SourceEvent event = left > 0 ? events.poll(left, TimeUnit.NANOSECONDS) : null;
-            if (event == null) {
-                throw new MigrationException(stats.phase(), "timed out after " + timeoutMs + " ms waiting for " + what);
-            }
-            if (event instanceof SourceEvent.PeerFrame(Frame frame) && type.isInstance(frame)) {
-                return type.cast(frame);
-            }
-            handle(event);
-        }
-    }
-
-    private void handle(SourceEvent event) throws MigrationException, Cancelled, LinkLost {
-        switch (event) {
-            case SourceEvent.CancelRequested c -> {
-                cancelled = c.reason();
-                cancelSeen.countDown();
-                if (!state.reached(SourceState.COMMITTED)) {
-                    throw new Cancelled(c.reason());
-                }
-                LOG.log(System.Logger.Level.WARNING, "cancel ignored: the destination may already run the VM (COMMIT was sent)");
-            }
-            case SourceEvent.Failure f -> {
-                if (f.cause() instanceof IOException && !(f.cause() instanceof javax.net.ssl.SSLException)) {
-                    throw new LinkLost(f.phase(), f.cause() instanceof java.io.EOFException
-                            ? "connection to the destination lost: " + f.cause().getMessage()
-                            : "connection to the destination failed: " + f.cause().getMessage(), f.cause());
-                }
-                throw new MigrationException(f.phase(), String.valueOf(f.cause().getMessage()), f.cause());
-            }
-            case SourceEvent.RamStatusChanged r -> ramStatus(r.status());
-            case SourceEvent.PeerFrame p -> peerFrame(p.frame());
-        }
-    }
-
-    private void ramStatus(RamStatus status) throws MigrationException {
-        switch (status) {
-            case PRE_SWITCHOVER -> moveTo(SourceState.PRE_SWITCHOVER);
-            case FAILED, CANCELLED -> throw new MigrationException(Phase.RAM, "QEMU's RAM migration "
-                    + status.name().toLowerCase(java.util.Locale.ROOT) + " (see " + vm.qemuLog().map(l -> "QEMU's log " + l)
-                    .orElse("the log of that QEMU: Ferry attached to it, and its output goes where its owner sent it") + ")");
-            case SETUP, ACTIVE, DEVICE, CANCELLING, COMPLETED, OTHER ->
-                    LOG.log(System.Logger.Level.DEBUG, "QEMU migration status: " + status);
-        }
-    }
-
-    private void peerFrame(Frame frame) throws MigrationException {
-        switch (frame) {
-            case Frame.Verified v -> moveTo(SourceState.VERIFIED);
-            case Frame.DestReady r -> moveTo(SourceState.DEST_READY);
-            case Frame.Confirmed c -> ledger.confirmed(c.number());
-            case Frame.Running r -> { }          // awaited by awaitFrame; a late duplicate is harmless
-            case Frame.Error e -> throw new MigrationException(stats.phase(), "destination failed in " + e.phase() + ": " + e.message());
-            default -> throw new MigrationException(stats.phase(), "unexpected " + frame.type() + " frame from the destination");
-        }
-    }
-
-    private void send(Phase phase, Frame frame) throws LinkLost, InterruptedException {
-        stream.send(phase, frame);
+    /** The destination confirmed checkpoint {@code number}: the ledger drops what it covers. */
+    private void checkpointConfirmed(long number) {
+        passes.confirmed(number);
     }
 
     // ---- failure ------------------------------------------------------------------------------
 
     private void recover(MigrationStatus finalStatus, String reason, Optional<Frame> farewell) {
         Thread.interrupted();              // a cancel's interrupt must not break the recovery's QMP calls
-        resumeInfo = null;
-        if (state.reached(SourceState.COMMITTED)) {
-            state = SourceState.FAILED;
+        resumeInfo = kept == null ? null : kept.info();   // a -r that did not fit its point keeps showing the point
+        if (machine.reached(SourceState.COMMITTED)) {
+            machine.end(SourceState.FAILED);
             String message = reason + "; the VM may already run on the destination, so the source stays paused"
                     + " (the VM must never run twice): check the destination, and only if it does not run, `cont --force` here";
             LOG.log(System.Logger.Level.ERROR, "migration failed after commit: " + message);
@@ -994,8 +432,8 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         LOG.log(System.Logger.Level.WARNING, "migration " + finalStatus.qemuName() + ": " + reason + "; resuming the source VM");
-        boolean ramStarted = state.reached(SourceState.RAM);
-        state = finalStatus == MigrationStatus.CANCELLED ? SourceState.CANCELLED : SourceState.FAILED;
+        boolean ramStarted = machine.reached(SourceState.RAM);
+        machine.end(finalStatus == MigrationStatus.CANCELLED ? SourceState.CANCELLED : SourceState.FAILED);
         closeStream(farewell);
         StringBuilder message = new StringBuilder(reason);
         keepResumable(message);            // QEMU's exports and throttle go before the VM runs on; its bitmap may stay
@@ -1019,11 +457,11 @@ public final class MigrationSource implements AutoCloseable {
      * (a {@link ResumePoint}: QEMU's dirty tracking goes on); otherwise removes everything from QEMU.
      */
     private void keepResumable(StringBuilder message) {
-        if (tracking && destinationHoldsPartial && ledger != null) {
+        if (tracking && handshake.destinationHoldsPartial() && passes.hasLedger()) {
             try {
                 blocks.suspend();
                 ResumePoint point = new ResumePoint(migrationId, granuleSize, request.incremental(),
-                        disks.stream().map(SourceDisk::size).toList(), ledger, digests, blocks, Instant.now());
+                        disks.stream().map(SourceDisk::size).toList(), passes.ledger(), passes.digests(), blocks, Instant.now());
                 kept = point;
                 resumeInfo = point.info();
                 message.append("; resumable: `migrate -r` sends only what the destination lacks (")
@@ -1049,7 +487,7 @@ public final class MigrationSource implements AutoCloseable {
             return;
         }
         tracking = false;
-        writeLimitBytesPerSec = 0;
+        passes.throttleLifted();
         try {
             blocks.stop();
         } catch (MigrationException e) {
@@ -1066,12 +504,5 @@ public final class MigrationSource implements AutoCloseable {
             sendThread.join();
         }
         closeStream(Optional.empty());
-    }
-
-    /** The user cancelled. */
-    private static final class Cancelled extends Exception {
-        Cancelled(String reason) {
-            super(reason);
-        }
     }
 }

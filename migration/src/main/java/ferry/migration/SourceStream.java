@@ -14,8 +14,8 @@ import java.util.function.Supplier;
 
 /**
  * One connection of a migration source to its destination: one attempt's stream. A migration that
- * resumes after a dropped link opens a new one; what the migration knows (ledger, digests, dirty
- * tracking) lives on in {@link MigrationSource}.
+ * resumes after a dropped link opens a new one; what the migration knows lives on: the ledger and digests
+ * in {@link DiskPasses}, the dirty tracking in {@link MigrationSource}.
  *
  * <p>Frames from the destination become {@link SourceEvent}s; RAM frames go straight to the tunnel.
  * A send that fails, and a receive that ends in an I/O error, are a {@link LinkLost}: another attempt
