@@ -93,6 +93,25 @@ public final class LocalHost implements AutoCloseable {
         return dir.resolve("logs").resolve(name + ".qemu.log");
     }
 
+    /**
+     * The pid of the QEMU this host's ferry started, from its runtime directory ({@code DIR/run/ferry-NAME-PID/qemu.pid});
+     * known once the monitor answers.
+     */
+    public long qemuPid() throws IOException {
+        String suffix = "-" + process.pid();
+        try (java.util.stream.Stream<Path> dirs = Files.list(dir.resolve("run"))) {
+            Path runtime = dirs.filter(d -> d.getFileName().toString().startsWith("ferry-") && d.getFileName().toString().endsWith(suffix))
+                    .findFirst()
+                    .orElseThrow(() -> new IOException(role + ": no runtime directory of ferry pid " + process.pid() + " in " + dir.resolve("run")));
+            return Long.parseLong(Files.readString(runtime.resolve("qemu.pid")).strip());
+        }
+    }
+
+    /** {@code kill -9} of this host's ferry, as a crash would end it (its QEMU lives on); returns once it is gone. */
+    public void kill() throws InterruptedException {
+        process.destroyForcibly().waitFor();
+    }
+
     /** One monitor command; connects on first use. */
     public synchronized String monitor(String line) throws IOException, InterruptedException {
         if (monitor == null) {

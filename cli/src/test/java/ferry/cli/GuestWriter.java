@@ -17,7 +17,9 @@ import java.util.List;
  * older record (or zero) where a newer one belongs; a torn one as a bad block; a write lost at the
  * end as N below the last seq the guest reported. Exact, whatever the machine's speed.
  *
- * <p>Only for a disk that was all zero when the workload started and that no one else wrote.
+ * <p>Only for a disk that no one else wrote, and that was all zero when the workload started except
+ * for a {@link Prefill}: records the host wrote before the boot, which must still be there wherever
+ * the guest did not write.
  */
 final class GuestWriter {
     private static final long RNG_SALT = 0x5DEECE66DL;
@@ -27,6 +29,35 @@ final class GuestWriter {
     record Replay(long bootId, long lastSeq, long records, List<String> mismatches, long mismatchCount) {
         boolean exact() {
             return mismatchCount == 0;
+        }
+    }
+
+    /**
+     * Records of boot id {@code bootId} that the host wrote over {@code [offset, offset + length)} before the
+     * guest booted, the one at {@code offset + i * 4096} with seq {@code i + 1}: data for a bulk pass to move
+     * that {@link ferry.vm.guest.RecordVerifier} and the replay still check block by block.
+     */
+    record Prefill(long bootId, long offset, long length) {
+        static final Prefill NONE = new Prefill(0, 0, 0);
+
+        void write(BlockImage image) throws IOException {
+            ByteBuffer chunk = ByteBuffer.allocateDirect(CHUNK);
+            for (long at = offset; at < offset + length; at += CHUNK) {
+                int bytes = (int) Math.min(CHUNK, offset + length - at);
+                chunk.clear().limit(bytes);
+                for (int i = 0; i < bytes; i += GuestRecord.SIZE) {
+                    GuestRecord.encode(chunk.position(i), seqAt(at + i), at + i, bootId, 0);
+                }
+                image.write(at, chunk.position(0));
+            }
+        }
+
+        boolean holds(long blockOffset) {
+            return blockOffset >= offset && blockOffset < offset + length;
+        }
+
+        long seqAt(long blockOffset) {
+            return (blockOffset - offset) / GuestRecord.SIZE + 1;
         }
     }
 
@@ -45,7 +76,12 @@ final class GuestWriter {
      * reported as written, which it had synced).
      */
     static Replay assertHoldsEveryWrite(BlockImage image, long bootId, long reportedSeq) throws IOException {
-        Replay replay = replay(image, bootId);
+        return assertHoldsEveryWrite(image, bootId, reportedSeq, Prefill.NONE);
+    }
+
+    /** As above, on a disk that held {@code prefill} when the guest booted. */
+    static Replay assertHoldsEveryWrite(BlockImage image, long bootId, long reportedSeq, Prefill prefill) throws IOException {
+        Replay replay = replay(image, bootId, prefill);
         assertTrue(replay.exact(), replay.mismatchCount() + " blocks do not hold the writer's newest record (lost or"
                 + " torn writes), first ones: " + replay.mismatches() + "; " + replay);
         assertTrue(replay.lastSeq() >= reportedSeq, "the guest reported record " + reportedSeq + " written, but the disk's"
@@ -54,6 +90,10 @@ final class GuestWriter {
     }
 
     static Replay replay(BlockImage image, long bootId) throws IOException {
+        return replay(image, bootId, Prefill.NONE);
+    }
+
+    static Replay replay(BlockImage image, long bootId, Prefill prefill) throws IOException {
         long blocks = image.size() / GuestRecord.SIZE;
         assertTrue(blocks <= Integer.MAX_VALUE, "disk too large to replay: " + image.size());
         long lastSeq = highestSeq(image, bootId);
@@ -75,6 +115,15 @@ final class GuestWriter {
             for (int at = 0; at < chunk.limit(); at += GuestRecord.SIZE) {
                 long blockOffset = offset + at;
                 long want = newest[(int) (blockOffset / GuestRecord.SIZE)];
+                if (want == 0 && prefill.holds(blockOffset)) {
+                    String found = GuestRecord.check(chunk.position(at), blockOffset) instanceof GuestRecord.Block.Valid v
+                            && v.bootId() == prefill.bootId() && v.seq() == prefill.seqAt(blockOffset) ? null : "not the prefill's record";
+                    if (found != null && count++ < 10) {
+                        mismatches.add("offset=" + blockOffset + " holds " + found + ", want the prefill's seq "
+                                + prefill.seqAt(blockOffset));
+                    }
+                    continue;
+                }
                 String found = switch (GuestRecord.check(chunk.position(at), blockOffset)) {
                     case GuestRecord.Block.Zero z -> want == 0 ? null : "zero";
                     case GuestRecord.Block.Valid v when v.bootId() == bootId && v.seq() == want -> null;

@@ -2,6 +2,7 @@ package ferry.cli;
 
 import static ferry.cli.VmHosts.assertSourceRuns;
 import static ferry.cli.VmHosts.awaitEnd;
+import static ferry.cli.VmHosts.awaitPartialKept;
 import static ferry.cli.VmHosts.awaitWritesBeyond;
 import static ferry.cli.VmHosts.heartbeat;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -224,19 +225,6 @@ class MigrationControlIT {
                 assertEquals(List.of(), qemus(destination).toList(), "the destination kept the QEMU it had prepared");
             }
         }
-    }
-
-    /** The destination keeps the failed migration's partial state: its disk, the journal beside it, and says so. */
-    private static void awaitPartialKept(LocalHost destination, Path disk) throws Exception {
-        long deadline = System.currentTimeMillis() + 30_000;
-        String info = destination.monitor("info migrate");
-        while (!info.contains("Partial state kept: migration ") && System.currentTimeMillis() < deadline) {
-            Thread.sleep(200);
-            info = destination.monitor("info migrate");
-        }
-        assertTrue(info.contains("Partial state kept: migration "), "the destination keeps no partial state: " + info);
-        assertTrue(Files.exists(disk) && Files.exists(ferry.migration.ResumeJournal.pathFor(disk)),
-                "the partial state's disk and journal: " + disk);
     }
 
     /** {@code quit}: the reply may be lost when ferry closes the monitor first. */

@@ -2,6 +2,7 @@ package ferry.cli;
 
 import static ferry.cli.VmHosts.assertSourceRuns;
 import static ferry.cli.VmHosts.awaitEnd;
+import static ferry.cli.VmHosts.awaitPartialKept;
 import static ferry.cli.VmHosts.awaitWritesBeyond;
 import static ferry.cli.VmHosts.freePort;
 import static ferry.cli.VmHosts.heartbeat;
@@ -179,22 +180,6 @@ class MigrationIT {
                 }
             }
         }
-    }
-
-    /**
-     * A block migration that failed or was cancelled leaves the destination's partial state for {@code migrate -r}: its
-     * image and the resume journal beside it, shown by {@code info migrate}; the next fresh migration discards it first.
-     */
-    private static void awaitPartialKept(LocalHost destination, Path disk) throws Exception {
-        long deadline = System.currentTimeMillis() + 15_000;
-        String info = destination.monitor("info migrate");
-        while (!info.contains("ferry resume: Partial state kept: migration ") && System.currentTimeMillis() < deadline) {
-            Thread.sleep(100);
-            info = destination.monitor("info migrate");
-        }
-        assertTrue(info.contains("ferry resume: Partial state kept: migration "), info);
-        assertTrue(Files.exists(disk) && Files.exists(ferry.migration.ResumeJournal.pathFor(disk)),
-                "the destination's partial state is not on disk: " + disk);
     }
 
     @Test

@@ -1,7 +1,6 @@
 package ferry.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -112,12 +111,20 @@ final class VmHosts {
         awaitWritesBeyond(source, heartbeat(source), 60_000, "the source guest stopped writing after " + after);
     }
 
-    static void awaitGone(Path file) throws InterruptedException {
-        long deadline = System.currentTimeMillis() + 15_000;
-        while (Files.exists(file) && System.currentTimeMillis() < deadline) {
+    /**
+     * A block migration that failed or was cancelled leaves the destination's partial state for {@code migrate -r}: its
+     * image and the resume journal beside it, shown by {@code info migrate}; the next fresh migration discards it first.
+     */
+    static void awaitPartialKept(LocalHost destination, Path disk) throws Exception {
+        long deadline = System.currentTimeMillis() + 30_000;
+        String info = destination.monitor("info migrate");
+        while (!info.contains("ferry resume: Partial state kept: migration ") && System.currentTimeMillis() < deadline) {
             Thread.sleep(100);
+            info = destination.monitor("info migrate");
         }
-        assertFalse(Files.exists(file), "the destination kept " + file + " after a failed migration");
+        assertTrue(info.contains("ferry resume: Partial state kept: migration "), "the destination keeps no partial state: " + info);
+        assertTrue(Files.exists(disk) && Files.exists(ferry.migration.ResumeJournal.pathFor(disk)),
+                "the destination's partial state is not on disk: " + disk);
     }
 
     /**

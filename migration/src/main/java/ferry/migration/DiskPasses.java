@@ -162,7 +162,9 @@ final class DiskPasses {
     List<int[]> lastPass() throws Exception {
         List<DirtySnapshot> last = blocks.takeDirty();
         for (int i = 0; i < disks.size(); i++) {
-            ledger.planned(i, last.get(i));
+            ledger.planned(i, last.get(i));               // every disk's before any send: a lost link keeps them all
+        }
+        for (int i = 0; i < disks.size(); i++) {
             sendSet(i, last.get(i));
         }
         List<int[]> groups = new ArrayList<>();
@@ -310,7 +312,9 @@ final class DiskPasses {
         long found = 0;
         List<DirtySnapshot> dirty = blocks.takeDirty();      // a fresh set starts BEFORE these granules are read
         for (int i = 0; i < senders.size(); i++) {
-            ledger.planned(i, dirty.get(i));
+            ledger.planned(i, dirty.get(i));                 // every disk's before any send: a lost link keeps them all
+        }
+        for (int i = 0; i < senders.size(); i++) {
             found += dirty.get(i).bytes();
             sendSet(i, dirty.get(i));
         }

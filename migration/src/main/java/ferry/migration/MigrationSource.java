@@ -281,8 +281,9 @@ public final class MigrationSource implements AutoCloseable {
                 attempt(offers);
                 return;
             } catch (LinkLost lost) {
-                if (!handshake.destinationHoldsPartial() || !retryWindow.enabled() || events.cancelReason().isPresent()) {
-                    throw lost;
+                if (!handshake.destinationHoldsPartial() || !retryWindow.enabled() || events.cancelReason().isPresent()
+                        || events.peerReason(stream).isPresent()) {
+                    throw lost;            // with the destination's ERROR: it refused or a check failed there, no link blip
                 }
                 RetryWindow.Next next = retryWindow.lost(System.nanoTime(), Instant.now(), welcomedSinceLoss);
                 welcomedSinceLoss = false;

@@ -124,6 +124,9 @@ final class SourceHandshake {
         ResendLedger ledger = passes.ledger();
         List<List<Frame.Sample>> sampled = ResumeSamples.take(disks, readers, passes.digests(), ledger, ThreadLocalRandom.current());
         List<DirtySnapshot> since = blocks.takeDirty();      // after the sample reads: a write racing them is in here
+        for (int i = 0; i < disks.size(); i++) {
+            ledger.planned(i, since.get(i));      // at once: QEMU no longer holds these, and this attempt may fail before WELCOME
+        }
         List<List<Frame.Sample>> samples = ResumeSamples.without(sampled, since);
         stream.send(Phase.HANDSHAKE, new Frame.Hello(MigrationWire.VERSION, vmName, granuleSize, true, request.incremental(), offers,
                 vm.fingerprint(), migrationId, Optional.of(new Frame.ResumeClaim(ledger.lastConfirmed(), samples))));
@@ -135,9 +138,6 @@ final class SourceHandshake {
             throw refused;
         }
         ledger.resumeAt(welcome.checkpoint());
-        for (int i = 0; i < disks.size(); i++) {
-            ledger.planned(i, since.get(i));
-        }
         LOG.log(System.Logger.Level.INFO, "resume: the guest wrote " + since.stream().mapToLong(DirtySnapshot::bytes).sum()
                 + " bytes since the last pass began; the resume pass sends them with what the destination lacks");
         return welcome.checkpoint();

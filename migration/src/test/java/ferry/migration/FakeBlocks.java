@@ -73,10 +73,14 @@ final class FakeBlocks implements SourceBlocks {
     /** Times {@link #suspend} was called (an attempt ended and another may follow). */
     final AtomicLong suspends = new AtomicLong();
 
+    /** Runs in each {@link #suspend}: the guest writing while the link is down, at a known moment. */
+    volatile Runnable whileSuspended = () -> { };
+
     @Override
     public void suspend() {
         throttle.limit(0);                       // tracking goes on: the bitmaps stay on the images
         suspends.incrementAndGet();
+        whileSuspended.run();
     }
 
     @Override

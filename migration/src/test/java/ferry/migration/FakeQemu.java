@@ -137,6 +137,8 @@ final class FakeQemu {
         final List<Prepared> prepared = new ArrayList<>();
         /** The next prepared VM refuses {@code cont}. */
         volatile boolean failResume;
+        /** When set, every prepared VM's start fails with it (as a base image that differs does), not retried. */
+        volatile MigrationException failStart;
 
         Destination(Path dir) {
             this.dir = dir;
@@ -168,6 +170,7 @@ final class FakeQemu {
                 }
                 Prepared vm = new Prepared(dir, hello, prepared.size(), paths, journal);
                 vm.failResume = failResume;
+                vm.failStart = failStart;
                 prepared.add(vm);
                 return vm;
             } catch (IOException e) {
@@ -248,7 +251,13 @@ final class FakeQemu {
         }
         @Override public List<Boolean> fresh() { return images.stream().map(i -> !resumed0).toList(); }
         @Override public PartialMigration journal() { return journal; }
-        @Override public void startVm() { }
+        volatile MigrationException failStart;
+
+        @Override public void startVm() throws MigrationException {
+            if (failStart != null) {
+                throw failStart;
+            }
+        }
         @Override public void stopStarting() { }
         @Override public Path ramSocket() { return socket; }
         @Override public void ramListener(SourceVm.RamListener listener) { this.listener = listener; }

@@ -361,6 +361,25 @@ class MigrationLoopbackTest {
         }
     }
 
+    /**
+     * The destination's ERROR ends the migration even with reconnects on (the default retry-window): here its VM
+     * fails to start, as when its base image differs, while the source streams the disk. A refusal or a failed check
+     * is not a link blip; another attempt would only hide the destination's reason behind its own.
+     */
+    @Test
+    void shouldNotReconnectWhenTheDestinationSaidWhyItEndedTheAttempt() throws Exception {
+        fillSource();
+        host.failStart = new MigrationException(Phase.BULK_COPY, "disk disk0: the destination's base image differs from the source's");
+        FakeQemu.Source vm = new FakeQemu.Source();
+        MigrationSource migration = migrate(destination.port(), vm, FakeBlocks.of(source), 64L << 20);
+        assertTrue(migration.await(60_000));
+        MigrationReport report = migration.stats().report();
+        assertEquals(MigrationStatus.FAILED, report.status());
+        assertTrue(report.error().orElse("").contains("base image differs"), () -> "source error: " + report.error());
+        assertEquals(1, host.prepared.size(), "the source reconnected after the destination's ERROR");
+        assertTrue(vm.resumed.get());
+    }
+
     /** Fills the whole source disk with data, so that what a resume saves stands out against the socket buffers. */
     private void fillSource() throws IOException {
         Random random = new Random(99);
@@ -395,6 +414,49 @@ class MigrationLoopbackTest {
                     + " bytes of disk data for a " + DISK_SIZE + "-byte disk: the resume started over");
             assertTrue(host.prepared.size() >= 2, "the destination saw one attempt only: was the link cut?");
             assertFalse(Files.exists(ResumeJournal.pathFor(prepared.paths.get(0))), "a completed migration leaves no journal");
+        }
+    }
+
+    /**
+     * A reconnect that takes QEMU's dirty bitmap and then loses its link before WELCOME (the proxy closes the first
+     * reconnects at once) must not lose the guest's writes that bitmap held: the attempt that finally resumes sends them.
+     */
+    @Test
+    void shouldKeepTheGuestsWritesThroughAReconnectThatFailsBeforeWelcome() throws Exception {
+        fillSource();
+        try (FaultProxy proxy = new FaultProxy(destination.port())) {
+            proxy.cutAfter(DISK_SIZE / 2);
+            proxy.refuseAfterCut(3_000);                    // reconnects 0.5 s and 1.5 s after the cut find no one
+            FakeBlocks blocks = FakeBlocks.of(source);
+            AtomicLong writes = new AtomicLong();
+            blocks.whileSuspended = () -> {                // the guest writes over what the destination already holds
+                if (writes.get() > 0) {
+                    return;
+                }
+                ByteBuffer block = ByteBuffer.allocateDirect(4096);
+                for (long offset = 0; offset < DISK_SIZE / 4; offset += 256L << 10) {
+                    block.clear();
+                    block.putLong(0, 0x5EED_0000L + offset);
+                    block.clear();
+                    try {
+                        source.write(offset, block);
+                    } catch (IOException e) {
+                        throw new AssertionError(e);
+                    }
+                    writes.incrementAndGet();
+                }
+            };
+            FakeQemu.Source vm = new FakeQemu.Source();
+            MigrationSource migration = migrate(proxy.port(), vm, blocks, 16L << 20);
+            assertTrue(migration.await(60_000), "no end after the reconnects");
+            MigrationReport report = migration.stats().report();
+            assertEquals(MigrationStatus.COMPLETED, report.status(), () -> report.error().orElse(""));
+            assertTrue(proxy.refused() > 0, "no reconnect failed before WELCOME: the case did not happen");
+            assertTrue(writes.get() > 0, "the guest did not write while the link was down");
+            FakeQemu.Prepared prepared = host.last();
+            prepared.close();
+            assertEquals(-1, Files.mismatch(srcDir.resolve("disk0.raw"), prepared.paths.get(0)),
+                    "the destination lacks what the guest wrote while the link was down");
         }
     }
 

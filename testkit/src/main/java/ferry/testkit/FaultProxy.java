@@ -11,6 +11,16 @@ import java.util.concurrent.atomic.AtomicLong;
  * A loopback TCP proxy between source and destination that can cut the link or flip one byte
  * after a given number of source-to-destination bytes (Aeron-style fault injection). Handles one
  * connection at a time; each new connection is passed through unharmed unless re-armed.
+ *
+ * <p>Threads: the constructor starts {@code fault-proxy} (accepts) and each connection two virtual pump
+ * threads, {@code fault-proxy-up} (source to destination) and {@code fault-proxy-down}; {@link #close()} stops accepting, and the pumps end with their connection.
+ *
+ * <h2>Design notes</h2>
+ * <ul>
+ *   <li>{@link #refuseAfterCut} starts its window at the moment of the cut, not when it is called: a test
+ *       cannot tell when the cut happens closely enough to open the window itself before the source's
+ *       first reconnect (half a second later).</li>
+ * </ul>
  */
 public final class FaultProxy implements AutoCloseable {
     private final ServerSocketChannel server;
@@ -20,6 +30,10 @@ public final class FaultProxy implements AutoCloseable {
     private volatile long cutAfter = Long.MAX_VALUE;
     private volatile long flipAt = Long.MAX_VALUE;
     private volatile long stallAfter = Long.MAX_VALUE;
+    private volatile long refuseAfterCutMs;
+    /** Connections accepted before this {@link System#nanoTime} are closed at once (0: none is refused). */
+    private volatile long refuseUntilNs;
+    private final AtomicLong refused = new AtomicLong();
     private volatile boolean closed;
     /** A stalled pump holds its connection open, reading nothing, at most this long. */
     private static final long STALL_LIMIT_MS = 60_000;
@@ -57,31 +71,52 @@ public final class FaultProxy implements AutoCloseable {
         stallAfter = bytes;
     }
 
+    /**
+     * For {@code ms} after the next connection's cut (see {@link #cutAfter}), connections are accepted and
+     * closed at once, before anything reaches the target: a destination host unreachable for a while.
+     */
+    public void refuseAfterCut(long ms) {
+        refuseAfterCutMs = ms;
+    }
+
     public long forwarded() {
         return forwarded.get();
+    }
+
+    /** How many connections were closed at once by {@link #refuseAfterCut}. */
+    public long refused() {
+        return refused.get();
     }
 
     private void accept() {
         try {
             while (true) {
                 SocketChannel client = server.accept();
+                long untilNs = refuseUntilNs;
+                if (untilNs != 0 && System.nanoTime() - untilNs < 0) {
+                    refused.incrementAndGet();
+                    client.close();
+                    continue;
+                }
                 SocketChannel upstream = SocketChannel.open(new InetSocketAddress("127.0.0.1", targetPort));
                 long cut = cutAfter;
                 long flip = flipAt;
                 long stall = stallAfter;
+                long refuseMs = refuseAfterCutMs;
+                refuseAfterCutMs = 0;
                 cutAfter = Long.MAX_VALUE;
                 flipAt = Long.MAX_VALUE;
                 stallAfter = Long.MAX_VALUE;
                 forwarded.set(0);
-                Thread.ofVirtual().start(() -> pump(client, upstream, cut, flip, stall, true));
-                Thread.ofVirtual().start(() -> pump(upstream, client, Long.MAX_VALUE, Long.MAX_VALUE, Long.MAX_VALUE, false));
+                Thread.ofVirtual().name("fault-proxy-up").start(() -> pump(client, upstream, cut, flip, stall, refuseMs, true));
+                Thread.ofVirtual().name("fault-proxy-down").start(() -> pump(upstream, client, Long.MAX_VALUE, Long.MAX_VALUE, Long.MAX_VALUE, 0, false));
             }
         } catch (IOException e) {
             // the proxy was closed
         }
     }
 
-    private void pump(SocketChannel from, SocketChannel to, long cut, long flip, long stall, boolean count) {
+    private void pump(SocketChannel from, SocketChannel to, long cut, long flip, long stall, long refuseMs, boolean count) {
         ByteBuffer buffer = ByteBuffer.allocate(64 << 10);
         long done = 0;
         try {
@@ -95,6 +130,9 @@ public final class FaultProxy implements AutoCloseable {
                     buffer.limit(buffer.position() + (int) (cut - done));
                     while (buffer.hasRemaining()) {
                         to.write(buffer);
+                    }
+                    if (refuseMs > 0) {
+                        refuseUntilNs = System.nanoTime() + refuseMs * 1_000_000;
                     }
                     break;
                 }
