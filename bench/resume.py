@@ -99,14 +99,16 @@ def established(ns):
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
-def kill_connection():
-    """Kills the migration's TCP connection: `ss -K` on both ends (a reset, seen at once), else the veth goes down
-    (a silent cut; restore() brings it up again). Returns how it cut."""
-    for ns in (mig.NS_SRC, mig.NS_DST):
+def kill_connection(way):
+    """Kills the migration's TCP connection: `ss -K` on both ends (a reset, seen at once), else (or with WAY "link")
+    the veth goes down (a silent cut; restore() brings it up again). Returns how it cut."""
+    for ns in (mig.NS_SRC, mig.NS_DST) if way != "link" else ():
         subprocess.run(["ip", "netns", "exec", ns, "ss", "-HtnK", "state", "established",
                         "( dport = :%d or sport = :%d )" % (PORT, PORT)], capture_output=True, text=True)
-    if not established(mig.NS_SRC) and not established(mig.NS_DST):
+    if way != "link" and not established(mig.NS_SRC) and not established(mig.NS_DST):
         return "ss -K"
+    if way == "ss":
+        raise RuntimeError("ss -K left the migration's connection up (no CONFIG_INET_DIAG_DESTROY?): try --cut auto")
     subprocess.run(["ip", "-n", mig.NS_SRC, "link", "set", mig.IF_SRC, "down"], check=True)
     return "link down"
 
@@ -257,7 +259,7 @@ class ResumeRun(mig.Run):
             time.sleep(0.05)
         else:
             raise RuntimeError("transferred disk never reached %.0f %% of the data within %.0f s" % (self.cfg.cut_at * 100, self.cfg.cap))
-        how = kill_connection()
+        how = kill_connection(self.cfg.cut)
         t_cut = time.time()
         r.update({"cut": how, "cut_s": round(t_cut - self.t0, 3), "data": data, "sent_at_cut": sent,
                   "seq_at_cut": mig.last_seq(self.p("src-serial.log")) - self.seq0})
@@ -270,11 +272,14 @@ class ResumeRun(mig.Run):
         r["src_info_after_cut"] = failed.strip()
         m = re.search(r"Resumable: migration \S+, (\d+) bytes owed", failed)
         r["owed"] = int(m.group(1)) if m else None
-        held_text = self.await_info(self.dmon, "the destination's partial state", lambda t: "Partial state kept" in t, 60)
+        restore(how)
+        # After a silent cut the destination notices when its read times out (120 s), or at once when what it
+        # sends next meets the source host's reset
+        held_text = self.await_info(self.dmon, "the destination's partial state", lambda t: "Partial state kept" in t,
+                                    60 if how == "ss -K" else 150)
         m = re.search(r"Partial state kept: migration \S+, (\d+) bytes held", held_text)
         r["held"] = int(m.group(1))
         r["dst_info_after_cut"] = held_text.strip()
-        restore(how)
 
     def await_completion(self, log_at, wire_at):
         """Waits for the migration given at self.t1 to complete and the destination QEMU to run; records the figures
@@ -381,6 +386,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=60, help="how long the guest writes")
     ap.add_argument("--cap", type=float, default=120, help="bound of each wait for the migration, in seconds")
     ap.add_argument("--cut-at", type=float, default=0.5, help="cut when this share of the bulk pass's data is sent")
+    ap.add_argument("--cut", choices=("auto", "ss", "link"), default="auto",
+                    help="ss: ss -K only; link: the veth down and up (a silent cut); auto: ss -K, else link")
     ap.add_argument("--out", default=os.path.join(mig.ROOT, "bench/out"))
     ap.add_argument("--ferry-home", default=mig.ROOT)
     ap.add_argument("--keep", action="store_true", help="keep every run's directory (default: only failed ones)")
