@@ -4,7 +4,7 @@
 # without a cut, for reference. Cases alternate run by run.
 #   bench/resume.sh                   3 runs of each case: 1 GiB disk with 512 MiB of data, guest writing 2M, 1gbit link
 #   bench/resume.sh --rate 300mbit    a slower link, so that the bulk pass lasts longer (the cut lands closer to 50 %)
-# Other options go to bench/resume.py (--runs N, --cases, --load, --seconds S, --cut-at F, --keep).
+# Other options go to bench/resume.py (--runs N, --cases, --load, --seconds S, --cut-at F, --cut auto|ss|link, --keep).
 # Results: bench/out/resume-*.jsonl (one line per run) and bench/out/resume-table-*.md. Needs root (ip netns, tc, ss -K).
 # Its own namespaces, veth and addresses (not migration.sh's), so that the two benchmarks never meet.
 set -euo pipefail
