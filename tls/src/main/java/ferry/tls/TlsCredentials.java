@@ -112,13 +112,9 @@ public final class TlsCredentials {
         }
     }
 
-    private static KeyManager[] keyManagers(List<X509Certificate> chain, PrivateKey key) throws GeneralSecurityException, IOException {
-        KeyStore store = KeyStore.getInstance("PKCS12");
-        store.load(null, null);
-        char[] none = new char[0];
-        store.setKeyEntry("own", key, none, chain.toArray(X509Certificate[]::new));
+    private static KeyManager[] keyManagers(List<X509Certificate> chain, PrivateKey key) throws GeneralSecurityException {
         KeyManagerFactory factory = KeyManagerFactory.getInstance("PKIX");
-        factory.init(store, none);
+        factory.init(OwnKeyStore.of(chain, key), OwnKeyStore.PASSWORD);
         return factory.getKeyManagers();
     }
 
@@ -222,7 +218,7 @@ public final class TlsCredentials {
 
     /**
      * A server-side engine for a connection that upgrades in the middle of its own protocol (NBD's
-     * STARTTLS, driven by {@code ferry.nbd.tls.TlsChannel}): TLS 1.3, a client certificate required when
+     * STARTTLS, driven by {@link TlsChannel}): TLS 1.3, a client certificate required when
      * verify-peer is on; the same policy as {@link #server}.
      */
     public SSLEngine serverEngine() throws TlsException {

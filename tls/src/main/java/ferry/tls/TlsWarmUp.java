@@ -2,7 +2,6 @@ package ferry.tls;
 
 import java.nio.ByteBuffer;
 import java.security.GeneralSecurityException;
-import java.security.KeyStore;
 import java.security.PrivateKey;
 import java.security.SecureRandom;
 import java.security.cert.X509Certificate;
@@ -37,16 +36,8 @@ final class TlsWarmUp {
 
     static void run(List<X509Certificate> chain, PrivateKey key, long bytes) throws GeneralSecurityException, SSLException {
         SSLContext context = SSLContext.getInstance(TlsCredentials.PROTOCOL);
-        KeyStore store = KeyStore.getInstance("PKCS12");
-        try {
-            store.load(null, null);
-        } catch (java.io.IOException e) {
-            throw new GeneralSecurityException("empty key store: " + e.getMessage(), e);
-        }
-        char[] none = new char[0];
-        store.setKeyEntry("own", key, none, chain.toArray(X509Certificate[]::new));
         KeyManagerFactory keys = KeyManagerFactory.getInstance("SunX509");     // no usage checks: one pair plays both ends
-        keys.init(store, none);
+        keys.init(OwnKeyStore.of(chain, key), OwnKeyStore.PASSWORD);
         context.init(keys.getKeyManagers(), new TrustManager[] {new TrustAnything()}, new SecureRandom());
         SSLEngine client = engine(context, true);
         SSLEngine server = engine(context, false);
