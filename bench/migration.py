@@ -166,6 +166,26 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid):
+    """utime+stime of each thread of one process, summed by role: 'jit' (C1/C2 compiler threads), 'gc'
+    (the VM thread, which runs the serial collector, and GC workers), 'app' (all others: Ferry's own
+    platform threads and the carriers of its virtual threads)."""
+    roles = {"jit": 0.0, "gc": 0.0, "app": 0.0}
+    task_dir = "/proc/%d/task" % pid
+    for tid in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, tid, "comm")) as f:
+                comm = f.read().strip()
+            with open(os.path.join(task_dir, tid, "stat")) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # the thread ended between the listing and the read
+        role = "jit" if comm.startswith(("C1 Compiler", "C2 Compiler")) else \
+            "gc" if comm.startswith(("VM Thread", "GC Thread", "G1 ", "GC ")) else "app"
+        roles[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return roles
+
+
 def serial_line(path, text):
     if not os.path.exists(path):
         return None
@@ -307,6 +327,7 @@ class Run:
             self.wait_workload()
             self.seq0 = last_seq(self.p("src-serial.log"))
             self.cpu0 = self.ferry_cpu()
+            self.roles0 = self.ferry_cpu_roles()
             self.t0 = time.time()
             self.b0 = link_bytes(self.link)
             ok = getattr(self, "migrate_" + self.method.replace("-", "_"))()
@@ -324,6 +345,15 @@ class Run:
             return None
         try:
             return sum(cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst"))
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def ferry_cpu_roles(self):
+        """Per side and thread role (thread_cpu_seconds) so far: where Ferry's CPU goes (JIT, GC, its own threads)."""
+        if not self.method.startswith("ferry"):
+            return None
+        try:
+            return {p.name: thread_cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst")}
         except (OSError, ValueError, IndexError):
             return None
 
@@ -567,6 +597,10 @@ class Run:
         cpu = self.ferry_cpu()
         if cpu is not None and self.cpu0 is not None:
             r["ferry_cpu_s"] = round(cpu - self.cpu0, 2)
+        roles = self.ferry_cpu_roles()
+        if roles and getattr(self, "roles0", None):
+            r["ferry_cpu_roles_s"] = {side: {role: round(v - self.roles0[side][role], 2) for role, v in by_role.items()}
+                                      for side, by_role in roles.items() if side in self.roles0}
         stop = self.src.event("STOP", self.t0)
         time.sleep(0.5)  # the last acknowledgements
         r["wire_bytes"] = link_bytes(self.link) - self.b0
@@ -780,6 +814,8 @@ def main():
             if r["method"].startswith("ferry"):
                 print("\n%s %s %s %s run %s: converged=%s %s" % (r["method"], r["link"], r["load"], r["disk"], r.get("run"),
                                                                  r["converged"], "; ".join(r["notes"])[:160]))
+                if r.get("ferry_cpu_roles_s"):
+                    print("  ferry cpu s=%s by thread role %s" % (r.get("ferry_cpu_s"), r["ferry_cpu_roles_s"]))
                 print("  " + "  ".join("%.2f %s" % (t, what) for t, what in r.get("timeline", [])
                                        if not what.startswith(("src MIGRATION_PASS", "ferry dirty pass"))))
         return
@@ -822,6 +858,8 @@ def main():
                         log("  -> converged=%s verified=%s total=%s s downtime=%s ms wire=%s %s"
                             % (r["converged"], r["verified"], r.get("total_s"), r.get("downtime_ms"),
                                r.get("wire_bytes"), "; ".join(r["notes"])))
+                        if r.get("ferry_cpu_roles_s"):
+                            log("     ferry cpu s=%s by thread role %s" % (r.get("ferry_cpu_s"), r["ferry_cpu_roles_s"]))
                         results.append(r)
                         with open(results_path, "a") as f:
                             f.write(json.dumps(r) + "\n")
