@@ -157,16 +157,16 @@ public final class TlsCredentials {
     }
 
     /**
-     * Compiles JSSE's handshake and record path ahead of the first migration ({@link TlsWarmUp}): one
-     * in-memory handshake and {@code bytes} of data. Credentials without a key of their own (a client
-     * without client-cert.pem) have nothing to warm up with and return at once.
+     * Compiles the TLS path ahead of the first migration ({@link TlsWarmUp}): {@code rounds} runs of
+     * {@code round}, with engines of a throwaway context that holds this side's own key. Credentials without
+     * a key of their own (a client without client-cert.pem) have nothing to warm up with and return at once.
      */
-    public void warmUp(long bytes) throws TlsException {
+    public void warmUp(TlsWarmUp.Round round, int rounds) throws TlsException, InterruptedException {
         if (key == null) {
             return;
         }
         try {
-            TlsWarmUp.run(chain, key, bytes);
+            TlsWarmUp.run(chain, key, round, rounds);
         } catch (GeneralSecurityException | IOException e) {
             throw new TlsException(TlsException.Kind.UNSUPPORTED, "tls-creds-x509 " + id + ": the TLS warm-up failed: " + e.getMessage(), e);
         }
