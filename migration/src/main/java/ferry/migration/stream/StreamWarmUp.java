@@ -27,8 +27,9 @@ import javax.net.ssl.SSLEngine;
  * {@code FrameWriter} and {@code FrameReader}, carrying the frames a migration sends most: full 1 MiB
  * BLOCK_DATA frames, RAM frames of the odd sizes QEMU's reads give, small control frames (a record of a
  * few bytes takes branches of AES-GCM that 16 KiB records do not), then VERIFIED, which the receiving end
- * reads as "round over". Read timeouts are set as a migration sets them (the handshake's, then none on
- * the sending end and the silence limit on the receiving end), as a timed read runs other JDK code.
+ * reads as "round over". The receiving end reads the first byte before TLS, as StreamAcceptor does, and
+ * read timeouts are set as a migration sets them (the handshake's, then none on the sending end and the
+ * silence limit on the receiving end): a partial first record and a timed read run code of their own.
  *
  * <p>Design notes: a loopback connection, not an in-memory pipe, because C2 compiles the channel under
  * TLS into the record path (a pipe there made the migration's socket deoptimize it). The listening
@@ -112,9 +113,18 @@ public final class StreamWarmUp implements TlsWarmUp.Round {
         throw new IOException("the TLS warm-up's loopback port got " + FOREIGN_CONNECTIONS_MAX + " connections from elsewhere");
     }
 
+    /** The handshake as StreamConnector and StreamAcceptor run it: the server side has read the first byte already. */
     private static TlsStream handshaken(SocketChannel channel, SSLEngine engine, TlsEndpoint side) throws IOException {
-        TlsChannel tls = new TlsChannel(new TimedSocket(channel), engine, ByteBuffer.allocate(0));
         channel.socket().setSoTimeout(StreamConnector.HANDSHAKE_TIMEOUT_MS);
+        ByteBuffer early = ByteBuffer.allocate(0);
+        if (side == TlsEndpoint.SERVER) {
+            int first = channel.socket().getInputStream().read();
+            if (first < 0) {
+                throw new IOException("the TLS warm-up's client closed the connection before its ClientHello");
+            }
+            early = ByteBuffer.wrap(new byte[] {(byte) first});
+        }
+        TlsChannel tls = new TlsChannel(new TimedSocket(channel), engine, early);
         tls.handshake();
         return new TlsStream(channel, tls, "TLS warm-up", side);
     }
