@@ -321,16 +321,24 @@ class Run:
 
     # -- the methods: each starts both sides, waits for the workload, migrates; sets self.src/self.dst QMP
 
+    def is_ferry(self):
+        return self.method.startswith(("ferry", "base-ferry"))
+
+    def ferry_home(self):
+        """base-ferry and base-ferry-tls run the --baseline checkout, the others this one (or --ferry-home)."""
+        return self.cfg.baseline if self.method.startswith("base-") else self.cfg.ferry_home
+
     def run(self):
+        step = self.method[len("base-"):] if self.method.startswith("base-") else self.method
         try:
-            getattr(self, "setup_" + self.method.replace("-", "_"))()
+            getattr(self, "setup_" + step.replace("-", "_"))()
             self.wait_workload()
             self.seq0 = last_seq(self.p("src-serial.log"))
             self.cpu0 = self.ferry_cpu()
             self.roles0 = self.ferry_cpu_roles()
             self.t0 = time.time()
             self.b0 = link_bytes(self.link)
-            ok = getattr(self, "migrate_" + self.method.replace("-", "_"))()
+            ok = getattr(self, "migrate_" + step.replace("-", "_"))()
             self.finish(ok)
         except Exception as e:  # one failed run must not end the matrix; it is reported as such
             self.r["notes"].append("error: " + str(e))
@@ -341,7 +349,7 @@ class Run:
 
     def ferry_cpu(self):
         """CPU seconds of both Ferry JVMs so far (their pids are the launchers': ip netns exec and bin/ferry exec)."""
-        if not self.method.startswith("ferry"):
+        if not self.is_ferry():
             return None
         try:
             return sum(cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst"))
@@ -350,7 +358,7 @@ class Run:
 
     def ferry_cpu_roles(self):
         """Per side and thread role (thread_cpu_seconds) so far: where Ferry's CPU goes (JIT, GC, its own threads)."""
-        if not self.method.startswith("ferry"):
+        if not self.is_ferry():
             return None
         try:
             return {p.name: thread_cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst")}
@@ -376,7 +384,7 @@ class Run:
     # Ferry ---------------------------------------------------------------
 
     def ferry_argv(self, side, disk_path, extra=()):
-        return [os.path.join(self.cfg.ferry_home, "bin/ferry"), "run", "-name", "demo", *self.guest_args(),
+        return [os.path.join(self.ferry_home(), "bin/ferry"), "run", "-name", "demo", *self.guest_args(),
                 "-drive", "file=%s,format=raw,if=virtio,id=disk0" % disk_path,
                 "-monitor", "unix:%s,server,nowait" % self.p(side + "-mon.sock"),
                 "-serial", "file:" + self.p(side + "-serial.log"), "-display", "none",
@@ -804,6 +812,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep every run's directory (default: only failed ones)")
     ap.add_argument("--tls", action="store_true", help="Ferry with TLS 1.3 beside plain Ferry (methods ferry,ferry-tls"
                     " unless --methods is given)")
+    ap.add_argument("--baseline", metavar="DIR", help="also run methods base-ferry (and base-ferry-tls with --tls) from the"
+                    " Ferry checkout DIR (built: cli/target/ferry.jar), interleaved with the others, for before/after figures")
     ap.add_argument("--report", metavar="JSONL", help="only print the table (and Ferry's timelines) of an earlier run")
     cfg = ap.parse_args()
     if cfg.report:
@@ -811,7 +821,7 @@ def main():
             results = [json.loads(line) for line in f if line.strip()]
         print(markdown(summarize(results)[1]))
         for r in results:
-            if r["method"].startswith("ferry"):
+            if r["method"].startswith(("ferry", "base-ferry")):
                 print("\n%s %s %s %s run %s: converged=%s %s" % (r["method"], r["link"], r["load"], r["disk"], r.get("run"),
                                                                  r["converged"], "; ".join(r["notes"])[:160]))
                 if r.get("ferry_cpu_roles_s"):
@@ -826,6 +836,8 @@ def main():
     cfg.seconds = cfg.seconds or (cfg.cap + 30 if cfg.full else 45)
     if cfg.tls and "--methods" not in sys.argv:
         cfg.methods = "ferry,ferry-tls"
+    if cfg.baseline and "--methods" not in sys.argv:
+        cfg.methods += "".join("," + "base-" + m for m in cfg.methods.split(",") if m.startswith("ferry"))
     methods = cfg.methods.split(",")
     os.makedirs(cfg.out, exist_ok=True)
     work = os.path.join(cfg.out, "work")
