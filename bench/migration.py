@@ -166,6 +166,26 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid):
+    """utime+stime of each thread of one process, summed by role: 'jit' (C1/C2 compiler threads), 'gc'
+    (the VM thread, which runs the serial collector, and GC workers), 'app' (all others: Ferry's own
+    platform threads and the carriers of its virtual threads)."""
+    roles = {"jit": 0.0, "gc": 0.0, "app": 0.0}
+    task_dir = "/proc/%d/task" % pid
+    for tid in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, tid, "comm")) as f:
+                comm = f.read().strip()
+            with open(os.path.join(task_dir, tid, "stat")) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue   # the thread ended between the listing and the read
+        role = "jit" if comm.startswith(("C1 Compiler", "C2 Compiler")) else \
+            "gc" if comm.startswith(("VM Thread", "GC Thread", "G1 ", "GC ")) else "app"
+        roles[role] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return roles
+
+
 def serial_line(path, text):
     if not os.path.exists(path):
         return None
@@ -301,15 +321,24 @@ class Run:
 
     # -- the methods: each starts both sides, waits for the workload, migrates; sets self.src/self.dst QMP
 
+    def is_ferry(self):
+        return self.method.startswith(("ferry", "base-ferry"))
+
+    def ferry_home(self):
+        """base-ferry and base-ferry-tls run the --baseline checkout, the others this one (or --ferry-home)."""
+        return self.cfg.baseline if self.method.startswith("base-") else self.cfg.ferry_home
+
     def run(self):
+        step = self.method[len("base-"):] if self.method.startswith("base-") else self.method
         try:
-            getattr(self, "setup_" + self.method.replace("-", "_"))()
+            getattr(self, "setup_" + step.replace("-", "_"))()
             self.wait_workload()
             self.seq0 = last_seq(self.p("src-serial.log"))
             self.cpu0 = self.ferry_cpu()
+            self.roles0 = self.ferry_cpu_roles()
             self.t0 = time.time()
             self.b0 = link_bytes(self.link)
-            ok = getattr(self, "migrate_" + self.method.replace("-", "_"))()
+            ok = getattr(self, "migrate_" + step.replace("-", "_"))()
             self.finish(ok)
         except Exception as e:  # one failed run must not end the matrix; it is reported as such
             self.r["notes"].append("error: " + str(e))
@@ -320,10 +349,19 @@ class Run:
 
     def ferry_cpu(self):
         """CPU seconds of both Ferry JVMs so far (their pids are the launchers': ip netns exec and bin/ferry exec)."""
-        if not self.method.startswith("ferry"):
+        if not self.is_ferry():
             return None
         try:
             return sum(cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst"))
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def ferry_cpu_roles(self):
+        """Per side and thread role (thread_cpu_seconds) so far: where Ferry's CPU goes (JIT, GC, its own threads)."""
+        if not self.is_ferry():
+            return None
+        try:
+            return {p.name: thread_cpu_seconds(p.p.pid) for p in self.procs if p.name in ("src", "dst")}
         except (OSError, ValueError, IndexError):
             return None
 
@@ -346,7 +384,7 @@ class Run:
     # Ferry ---------------------------------------------------------------
 
     def ferry_argv(self, side, disk_path, extra=()):
-        return [os.path.join(self.cfg.ferry_home, "bin/ferry"), "run", "-name", "demo", *self.guest_args(),
+        return [os.path.join(self.ferry_home(), "bin/ferry"), "run", "-name", "demo", *self.guest_args(),
                 "-drive", "file=%s,format=raw,if=virtio,id=disk0" % disk_path,
                 "-monitor", "unix:%s,server,nowait" % self.p(side + "-mon.sock"),
                 "-serial", "file:" + self.p(side + "-serial.log"), "-display", "none",
@@ -567,6 +605,10 @@ class Run:
         cpu = self.ferry_cpu()
         if cpu is not None and self.cpu0 is not None:
             r["ferry_cpu_s"] = round(cpu - self.cpu0, 2)
+        roles = self.ferry_cpu_roles()
+        if roles and getattr(self, "roles0", None):
+            r["ferry_cpu_roles_s"] = {side: {role: round(v - self.roles0[side][role], 2) for role, v in by_role.items()}
+                                      for side, by_role in roles.items() if side in self.roles0}
         stop = self.src.event("STOP", self.t0)
         time.sleep(0.5)  # the last acknowledgements
         r["wire_bytes"] = link_bytes(self.link) - self.b0
@@ -770,6 +812,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep every run's directory (default: only failed ones)")
     ap.add_argument("--tls", action="store_true", help="Ferry with TLS 1.3 beside plain Ferry (methods ferry,ferry-tls"
                     " unless --methods is given)")
+    ap.add_argument("--baseline", metavar="DIR", help="also run methods base-ferry (and base-ferry-tls with --tls) from the"
+                    " Ferry checkout DIR (built: cli/target/ferry.jar), interleaved with the others, for before/after figures")
     ap.add_argument("--report", metavar="JSONL", help="only print the table (and Ferry's timelines) of an earlier run")
     cfg = ap.parse_args()
     if cfg.report:
@@ -777,9 +821,11 @@ def main():
             results = [json.loads(line) for line in f if line.strip()]
         print(markdown(summarize(results)[1]))
         for r in results:
-            if r["method"].startswith("ferry"):
+            if r["method"].startswith(("ferry", "base-ferry")):
                 print("\n%s %s %s %s run %s: converged=%s %s" % (r["method"], r["link"], r["load"], r["disk"], r.get("run"),
                                                                  r["converged"], "; ".join(r["notes"])[:160]))
+                if r.get("ferry_cpu_roles_s"):
+                    print("  ferry cpu s=%s by thread role %s" % (r.get("ferry_cpu_s"), r["ferry_cpu_roles_s"]))
                 print("  " + "  ".join("%.2f %s" % (t, what) for t, what in r.get("timeline", [])
                                        if not what.startswith(("src MIGRATION_PASS", "ferry dirty pass"))))
         return
@@ -790,6 +836,8 @@ def main():
     cfg.seconds = cfg.seconds or (cfg.cap + 30 if cfg.full else 45)
     if cfg.tls and "--methods" not in sys.argv:
         cfg.methods = "ferry,ferry-tls"
+    if cfg.baseline and "--methods" not in sys.argv:
+        cfg.methods += "".join("," + "base-" + m for m in cfg.methods.split(",") if m.startswith("ferry"))
     methods = cfg.methods.split(",")
     os.makedirs(cfg.out, exist_ok=True)
     work = os.path.join(cfg.out, "work")
@@ -822,6 +870,8 @@ def main():
                         log("  -> converged=%s verified=%s total=%s s downtime=%s ms wire=%s %s"
                             % (r["converged"], r["verified"], r.get("total_s"), r.get("downtime_ms"),
                                r.get("wire_bytes"), "; ".join(r["notes"])))
+                        if r.get("ferry_cpu_roles_s"):
+                            log("     ferry cpu s=%s by thread role %s" % (r.get("ferry_cpu_s"), r["ferry_cpu_roles_s"]))
                         results.append(r)
                         with open(results_path, "a") as f:
                             f.write(json.dumps(r) + "\n")

@@ -4,6 +4,8 @@
 #   bench/migration.sh            small matrix: netns 1gbit x {idle, 2M} x 1 GiB x 4 methods x 3 runs (~20 min)
 #   bench/migration.sh --full     loopback, netns 1gbit, netns 200mbit x {idle, 2M, 10M, max} x {1 GiB, 8 GiB}
 #   bench/migration.sh --tls      Ferry with TLS 1.3 (method ferry-tls) beside plain Ferry, with Ferry's CPU s per GiB
+#   bench/migration.sh --tls --baseline DIR   the same, and beside it the Ferry checkout DIR (methods base-ferry,
+#                                 base-ferry-tls), interleaved: before/after figures from one sitting
 # Other options go to bench/migration.py (--runs N, --methods, --links, --loads, --disks, --cap S, --seconds S, --keep).
 # Results: bench/out/results-*.jsonl (one line per run) and bench/out/table-*.md. Needs root (ip netns, tc).
 set -euo pipefail

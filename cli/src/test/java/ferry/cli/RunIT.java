@@ -81,7 +81,7 @@ class RunIT {
             String version = host.monitor("info version");
             assertTrue(version.matches("Ferry \\S+ \\(QEMU \\d+\\.\\d+\\.\\d+.*\\)"), version);
             String help = host.monitor("help");
-            assertTrue(help.lines().anyMatch(l -> l.startsWith("migrate [-d] [-b] [-i] uri -- ")), help);
+            assertTrue(help.lines().anyMatch(l -> l.startsWith("migrate [-d] [-b] [-i] [-r] uri -- ")), help);
             String cpus = host.monitor("info cpus");
             assertTrue(cpus.matches("(?s)\\* CPU #0: thread_id=\\d+.*"), "QEMU's own text: " + cpus);
             assertBlockAllocates(host, disk);
@@ -90,7 +90,7 @@ class RunIT {
             assertEquals("unknown command: 'frobnicate'", unknown, "QEMU 7.2's one line, not 15 lines of help");
             String badUri = host.monitor("migrate tcp:x");
             assertTrue(badUri.startsWith("Error: migrate: invalid migration URI 'tcp:x'"), badUri);
-            assertTrue(badUri.contains("\nmigrate [-d] [-b] [-i] uri -- "), "followed by migrate's help: " + badUri);
+            assertTrue(badUri.contains("\nmigrate [-d] [-b] [-i] [-r] uri -- "), "followed by migrate's help: " + badUri);
             for (String reply : List.of(unknown, badUri)) {
                 assertFalse(reply.contains("Exception") || reply.contains("\tat "), "no stack trace: " + reply);
             }

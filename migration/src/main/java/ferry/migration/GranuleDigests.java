@@ -8,7 +8,8 @@ import java.util.List;
 import java.util.zip.CRC32C;
 
 /**
- * A CRC32C per granule of one disk, of the last content sent (source) or written (destination).
+ * A digest per granule of one disk ({@link GranuleHash}: XXH64 folded to 32 bits), of the last content
+ * sent (source) or written (destination).
  * Before the destination VM may resume, both sides compare digests over groups of
  * {@link #GROUP_GRANULES} granule digests: 4 bytes per group, e.g. 1 KiB per GiB at 4 KiB granules.
  * Untouched granules keep 0 on both sides. A mismatch means the copies differ and the switchover
@@ -202,13 +203,10 @@ public final class GranuleDigests {
     public void recordData(long firstGranule, ByteBuffer data) {
         ByteBuffer view = data.duplicate();
         long granule = firstGranule;
-        CRC32C crc = new CRC32C();
         while (view.hasRemaining()) {
             int length = Math.min(granuleLength(granule), view.remaining());
             ByteBuffer slice = view.slice(view.position(), length);
-            crc.reset();
-            crc.update(slice);
-            set(granule, digestOf((int) crc.getValue(), length));
+            set(granule, digestOf(GranuleHash.xxh64(slice)));
             view.position(view.position() + length);
             granule++;
         }
@@ -223,9 +221,7 @@ public final class GranuleDigests {
 
     /** The digest {@link #recordData} keeps for one granule holding {@code data} (position..limit). */
     public static int digestOfGranule(ByteBuffer data) {
-        CRC32C crc = new CRC32C();
-        crc.update(data.duplicate());
-        return digestOf((int) crc.getValue(), data.remaining());
+        return digestOf(GranuleHash.xxh64(data));
     }
 
     /** The digest recorded for {@code granule}; 0 when it was never recorded. */
@@ -299,24 +295,23 @@ public final class GranuleDigests {
         return String.format("bytes 0x%x..0x%x", start, end);
     }
 
-    private static int digestOf(int crc, int length) {
-        int digest = crc ^ (length * 0x9E3779B1);
-        return digest == 0 ? 1 : digest;      // 0 means "never sent"
+    /** A granule's XXH64 (which covers its length too), folded to 32 bits; never 0, which means "never sent". */
+    private static int digestOf(long hash) {
+        int digest = (int) (hash ^ (hash >>> 32));
+        return digest == 0 ? 1 : digest;
     }
 
-    private static final int[] ZERO_CRC_CACHE = new int[2];
+    private static final int[] ZERO_DIGEST_CACHE = new int[2];
     private static final int[] ZERO_LENGTH_CACHE = {-1, -1};
 
     private static int zeroDigest(int length) {
         int slot = length == 4096 ? 0 : 1;
-        synchronized (ZERO_CRC_CACHE) {
+        synchronized (ZERO_DIGEST_CACHE) {
             if (ZERO_LENGTH_CACHE[slot] != length) {
-                CRC32C crc = new CRC32C();
-                crc.update(ByteBuffer.allocate(length));
-                ZERO_CRC_CACHE[slot] = digestOf((int) crc.getValue(), length);
+                ZERO_DIGEST_CACHE[slot] = digestOf(GranuleHash.xxh64(ByteBuffer.allocate(length)));
                 ZERO_LENGTH_CACHE[slot] = length;
             }
-            return ZERO_CRC_CACHE[slot];
+            return ZERO_DIGEST_CACHE[slot];
         }
     }
 }

@@ -306,6 +306,16 @@ class MigrationLoopbackTest {
                 assertTrue(migration.await(60_000), () -> "no end 60 s after a cut at " + cut + " bytes, state "
                         + migration.state() + "; threads:\n" + threadDump());
                 MigrationReport report = migration.stats().report();
+                if (report.status() == MigrationStatus.COMPLETED && proxy.forwarded() < cut && cut > total / 2) {
+                    // Pass counts vary: this run needed fewer bytes than the measured one and ended before the cut.
+                    System.out.println("cut after " + cut + " bytes not reached: the migration took " + proxy.forwarded());
+                    host.last().close();
+                    destination.close();                     // a completed migration ends the listener: a new one
+                    destination = new MigrationDestination("127.0.0.1", 0, host);
+                    destination.start();
+                    proxy.retarget(destination.port());
+                    continue;
+                }
                 assertEquals(MigrationStatus.FAILED, report.status(), "cut after " + cut + " bytes");
                 assertTrue(report.error().isPresent());
                 if (cut == total - 100 && !vm.resumed.get()) {

@@ -2,7 +2,7 @@ package ferry.nbd;
 
 import static ferry.nbd.NbdWire.*;
 
-import ferry.nbd.tls.TlsChannel;
+import ferry.tls.TlsChannel;
 import ferry.tls.TlsCredentials;
 import ferry.tls.TlsException;
 import java.io.IOException;

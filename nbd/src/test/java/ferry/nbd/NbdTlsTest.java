@@ -4,7 +4,7 @@ import static ferry.nbd.NbdWire.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 import ferry.nbd.tls.Fixtures;
-import ferry.nbd.tls.TlsChannel;
+import ferry.tls.TlsChannel;
 import ferry.tls.TlsCredentials;
 import java.io.IOException;
 import java.nio.ByteBuffer;

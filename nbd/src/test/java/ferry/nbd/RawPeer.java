@@ -2,7 +2,7 @@ package ferry.nbd;
 
 import static ferry.nbd.NbdWire.*;
 
-import ferry.nbd.tls.TlsChannel;
+import ferry.tls.TlsChannel;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;

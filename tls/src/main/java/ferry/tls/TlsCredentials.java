@@ -112,13 +112,9 @@ public final class TlsCredentials {
         }
     }
 
-    private static KeyManager[] keyManagers(List<X509Certificate> chain, PrivateKey key) throws GeneralSecurityException, IOException {
-        KeyStore store = KeyStore.getInstance("PKCS12");
-        store.load(null, null);
-        char[] none = new char[0];
-        store.setKeyEntry("own", key, none, chain.toArray(X509Certificate[]::new));
+    private static KeyManager[] keyManagers(List<X509Certificate> chain, PrivateKey key) throws GeneralSecurityException {
         KeyManagerFactory factory = KeyManagerFactory.getInstance("PKIX");
-        factory.init(store, none);
+        factory.init(OwnKeyStore.of(chain, key), OwnKeyStore.PASSWORD);
         return factory.getKeyManagers();
     }
 
@@ -161,16 +157,16 @@ public final class TlsCredentials {
     }
 
     /**
-     * Compiles JSSE's handshake and record path ahead of the first migration ({@link TlsWarmUp}): one
-     * in-memory handshake and {@code bytes} of data. Credentials without a key of their own (a client
-     * without client-cert.pem) have nothing to warm up with and return at once.
+     * Compiles the TLS path ahead of the first migration ({@link TlsWarmUp}): {@code rounds} runs of
+     * {@code round}, with engines of a throwaway context that holds this side's own key. Credentials without
+     * a key of their own (a client without client-cert.pem) have nothing to warm up with and return at once.
      */
-    public void warmUp(long bytes) throws TlsException {
+    public void warmUp(TlsWarmUp.Round round, int rounds) throws TlsException, InterruptedException {
         if (key == null) {
             return;
         }
         try {
-            TlsWarmUp.run(chain, key, bytes);
+            TlsWarmUp.run(chain, key, round, rounds);
         } catch (GeneralSecurityException | IOException e) {
             throw new TlsException(TlsException.Kind.UNSUPPORTED, "tls-creds-x509 " + id + ": the TLS warm-up failed: " + e.getMessage(), e);
         }
@@ -222,7 +218,7 @@ public final class TlsCredentials {
 
     /**
      * A server-side engine for a connection that upgrades in the middle of its own protocol (NBD's
-     * STARTTLS, driven by {@code ferry.nbd.tls.TlsChannel}): TLS 1.3, a client certificate required when
+     * STARTTLS, driven by {@link TlsChannel}): TLS 1.3, a client certificate required when
      * verify-peer is on; the same policy as {@link #server}.
      */
     public SSLEngine serverEngine() throws TlsException {

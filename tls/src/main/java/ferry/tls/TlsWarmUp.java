@@ -1,8 +1,9 @@
 package ferry.tls;
 
-import java.nio.ByteBuffer;
+import java.io.IOException;
+import java.lang.management.CompilationMXBean;
+import java.lang.management.ManagementFactory;
 import java.security.GeneralSecurityException;
-import java.security.KeyStore;
 import java.security.PrivateKey;
 import java.security.SecureRandom;
 import java.security.cert.X509Certificate;
@@ -10,66 +11,77 @@ import java.util.List;
 import javax.net.ssl.KeyManagerFactory;
 import javax.net.ssl.SSLContext;
 import javax.net.ssl.SSLEngine;
-import javax.net.ssl.SSLEngineResult;
-import javax.net.ssl.SSLException;
 import javax.net.ssl.SSLParameters;
 import javax.net.ssl.TrustManager;
 import javax.net.ssl.X509TrustManager;
 
 /**
- * Gets the JIT to compile JSSE before the first migration needs it: one TLS 1.3 handshake with client
- * certificate and {@code bytes} of application data between two SSLEngines in memory, built from this
- * host's own key and certificate. Nothing touches the network; the throwaway context trusts anything
- * and serves nothing else.
+ * Gets the JIT to compile the TLS path before the first migration needs it: rounds of one TLS 1.3
+ * handshake with client certificate followed by data, run by the caller's {@link Round} with a client and
+ * a server engine of a throwaway context built from this host's own key and certificate. The context
+ * trusts any peer: it serves only the warm-up, whose two ends are this very JVM.
  *
- * <p>Why: a migration is the first TLS a Ferry JVM does, and a cold JVM runs the handshake and
- * AES-GCM interpreted at first. On the 2-core benchmark machine (bench/migration.sh --tls, two TCG
- * guests busy) a cold first handshake took 1.8 s instead of 0.09 s warm, and the bulk pass of 256 MiB
- * ran at half the 1 Gbit/s line rate with 19 CPU s per GiB in the two JVMs (plain: 8.6):
- * docs/BENCHMARKS.md "TLS". Warming up at start moves that cost out of the migration.
+ * <p>Why: a migration is the first TLS a Ferry JVM does. Cold, the JIT compiled JSSE and AES-GCM during
+ * the migration: on the 2-core benchmark machine about half of the CPU that TLS added to a migration
+ * (1 s of JIT compiler threads per JVM, and the cipher run interpreted meanwhile), docs/BENCHMARKS.md
+ * "TLS". What a warm-up must get right, from the compiler logs:
+ * <ul>
+ *   <li>the same classes as a migration, down to the channel under TLS: C2 inlines what the profile
+ *       shows, and one new receiver class (a pipe in the warm-up, a socket in the migration) made the
+ *       record path deoptimize and compile again during the migration;
+ *   <li>enough records: C2 takes over a method after some 5,000 calls, and JSSE calls its cipher once
+ *       per 16 KiB record, so a few MiB leave the record path half-compiled;
+ *   <li>several rounds, each with a handshake: a profile of bulk data alone made the first handshake of
+ *       the real migration deoptimize the record decryption (its ChangeCipherSpec branch);
+ *   <li>a pause between rounds until the compiler queue is empty ({@link #JIT_QUIET_MS}): while it is
+ *       long, HotSpot raises its thresholds, and the record path was compiled only once the migration
+ *       had emptied the queue.
+ * </ul>
  *
- * <p>Runs on the caller's thread (the supervisor starts {@code tls-warmup} for it); a few CPU seconds once.
+ * <p>Runs on the caller's thread (the round may use more, its own); an interrupt ends it after the
+ * current round.
  */
-final class TlsWarmUp {
-    private static final int MAX_HANDSHAKE_ROUNDS = 100;
+public final class TlsWarmUp {
+    /** The JIT counts as quiet when its total compilation time has not grown for this long. */
+    static final long JIT_QUIET_MS = 100;
+    /** The longest wait for a quiet JIT between two rounds. */
+    static final long JIT_WAIT_MAX_MS = 2_000;
+
+    /** One round: connects the two engines, runs their handshake, and sends data through them. */
+    public interface Round {
+        void run(SSLEngine client, SSLEngine server) throws IOException, InterruptedException;
+    }
 
     private TlsWarmUp() {}
 
-    static void run(List<X509Certificate> chain, PrivateKey key, long bytes) throws GeneralSecurityException, SSLException {
+    static void run(List<X509Certificate> chain, PrivateKey key, Round round, int rounds)
+            throws GeneralSecurityException, IOException, InterruptedException {
         SSLContext context = SSLContext.getInstance(TlsCredentials.PROTOCOL);
-        KeyStore store = KeyStore.getInstance("PKCS12");
-        try {
-            store.load(null, null);
-        } catch (java.io.IOException e) {
-            throw new GeneralSecurityException("empty key store: " + e.getMessage(), e);
-        }
-        char[] none = new char[0];
-        store.setKeyEntry("own", key, none, chain.toArray(X509Certificate[]::new));
         KeyManagerFactory keys = KeyManagerFactory.getInstance("SunX509");     // no usage checks: one pair plays both ends
-        keys.init(store, none);
+        keys.init(OwnKeyStore.of(chain, key), OwnKeyStore.PASSWORD);
         context.init(keys.getKeyManagers(), new TrustManager[] {new TrustAnything()}, new SecureRandom());
-        SSLEngine client = engine(context, true);
-        SSLEngine server = engine(context, false);
-        int packet = Math.max(client.getSession().getPacketBufferSize(), server.getSession().getPacketBufferSize());
-        int app = Math.max(client.getSession().getApplicationBufferSize(), server.getSession().getApplicationBufferSize());
-        ByteBuffer toServer = ByteBuffer.allocate(packet);
-        ByteBuffer toClient = ByteBuffer.allocate(packet);
-        ByteBuffer clientApp = ByteBuffer.allocate(app);
-        ByteBuffer serverApp = ByteBuffer.allocate(app);
-        ByteBuffer nothing = ByteBuffer.allocate(0);
-        client.beginHandshake();
-        server.beginHandshake();
-        for (int round = 0; handshaking(client) || handshaking(server); round++) {
-            if (round == MAX_HANDSHAKE_ROUNDS) {
-                throw new SSLException("the warm-up handshake did not finish in " + MAX_HANDSHAKE_ROUNDS + " rounds");
-            }
-            step(client, nothing, toServer, server, serverApp);
-            step(server, nothing, toClient, client, clientApp);
+        for (int i = 0; i < rounds && !Thread.currentThread().isInterrupted(); i++) {
+            round.run(engine(context, true), engine(context, false));
+            awaitQuietJit();
         }
-        ByteBuffer data = ByteBuffer.allocate(Math.min(app, 16 << 10));
-        for (long sent = 0; sent < bytes && !Thread.currentThread().isInterrupted(); sent += data.capacity()) {
-            data.clear();
-            step(client, data, toServer, server, serverApp);
+    }
+
+    /** Waits until the JIT has compiled what the last round queued: see the class comment. */
+    private static void awaitQuietJit() throws InterruptedException {
+        CompilationMXBean jit = ManagementFactory.getCompilationMXBean();
+        if (jit == null || !jit.isCompilationTimeMonitoringSupported()) {
+            return;
+        }
+        long deadline = System.nanoTime() + JIT_WAIT_MAX_MS * 1_000_000;
+        long last = jit.getTotalCompilationTime();
+        long quietSince = System.nanoTime();
+        while (System.nanoTime() - quietSince < JIT_QUIET_MS * 1_000_000 && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+            long now = jit.getTotalCompilationTime();
+            if (now != last) {
+                last = now;
+                quietSince = System.nanoTime();
+            }
         }
     }
 
@@ -83,35 +95,7 @@ final class TlsWarmUp {
         return engine;
     }
 
-    private static boolean handshaking(SSLEngine engine) {
-        SSLEngineResult.HandshakeStatus status = engine.getHandshakeStatus();
-        return status != SSLEngineResult.HandshakeStatus.NOT_HANDSHAKING && status != SSLEngineResult.HandshakeStatus.FINISHED;
-    }
-
-    /** {@code from} wraps {@code data} (or handshake messages) into {@code wire}; {@code to} unwraps all of it. */
-    private static void step(SSLEngine from, ByteBuffer data, ByteBuffer wire, SSLEngine to, ByteBuffer app) throws SSLException {
-        wire.clear();
-        from.wrap(data, wire);
-        tasks(from);
-        wire.flip();
-        while (wire.hasRemaining()) {
-            app.clear();
-            SSLEngineResult result = to.unwrap(wire, app);
-            tasks(to);
-            if (result.getStatus() != SSLEngineResult.Status.OK || result.bytesConsumed() == 0) {
-                break;
-            }
-        }
-    }
-
-    private static void tasks(SSLEngine engine) {
-        Runnable task;
-        while ((task = engine.getDelegatedTask()) != null) {
-            task.run();
-        }
-    }
-
-    /** Only for the two in-memory engines above. */
+    /** Only for the warm-up's engines, whose peer is this very JVM. */
     private static final class TrustAnything implements X509TrustManager {
         @Override
         public void checkClientTrusted(X509Certificate[] chain, String authType) {

@@ -6,15 +6,21 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.testkit.Tools;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.net.Socket;
+import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import javax.net.ssl.SSLEngine;
 import javax.net.ssl.SSLSocket;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -170,13 +176,56 @@ class TlsCredentialsTest {
         assertEquals(null, handshake(lenient, TestPki.client(anonymous), "localhost").client(), "verify-peer=off asks for none");
     }
 
+    /** A warm-up round over two pipes: a handshake, then {@code bytes} from client to server; counts what arrived. */
+    private static final class PipeRound implements TlsWarmUp.Round {
+        final AtomicLong received = new AtomicLong();
+        final AtomicInteger rounds = new AtomicInteger();
+        private final int bytes;
+
+        PipeRound(int bytes) {
+            this.bytes = bytes;
+        }
+
+        @Override
+        public void run(SSLEngine clientEngine, SSLEngine serverEngine) throws IOException, InterruptedException {
+            rounds.incrementAndGet();
+            TlsChannelTest.End[] net = TlsChannelTest.End.pair(1 << 16);
+            TlsChannel client = new TlsChannel(net[0], clientEngine, ByteBuffer.allocate(0));
+            TlsChannel server = new TlsChannel(net[1], serverEngine, ByteBuffer.allocate(0));
+            CompletableFuture<Integer> reader = CompletableFuture.supplyAsync(() -> {
+                try {
+                    server.handshake();
+                    ByteBuffer buffer = ByteBuffer.allocate(bytes);
+                    while (buffer.hasRemaining() && server.read(buffer) >= 0) {
+                        // until the round's bytes are in
+                    }
+                    return buffer.position();
+                } catch (IOException e) {
+                    throw new UncheckedIOException(e);
+                }
+            });
+            client.handshake();
+            client.write(ByteBuffer.allocate(bytes));
+            received.addAndGet(reader.join());
+            client.close();
+            server.close();
+        }
+    }
+
     @Test
-    void shouldWarmUpInMemoryWithTheHostsOwnKey() throws Exception {
-        TestPki.server(pki.good).warmUp(1 << 20);
-        TestPki.client(pki.good).warmUp(1 << 20);
+    void shouldWarmUpInRoundsWithEnginesThatHoldTheHostsOwnKey() throws Exception {
+        PipeRound server = new PipeRound(1 << 20);
+        TestPki.server(pki.good).warmUp(server, 3);
+        assertEquals(3, server.rounds.get());
+        assertEquals(3L << 20, server.received.get());
+        PipeRound client = new PipeRound(1 << 16);
+        TestPki.client(pki.good).warmUp(client, 2);
+        assertEquals(2L << 16, client.received.get());
         Path anonymous = Files.createDirectories(tmp.resolve("anonymous-warm"));
-        Files.copy(pki.good.resolve("ca-cert.pem"), anonymous.resolve("ca-cert.pem"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
-        TestPki.client(anonymous).warmUp(1 << 20);                 // no key of its own: nothing to do
+        Files.copy(pki.good.resolve("ca-cert.pem"), anonymous.resolve("ca-cert.pem"), StandardCopyOption.REPLACE_EXISTING);
+        PipeRound none = new PipeRound(1);
+        TestPki.client(anonymous).warmUp(none, 2);                  // no key of its own: nothing to do
+        assertEquals(0, none.rounds.get());
     }
 
     @Test

@@ -1,13 +1,16 @@
 package ferry.vm;
 
+import ferry.linux.Threads;
 import ferry.migration.MigrationParameters;
 import ferry.migration.stream.StreamSecurity;
+import ferry.migration.stream.StreamWarmUp;
 import ferry.monitor.MonitorException;
 import ferry.tls.Authorizer;
 import ferry.tls.AuthzSimple;
 import ferry.tls.TlsCredentials;
 import ferry.tls.TlsEndpoint;
 import ferry.tls.TlsException;
+import ferry.tls.TlsWarmUp;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -24,11 +27,13 @@ import java.util.Optional;
 final class TlsObjects {
     private static final System.Logger LOG = System.getLogger(TlsObjects.class.getName());
     /**
-     * Application data of the warm-up: on the 2-core test machine 16 MiB brought a cold JVM from 7.5 to
-     * 4.8 CPU s per GiB over its first 256 MiB of TLS (steady state: 2.9, both ends), for about 0.6 s of
-     * CPU once; 64 MiB did no better (docs/BENCHMARKS.md "TLS").
+     * The warm-up ({@link TlsWarmUp}, {@link StreamWarmUp}): rounds of a handshake and a migration's frames
+     * over a loopback connection to itself. On the 2-core benchmark machine, for a 384 MiB stream after it
+     * (both ends in one JVM), the JIT compiled for 1.18 CPU s cold, 0.67 after 4 rounds of 8 MiB, 0.54
+     * after 8, 0.24 after 16 (plain TCP: 0.15), for 3.3 CPU s once at start (docs/BENCHMARKS.md "TLS").
      */
-    static final long WARM_UP_BYTES = 16L << 20;
+    static final int WARM_UP_ROUNDS = 16;
+    static final long WARM_UP_BYTES_PER_ROUND = 8L << 20;
     private final Map<String, VmObject.TlsCredsX509> credentials = new LinkedHashMap<>();
     private final Map<String, Authorizer> authorizers = new LinkedHashMap<>();
 
@@ -60,19 +65,24 @@ final class TlsObjects {
     }
 
     /**
-     * Warms JSSE up with each credential object's own key ({@link TlsCredentials#warmUp}), so that the
-     * first migration does not run its handshake and its first hundreds of MiB of AES-GCM cold. Called
-     * once on {@code tls-warmup}; a failure is only logged (the migration then runs cold).
+     * Warms the TLS path up with each credential object's own key ({@link TlsCredentials#warmUp}), so that
+     * the first migration does not run its handshake and its first hundreds of MiB of AES-GCM while the
+     * JIT compiles them. Called once on {@code tls-warmup-1}, whose rounds' receiving ends run on
+     * {@code tls-warmup-recv-N} ({@link StreamWarmUp}); a failure is only logged (the migration then runs cold).
      */
     void warmUp() {
+        StreamWarmUp round = new StreamWarmUp(WARM_UP_BYTES_PER_ROUND, Threads.platform("tls-warmup-recv"));
         for (VmObject.TlsCredsX509 x509 : credentials.values()) {
             long start = System.nanoTime();
             try {
-                credentials(x509).warmUp(WARM_UP_BYTES);
+                credentials(x509).warmUp(round, WARM_UP_ROUNDS);
                 LOG.log(System.Logger.Level.DEBUG, "TLS warm-up with tls-creds " + x509.id() + ": "
                         + (System.nanoTime() - start) / 1_000_000 + " ms");
             } catch (TlsException e) {
                 LOG.log(System.Logger.Level.WARNING, e.getMessage());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
             }
             if (Thread.currentThread().isInterrupted()) {
                 return;

@@ -6,6 +6,7 @@ import ferry.migration.wire.FrameWriter;
 import ferry.migration.wire.MigrationWire;
 import ferry.tls.DistinguishedName;
 import ferry.tls.GracefulClose;
+import ferry.tls.TlsChannel;
 import ferry.tls.TlsEndpoint;
 import ferry.tls.TlsException;
 import java.io.ByteArrayInputStream;
@@ -13,11 +14,10 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.io.SequenceInputStream;
 import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
 import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.SocketChannel;
 import java.util.Optional;
-import javax.net.ssl.SSLException;
-import javax.net.ssl.SSLSocket;
 import javax.security.auth.x500.X500Principal;
 
 /**
@@ -87,22 +87,14 @@ public final class StreamAcceptor {
             GracefulClose.close(channel.socket(), StreamConnector.REFUSAL_DRAIN_MS);
             throw new StreamRefused(String.format("it speaks neither TLS nor Ferry's migration protocol (first byte 0x%02x)", first));
         }
-        SSLSocket socket;
-        try {
-            socket = tls.credentials().server(channel.socket(), consumed);
-            socket.setSoTimeout(StreamConnector.HANDSHAKE_TIMEOUT_MS);
-            socket.startHandshake();
-        } catch (SSLException e) {
-            GracefulClose.close(channel.socket(), StreamConnector.REFUSAL_DRAIN_MS);
-            throw new StreamRefused("TLS handshake failed: " + TlsText.explain(e, TlsEndpoint.SERVER), e);
-        } catch (SocketTimeoutException e) {
-            channel.close();
-            throw new StreamRefused("TLS handshake failed: no answer within " + StreamConnector.HANDSHAKE_TIMEOUT_MS + " ms", e);
+        TlsChannel tlsChannel;
+        try {                                                    // the read timeout is still the handshake's (accept)
+            tlsChannel = new TlsChannel(new TimedSocket(channel), tls.credentials().serverEngine(), ByteBuffer.wrap(consumed));
+            tlsChannel.handshake();
         } catch (IOException e) {
-            channel.close();
-            throw new StreamRefused("TLS handshake failed: " + TlsText.explain(e, TlsEndpoint.SERVER), e);
+            throw new StreamRefused("TLS handshake failed: " + StreamConnector.closeAfterFailedHandshake(channel, e, TlsEndpoint.SERVER), e);
         }
-        TlsStream stream = new TlsStream(channel, socket, peer, TlsEndpoint.SERVER);
+        TlsStream stream = new TlsStream(channel, tlsChannel, peer, TlsEndpoint.SERVER);
         if (tls.authz().isPresent()) {
             authorize(stream, tls);
         }

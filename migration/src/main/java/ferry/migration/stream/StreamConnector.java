@@ -1,14 +1,14 @@
 package ferry.migration.stream;
 
 import ferry.tls.GracefulClose;
+import ferry.tls.TlsChannel;
 import ferry.tls.TlsEndpoint;
 import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.SocketTimeoutException;
 import java.net.StandardSocketOptions;
+import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
-import javax.net.ssl.SSLException;
-import javax.net.ssl.SSLSocket;
 
 /**
  * The source's side of opening the stream: TCP connect, then, with {@link StreamSecurity.Tls}, the TLS
@@ -59,25 +59,46 @@ public final class StreamConnector {
             LOG.log(System.Logger.Level.WARNING, "tls-creds " + tls.credentials().id() + " has verify-peer=off: the certificate of "
                     + peer + " is not checked, anyone on the path can pose as the destination");
         }
-        SSLSocket socket;
+        TlsChannel tlsChannel;
         try {
-            socket = tls.credentials().client(channel.socket(), serverName, port);
-            socket.setSoTimeout(HANDSHAKE_TIMEOUT_MS);
-            socket.startHandshake();
-            socket.setSoTimeout(0);
-        } catch (SSLException e) {
-            GracefulClose.close(channel.socket(), REFUSAL_DRAIN_MS);
-            throw new StreamRefused("TLS handshake with " + peer + " failed: " + TlsText.explain(e, TlsEndpoint.CLIENT), e);
-        } catch (SocketTimeoutException e) {
-            channel.close();
-            throw new StreamRefused("TLS handshake with " + peer + " failed: no answer within " + HANDSHAKE_TIMEOUT_MS
-                    + " ms (is the destination listening with TLS?)", e);
+            tlsChannel = new TlsChannel(new TimedSocket(channel), tls.credentials().clientEngine(serverName), ByteBuffer.allocate(0));
+            channel.socket().setSoTimeout(HANDSHAKE_TIMEOUT_MS);
+            tlsChannel.handshake();
+            channel.socket().setSoTimeout(0);
         } catch (IOException e) {
-            channel.close();
-            throw new StreamRefused("TLS handshake with " + peer + " failed: " + TlsText.explain(e, TlsEndpoint.CLIENT), e);
+            throw new StreamRefused("TLS handshake with " + peer + " failed: " + closeAfterFailedHandshake(channel, e, TlsEndpoint.CLIENT), e);
         }
-        TlsStream stream = new TlsStream(channel, socket, peer, TlsEndpoint.CLIENT);
+        TlsStream stream = new TlsStream(channel, tlsChannel, peer, TlsEndpoint.CLIENT);
         LOG.log(System.Logger.Level.INFO, "migration stream to " + peer + ": " + stream.description());
         return stream;
+    }
+
+    /**
+     * Closes the connection after a failed TLS handshake and says why in one line, as {@code side} sees
+     * it. After a TLS failure JSSE's alert is on its way to the peer: the peer's last bytes are drained
+     * first, so that it reads the alert rather than a reset.
+     */
+    static String closeAfterFailedHandshake(SocketChannel channel, IOException e, TlsEndpoint side) throws IOException {
+        if (causedBy(e, SocketTimeoutException.class)) {
+            channel.close();
+            return "no answer within " + HANDSHAKE_TIMEOUT_MS + " ms" + (side == TlsEndpoint.CLIENT ? " (is the destination listening with TLS?)" : "");
+        }
+        var ssl = TlsStream.sslCause(e);
+        if (ssl.isPresent()) {
+            GracefulClose.close(channel.socket(), REFUSAL_DRAIN_MS);
+            return TlsText.explain(ssl.get(), side);
+        }
+        channel.close();
+        return TlsText.explain(TlsText.ioCause(e), side);
+    }
+
+    /** Whether {@code type} is {@code failure} or one of its causes. */
+    static boolean causedBy(Throwable failure, Class<? extends Throwable> type) {
+        for (Throwable t = failure; t != null; t = t.getCause()) {
+            if (type.isInstance(t)) {
+                return true;
+            }
+        }
+        return false;
     }
 }

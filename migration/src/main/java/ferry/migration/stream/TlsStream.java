@@ -1,61 +1,67 @@
 package ferry.migration.stream;
 
 import ferry.tls.DistinguishedName;
+import ferry.tls.TlsChannel;
 import ferry.tls.TlsEndpoint;
-import java.io.FilterInputStream;
+import ferry.tls.TlsException;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
+import java.io.InterruptedIOException;
+import java.net.StandardSocketOptions;
 import java.nio.ByteBuffer;
-import java.nio.channels.Channels;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.GatheringByteChannel;
 import java.nio.channels.ReadableByteChannel;
 import java.nio.channels.SocketChannel;
+import java.util.Optional;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import javax.net.ssl.SSLException;
+import javax.net.ssl.SSLPeerUnverifiedException;
 import javax.net.ssl.SSLSession;
-import javax.net.ssl.SSLSocket;
 import javax.security.auth.x500.X500Principal;
 
 /**
- * The migration stream inside TLS 1.3: JSSE's {@link SSLSocket}, layered over the connected
- * {@link SocketChannel}, with its streams seen as channels so that {@code FrameReader} and
- * {@code FrameWriter} run unchanged.
+ * The migration stream inside TLS 1.3: a {@link TlsChannel} (JSSE's {@code SSLEngine}) over the connected
+ * {@link SocketChannel}, handshaken by {@link StreamConnector} or {@link StreamAcceptor}.
+ * {@code FrameReader} reads {@link #input()}, {@code FrameWriter} writes {@link #output()}, unchanged.
  *
- * <p>Why an SSLSocket rather than an {@code SSLEngine} over the channel: the stream is blocking and has
- * one reader and one writer thread, which is SSLSocket's model; JSSE then handles the TLS 1.3
- * post-handshake messages (NewSessionTicket, and the KeyUpdate it sends every 2^37 bytes under AES-GCM,
- * which a multi-terabyte migration does reach) and the interplay of a reader that must answer a
- * KeyUpdate while the writer sends. An SSLEngine would save one copy per byte (the output is staged in
- * a heap array here, the input copied once by {@link Channels#newChannel(InputStream)}); AES-GCM costs
- * far more than the copy, and docs/BENCHMARKS.md measures the whole.
+ * <p>Writes: a frame's header and payload go to the engine in one gathering write, which packs them
+ * into the same 16 KiB records, so a 16-byte header never costs a record of its own, and the payload is
+ * copied once, into the record it is encrypted in. Reads of a frame's payload unwrap straight into
+ * {@code FrameReader}'s buffer. Read timeouts are the socket's ({@link TimedSocket}).
  *
- * <p>Writes: each {@link #output()} write gathers the frame's header and payload into one staging
- * buffer of {@link #STAGING_BYTES} before JSSE cuts it into 16 KiB records, so a 16-byte header never
- * costs a record of its own.
+ * <p>Design notes: an {@code SSLEngine} rather than JSSE's {@code SSLSocket}, which this class was until
+ * 2026-11: the socket staged every write in a heap array and read through a second copy, and, more to the
+ * point, its record path is not the one the start-up warm-up ({@link StreamWarmUp}) can drive in memory.
+ * The warm-up now runs this very stream code over pipes, so the JIT has compiled it before the first
+ * migration. TLS 1.3's post-handshake messages (NewSessionTicket, and the KeyUpdate JSSE sends every
+ * 2^37 bytes under AES-GCM, which a multi-terabyte migration does reach) are answered inside TlsChannel,
+ * by the reader taking the writer's lock.
  */
 public final class TlsStream implements MigrationStream {
-    /** Four full TLS records: JSSE encrypts and sends one record per 16 KiB. */
-    static final int STAGING_BYTES = 64 << 10;
-
     private final SocketChannel channel;
-    private final SSLSocket socket;
+    private final TlsChannel tls;
     private final String peer;
     private final TlsEndpoint side;
-    private final ReadableByteChannel input;
-    private final GatheringByteChannel output;
+    private final ReadableByteChannel input = new ExplainedInput();
+    private final GatheringByteChannel output = new ExplainedOutput();
     private final AtomicBoolean closed = new AtomicBoolean();
+    /**
+     * How long a write that found the session closed waits for the reader's explanation: the engine closes
+     * inside the reader's unwrap of the peer's alert, a moment before the reader can say which alert it was.
+     */
+    static final long READ_FAILURE_WAIT_MS = 1_000;
     /** What ended the session as the reader saw it (an alert from the peer), so that a later write says the same. */
     private volatile SSLException readFailure;
+    private final CountDownLatch readFailed = new CountDownLatch(1);
 
-    TlsStream(SocketChannel channel, SSLSocket socket, String peer, TlsEndpoint side) throws IOException {
+    /** {@code tls}: over {@code channel}, its handshake done. */
+    TlsStream(SocketChannel channel, TlsChannel tls, String peer, TlsEndpoint side) {
         this.channel = channel;
-        this.socket = socket;
+        this.tls = tls;
         this.peer = peer;
         this.side = side;
-        this.input = Channels.newChannel(new ExplainedInput(socket.getInputStream()));
-        this.output = new StagedOutput(socket.getOutputStream(), this);
     }
 
     /** The TCP connection under TLS. */
@@ -80,35 +86,29 @@ public final class TlsStream implements MigrationStream {
 
     @Override
     public String description() {
-        SSLSession session = socket.getSession();
-        String certificate;
-        try {
-            certificate = session.getPeerPrincipal() instanceof X500Principal p
-                    ? ", peer certificate '" + DistinguishedName.text(p) + "'" : "";
-        } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-            certificate = ", no peer certificate";
-        }
+        SSLSession session = tls.session();
+        String certificate = peerSubject().map(p -> ", peer certificate '" + DistinguishedName.text(p) + "'")
+                .orElse(", no peer certificate");
         return session.getProtocol().replace("TLSv", "TLS ") + " (" + session.getCipherSuite() + ")" + certificate;
     }
 
     /** The peer's certificate subject, when it sent one. */
-    public java.util.Optional<X500Principal> peerSubject() {
+    public Optional<X500Principal> peerSubject() {
         try {
-            return socket.getSession().getPeerPrincipal() instanceof X500Principal p ? java.util.Optional.of(p)
-                    : java.util.Optional.empty();
-        } catch (javax.net.ssl.SSLPeerUnverifiedException e) {
-            return java.util.Optional.empty();
+            return tls.session().getPeerPrincipal() instanceof X500Principal p ? Optional.of(p) : Optional.empty();
+        } catch (SSLPeerUnverifiedException e) {
+            return Optional.empty();
         }
     }
 
     @Override
     public void readTimeoutMs(int timeoutMs) throws IOException {
-        socket.setSoTimeout(timeoutMs);
+        channel.socket().setSoTimeout(timeoutMs);
     }
 
     @Override
     public void lingerSeconds(int seconds) throws IOException {
-        socket.setSoLinger(true, seconds);
+        channel.setOption(StandardSocketOptions.SO_LINGER, seconds);
     }
 
     @Override
@@ -117,9 +117,9 @@ public final class TlsStream implements MigrationStream {
     }
 
     /**
-     * Sends TLS's close_notify when it can, then closes the connection. JSSE waits for its record lock
-     * (held by a writer that may be blocked on a peer that stopped reading) at most SO_LINGER seconds,
-     * so the linger is set to at least one second first: a close never hangs on such a writer.
+     * Sends TLS's close_notify unless a write is in progress (TlsChannel never waits for the writer, who
+     * may be blocked on a peer that stopped reading), then closes the connection, which ends a blocked
+     * read or write.
      */
     @Override
     public void close() throws IOException {
@@ -127,70 +127,69 @@ public final class TlsStream implements MigrationStream {
             return;
         }
         try {
-            if (channel.isOpen()) {
-                if (socket.getSoLinger() < 0) {
-                    socket.setSoLinger(true, 1);
-                }
-                socket.close();                  // close_notify; the channel stays open (not auto-closed)
-            }
-        } catch (IOException e) {
-            // the connection is gone already: nothing to notify
+            tls.close();
         } finally {
             channel.close();
         }
     }
 
+    /** The SSLException under a failure of TlsChannel (which wraps JSSE's in a TlsException), if any. */
+    static Optional<SSLException> sslCause(Throwable failure) {
+        for (Throwable t = failure; t != null; t = t.getCause()) {
+            if (t instanceof SSLException ssl) {
+                return Optional.of(ssl);
+            }
+        }
+        return Optional.empty();
+    }
+
     /** Reads that fail inside TLS say why in Ferry's words (an alert from the peer, a plaintext peer). */
-    private final class ExplainedInput extends FilterInputStream {
-        ExplainedInput(InputStream in) {
-            super(in);
-        }
-
+    private final class ExplainedInput implements ReadableByteChannel {
         @Override
-        public int read() throws IOException {
+        public int read(ByteBuffer dst) throws IOException {
             try {
-                return super.read();
-            } catch (SSLException e) {
-                readFailure = TlsText.explained(e, side);
-                throw readFailure;
+                return tls.read(dst);
+            } catch (TlsException e) {
+                Optional<SSLException> ssl = sslCause(e);
+                if (ssl.isEmpty()) {
+                    throw e;
+                }
+                SSLException explained = TlsText.explained(ssl.get(), side);
+                readFailure = explained;
+                readFailed.countDown();
+                throw explained;
             }
         }
 
         @Override
-        public int read(byte[] b, int off, int len) throws IOException {
-            try {
-                return super.read(b, off, len);
-            } catch (SSLException e) {
-                readFailure = TlsText.explained(e, side);
-                throw readFailure;
-            }
+        public boolean isOpen() {
+            return tls.isOpen();
+        }
+
+        @Override
+        public void close() throws IOException {
+            TlsStream.this.close();
         }
     }
 
     /**
-     * A gathering channel over JSSE's output stream. One writer at a time (FrameWriter's lock); every
-     * write is complete when it returns.
+     * Writes through TlsChannel, each complete when it returns (one writer at a time: FrameWriter's lock).
+     * When the reader saw why the session ended (the peer's alert closes the engine, and a write then only
+     * says the session is closed), a failed write says that, waiting up to {@link #READ_FAILURE_WAIT_MS} for it.
      */
-    private static final class StagedOutput implements GatheringByteChannel {
-        private final OutputStream out;
-        private final TlsStream stream;
-        private final byte[] staging = new byte[STAGING_BYTES];
-        private volatile boolean open = true;
-
-        StagedOutput(OutputStream out, TlsStream stream) {
-            this.out = out;
-            this.stream = stream;
-        }
-
-        /**
-         * When the reader already saw why the session ended (JSSE closes the whole connection on a fatal
-         * alert, and a write then only says "Connection or outbound has closed"), a failed write says that.
-         */
-        private void send(byte[] bytes, int length) throws IOException {
+    private final class ExplainedOutput implements GatheringByteChannel {
+        @Override
+        public long write(ByteBuffer[] sources, int offset, int length) throws IOException {
+            if (closed.get()) {
+                throw new ClosedChannelException();
+            }
             try {
-                out.write(bytes, 0, length);
+                return tls.write(sources, offset, length);
             } catch (IOException e) {
-                SSLException known = stream.readFailure;
+                SSLException known = readFailure;
+                if (known == null && e instanceof TlsException t && t.kind() == TlsException.Kind.SESSION) {
+                    known = awaitReadFailure();
+                }
                 if (known != null) {
                     throw new SSLException(known.getMessage(), e);
                 }
@@ -198,30 +197,14 @@ public final class TlsStream implements MigrationStream {
             }
         }
 
-        @Override
-        public long write(ByteBuffer[] sources, int offset, int length) throws IOException {
-            if (!open) {
-                throw new ClosedChannelException();
+        private SSLException awaitReadFailure() throws InterruptedIOException {
+            try {
+                readFailed.await(READ_FAILURE_WAIT_MS, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new InterruptedIOException("interrupted while the TLS session's failure was read");
             }
-            long total = 0;
-            int fill = 0;
-            for (int i = offset; i < offset + length; i++) {
-                ByteBuffer source = sources[i];
-                while (source.hasRemaining()) {
-                    int n = Math.min(source.remaining(), staging.length - fill);
-                    source.get(staging, fill, n);
-                    fill += n;
-                    total += n;
-                    if (fill == staging.length) {
-                        send(staging, fill);
-                        fill = 0;
-                    }
-                }
-            }
-            if (fill > 0) {
-                send(staging, fill);
-            }
-            return total;
+            return readFailure;
         }
 
         @Override
@@ -236,12 +219,12 @@ public final class TlsStream implements MigrationStream {
 
         @Override
         public boolean isOpen() {
-            return open;
+            return !closed.get();
         }
 
         @Override
-        public void close() {
-            open = false;
+        public void close() throws IOException {
+            TlsStream.this.close();
         }
     }
 }

@@ -2,6 +2,8 @@ package ferry.migration.stream;
 
 import ferry.tls.TlsCredentials;
 import ferry.tls.TlsEndpoint;
+import ferry.tls.TlsException;
+import java.io.IOException;
 import java.util.Locale;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -22,6 +24,14 @@ final class TlsText {
     /** The same exception type, with the explanation as its message and the original as its cause. */
     static SSLException explained(SSLException e, TlsEndpoint side) {
         return new SSLException(explain(e, side), e);
+    }
+
+    /**
+     * What to explain of a failed handshake that is not JSSE's: the I/O error TlsChannel wrapped ("i/o:
+     * Connection reset"), else the failure itself ("the peer closed the connection").
+     */
+    static Throwable ioCause(IOException failure) {
+        return failure instanceof TlsException && failure.getCause() instanceof IOException io ? io : failure;
     }
 
     static String explain(Throwable e, TlsEndpoint side) {

@@ -1,25 +1,32 @@
-package ferry.nbd.tls;
+package ferry.tls;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-import ferry.tls.TlsCredentials;
-import ferry.tls.TlsException;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ByteChannel;
 import java.nio.channels.Pipe;
+import java.nio.file.Path;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import javax.net.ssl.SSLEngine;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Two TlsChannels over an in-memory duplex (two pipes) whose reads deliver at most a few bytes at a time. */
 class TlsChannelTest {
+    private static TestPki pki;
     private final ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor();
+
+    @BeforeAll
+    static void certificates(@TempDir Path tmp) throws Exception {
+        pki = new TestPki(tmp);
+    }
 
     @AfterEach
     void stop() {
@@ -104,8 +111,8 @@ class TlsChannelTest {
     @ParameterizedTest
     @ValueSource(ints = {1, 5, 7, 65536})
     void shouldCarryBytesBothWaysWhateverPiecesTheNetworkDelivers(int piece) throws Exception {
-        Pair p = connect(piece, Fixtures.client("good"), Fixtures.server(true));
-        assertEquals("CN=ferry test client", p.server().peerSubject());
+        Pair p = connect(piece, TestPki.client(pki.good), TestPki.server(pki.good));
+        assertEquals("CN=source.test,O=Ferry Tests", p.server().peerSubject());
         assertEquals("CN=localhost", p.client().peerSubject());
         assertEquals("TLSv1.3", p.server().session().getProtocol());
         int length = piece < 10 ? 50_000 : 3 << 20;
@@ -134,20 +141,20 @@ class TlsChannelTest {
 
     @Test
     void shouldEndTheStreamOnCloseNotifyAndOnAPlainHangUp() throws Exception {
-        Pair p = connect(4096, Fixtures.client("good"), Fixtures.server(true));
+        Pair p = connect(4096, TestPki.client(pki.good), TestPki.server(pki.good));
         p.client().close();   // close_notify, then the pipe closes
         assertEquals(-1, p.server().read(ByteBuffer.allocate(10)));
         assertFalse(p.client().isOpen());
         assertThrows(java.nio.channels.ClosedChannelException.class, () -> p.client().write(ByteBuffer.allocate(1)));
 
-        Pair q = connect(4096, Fixtures.client("good"), Fixtures.server(true));
+        Pair q = connect(4096, TestPki.client(pki.good), TestPki.server(pki.good));
         q.clientNet().close();   // no close_notify: the layer above sees the stream end where it ends
         assertEquals(-1, q.server().read(ByteBuffer.allocate(10)));
     }
 
     @Test
     void shouldGoOnAfterAKeyUpdateWhileBothSidesWrite() throws Exception {
-        Pair p = connect(65536, Fixtures.client("good"), Fixtures.server(true));
+        Pair p = connect(65536, TestPki.client(pki.good), TestPki.server(pki.good));
         int length = 8 << 20;
         for (int round = 0; round < 3; round++) {
             p.clientEngine().beginHandshake();   // TLS 1.3: a KeyUpdate asking the peer to update too
@@ -183,8 +190,8 @@ class TlsChannelTest {
     @Test
     void shouldFailBothHandshakesWhenTheClientCertificateIsFromAnotherCa() throws Exception {
         End[] net = End.pair(4096);
-        TlsChannel c = new TlsChannel(net[0], Fixtures.client("rogue").clientEngine("localhost"), ByteBuffer.allocate(0));
-        TlsChannel s = new TlsChannel(net[1], Fixtures.server(true).serverEngine(), ByteBuffer.allocate(0));
+        TlsChannel c = new TlsChannel(net[0], TestPki.client(pki.otherCa).clientEngine("localhost"), ByteBuffer.allocate(0));
+        TlsChannel s = new TlsChannel(net[1], TestPki.server(pki.good).serverEngine(), ByteBuffer.allocate(0));
         Future<TlsException> serverSide = threads.submit(() -> assertThrows(TlsException.class, s::handshake));
         // TLS 1.3: the client finishes before the server checks its certificate; it learns on its first read
         try {
@@ -202,7 +209,7 @@ class TlsChannelTest {
     @Test
     void shouldFailTheHandshakeWhenThePeerHangsUp() throws Exception {
         End[] net = End.pair(4096);
-        TlsChannel s = new TlsChannel(net[1], Fixtures.server(true).serverEngine(), ByteBuffer.allocate(0));
+        TlsChannel s = new TlsChannel(net[1], TestPki.server(pki.good).serverEngine(), ByteBuffer.allocate(0));
         net[0].close();
         TlsException e = assertThrows(TlsException.class, s::handshake);
         assertTrue(e.getMessage().contains("closed the connection"), e.getMessage());

@@ -1,6 +1,5 @@
-package ferry.nbd.tls;
+package ferry.tls;
 
-import ferry.tls.TlsException;
 import java.io.IOException;
 import java.lang.System.Logger.Level;
 import java.nio.ByteBuffer;
@@ -16,10 +15,9 @@ import javax.net.ssl.SSLPeerUnverifiedException;
 import javax.net.ssl.SSLSession;
 
 /**
- * TLS over a connected, blocking byte channel, through one JSSE {@link SSLEngine}. JSSE's SSLSocket
- * works only on TCP sockets it created or adopted, while NBD upgrades a unix or TCP connection in the
- * middle of its handshake (STARTTLS); this is the engine loop for that, and for any stream that does
- * the same (the migration stream may).
+ * TLS over a connected, blocking byte channel, through one JSSE {@link SSLEngine}: the NBD server's
+ * STARTTLS (a unix or TCP connection upgraded in the middle of NBD's handshake, where JSSE's SSLSocket,
+ * which works only on TCP sockets, cannot follow) and the migration stream.
  *
  * <p>Threads: {@link #handshake()} runs first, on one thread. Afterwards one reader at a time (a
  * lock) and one writer at a time (another lock); a read may run while a write does, as SSLEngine
@@ -28,12 +26,19 @@ import javax.net.ssl.SSLSession;
  * from any thread: it sends close_notify when no write is in progress, then closes the channel
  * underneath, which ends a blocked read or write.
  *
- * <p>Buffers: {@code netIn} holds ciphertext not yet unwrapped (direct, one record or more),
- * {@code appIn} plaintext not yet read (heap, one record), {@code netOut} up to
+ * <p>Buffers: {@code netIn} holds ciphertext not yet unwrapped (one record or more),
+ * {@code appIn} plaintext not yet read (one record), {@code netOut} up to
  * {@link #RECORDS_PER_WRITE} records wrapped before one write to the channel. A read of at least
  * one record's worth of plaintext unwraps straight into the caller's buffer (a 32 MiB WRITE payload
- * is not copied twice). A peer that hangs up without close_notify ends the stream like a plain
- * end of stream: the protocol above frames its messages and sees a cut in the middle of one.
+ * is not copied twice); a gathering write wraps a frame's header and payload into the same records.
+ * A peer that hangs up without close_notify ends the stream like a plain end of stream: the protocol
+ * above frames its messages and sees a cut in the middle of one.
+ *
+ * <p>Design notes: {@code netIn} and {@code netOut} are heap buffers. JSSE encrypts and decrypts a
+ * record in place in them, and JDK 25's AES-GCM takes a heap buffer in one call of its AVX-512
+ * intrinsic per record, while a direct one goes through 512-byte copies into heap arrays; the copy the
+ * channel then makes between heap and kernel costs less (1.23 against 1.31 CPU s per GiB for both ends of
+ * a loopback stream, docs/BENCHMARKS.md "TLS").
  */
 public final class TlsChannel implements ByteChannel, GatheringByteChannel {
     private static final System.Logger LOG = System.getLogger(TlsChannel.class.getName());
@@ -60,9 +65,9 @@ public final class TlsChannel implements ByteChannel, GatheringByteChannel {
         this.net = net;
         this.engine = engine;
         SSLSession session = engine.getSession();
-        this.netIn = ByteBuffer.allocateDirect(Math.max(session.getPacketBufferSize(), early.remaining())).put(early);
+        this.netIn = ByteBuffer.allocate(Math.max(session.getPacketBufferSize(), early.remaining())).put(early);
         this.appIn = ByteBuffer.allocate(session.getApplicationBufferSize()).flip();
-        this.netOut = ByteBuffer.allocateDirect(RECORDS_PER_WRITE * session.getPacketBufferSize());
+        this.netOut = ByteBuffer.allocate(RECORDS_PER_WRITE * session.getPacketBufferSize());
     }
 
     /**
