@@ -42,6 +42,7 @@ public final class RuntimeDir implements AutoCloseable {
         }
         removeStale(parent);
         Path dir = parent.resolve(PREFIX + safeName(vmName) + "-" + ProcessHandle.current().pid());
+        checkSocketRoom(dir);
         try {
             Files.createDirectory(dir, PRIVATE);           // exclusive: fails on anything already there, a symlink too
         } catch (java.nio.file.FileAlreadyExistsException e) {
@@ -51,6 +52,24 @@ public final class RuntimeDir implements AutoCloseable {
         Files.writeString(dir.resolve(OWNER_FILE), Long.toString(ProcessHandle.current().pid()),
                 java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE, LinkOption.NOFOLLOW_LINKS);
         return new RuntimeDir(dir);
+    }
+
+    /** The longest socket name Ferry makes in a runtime directory ({@code QemuLauncher}'s probe). */
+    static final String LONGEST_SOCKET = "probe-qmp.sock";
+    /** A unix socket's path: 108 bytes of {@code sun_path}, the last one its NUL. */
+    static final int MAX_SOCKET_PATH = 107;
+
+    /**
+     * Refuses, before anything is made, a runtime directory whose sockets would not fit a unix socket's path:
+     * QEMU then failed only after its 30 s start timeout ("did not open its QMP socket").
+     */
+    static void checkSocketRoom(Path dir) throws IOException {
+        int bytes = dir.toAbsolutePath().resolve(LONGEST_SOCKET).toString().getBytes(java.nio.charset.StandardCharsets.UTF_8).length;
+        if (bytes > MAX_SOCKET_PATH) {
+            throw new IOException("runtime directory " + dir.toAbsolutePath() + " is too long for its unix sockets (" + bytes
+                    + " bytes with " + LONGEST_SOCKET + ", at most " + MAX_SOCKET_PATH + "): give --runtime-dir (or XDG_RUNTIME_DIR) a"
+                    + " shorter path");
+        }
     }
 
     /** The VM's name as it goes into a directory name: safe characters, at most 24 (unix socket paths are limited to 108 bytes). */

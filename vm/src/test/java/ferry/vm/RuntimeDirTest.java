@@ -114,4 +114,17 @@ class RuntimeDirTest {
         assertTrue(Files.exists(victim.resolve("precious")), "a symlink's target was removed");
         assertTrue(Files.isSymbolicLink(parent.resolve("ferry-vm-999999996")), "a symlink is never taken for a stale directory");
     }
+
+    @Test
+    void shouldRefuseADirectoryTooLongForItsSocketsBeforeMakingIt(@TempDir Path tmp) throws Exception {
+        Path parent = tmp.resolve("x".repeat(Math.max(1, 100 - tmp.toString().length())));
+        java.io.IOException e = assertThrows(java.io.IOException.class,
+                () -> RuntimeDir.create(parent, "vm"));
+        assertTrue(e.getMessage().contains("too long for its unix sockets")
+                && e.getMessage().contains("--runtime-dir"), e.getMessage());
+        try (var made = Files.list(parent)) {
+            assertEquals(0, made.count(), "nothing made in the parent");
+        }
+        RuntimeDir.checkSocketRoom(tmp.resolve("ferry-vm-1"));    // a short one passes
+    }
 }
