@@ -75,26 +75,27 @@ public final class DirtyBitmap {
 
     /** Marks granules {@code [first, endExclusive)}. */
     public void markGranules(long first, long endExclusive) {
-        long granule = first;
-        while (granule < endExclusive) {
-            int word = (int) (granule >>> 6);
-            int bit = (int) (granule & 63);
-            int bits = (int) Math.min(64 - bit, endExclusive - granule);
-            long mask = bits == 64 ? -1L : ((1L << bits) - 1) << bit;
-            WORD.getAndBitwiseOr(words, word, mask);
-            granule += bits;
-        }
+        setGranules(first, endExclusive, true);
     }
 
     /** Clears granules {@code [first, endExclusive)} (a pass sent them). */
     public void clearGranules(long first, long endExclusive) {
+        setGranules(first, endExclusive, false);
+    }
+
+    /** Sets or clears {@code [first, endExclusive)}, a word's worth of bits per atomic operation. */
+    private void setGranules(long first, long endExclusive, boolean dirty) {
         long granule = first;
         while (granule < endExclusive) {
             int word = (int) (granule >>> 6);
             int bit = (int) (granule & 63);
             int bits = (int) Math.min(64 - bit, endExclusive - granule);
             long mask = bits == 64 ? -1L : ((1L << bits) - 1) << bit;
-            WORD.getAndBitwiseAnd(words, word, ~mask);
+            if (dirty) {
+                WORD.getAndBitwiseOr(words, word, mask);
+            } else {
+                WORD.getAndBitwiseAnd(words, word, ~mask);
+            }
             granule += bits;
         }
     }

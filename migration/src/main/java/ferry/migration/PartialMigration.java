@@ -150,30 +150,27 @@ public final class PartialMigration implements AutoCloseable {
      * suppressed. Created images are the caller's to delete ({@link ResumeJournal.Identity#createdImage()}).
      */
     public void discard() throws IOException {
-        IOException first = null;
-        for (ResumeJournal journal : journals) {
-            try {
-                journal.delete();
-            } catch (IOException e) {
-                if (first == null) {
-                    first = e;
-                } else {
-                    first.addSuppressed(e);
-                }
-            }
-        }
-        if (first != null) {
-            throw first;
-        }
+        forEachJournal(ResumeJournal::delete);
     }
 
     /** Closes every journal; throws the first failure with the others suppressed. */
     @Override
     public void close() throws IOException {
+        forEachJournal(ResumeJournal::close);
+    }
+
+    /** One step on a journal. */
+    @FunctionalInterface
+    private interface JournalStep {
+        void apply(ResumeJournal journal) throws IOException;
+    }
+
+    /** Runs {@code step} on every journal, going on past a failure; throws the first with the others suppressed. */
+    private void forEachJournal(JournalStep step) throws IOException {
         IOException first = null;
         for (ResumeJournal journal : journals) {
             try {
-                journal.close();
+                step.apply(journal);
             } catch (IOException e) {
                 if (first == null) {
                     first = e;
