@@ -22,24 +22,7 @@ guest/build.sh >/dev/null
 mkdir -p bench/target/classes
 javac -cp cli/target/ferry.jar -d bench/target/classes bench/src/BenchVerify.java
 
-NS_SRC=ferry-bench-src NS_DST=ferry-bench-dst
-cleanup() {
-  ip netns pids "$NS_SRC" 2>/dev/null | xargs -r kill -9 2>/dev/null || true   # only processes in our namespaces
-  ip netns pids "$NS_DST" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-  ip netns del "$NS_SRC" 2>/dev/null || true
-  ip netns del "$NS_DST" 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-cleanup
-ip netns add "$NS_SRC"
-ip netns add "$NS_DST"
-ip link add fb-src netns "$NS_SRC" type veth peer name fb-dst netns "$NS_DST"
-ip -n "$NS_SRC" addr add 10.123.0.1/24 dev fb-src
-ip -n "$NS_DST" addr add 10.123.0.2/24 dev fb-dst
-for ns in "$NS_SRC" "$NS_DST"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_SRC" link set fb-src up
-ip -n "$NS_DST" link set fb-dst up
-ip netns exec "$NS_SRC" bash -c "exec 3<>/dev/tcp/10.123.0.2/9" 2>/dev/null || true   # warm ARP; refused is fine
+. bench/netns-pair.sh
+netns_pair_up ferry-bench fb 10.123.0
 
 python3 bench/migration.py "$@"
