@@ -182,8 +182,6 @@ final class AttachedIncoming implements DestinationHost {
     private final class Prepared implements PreparedVm {
         private final ReceivedImages received;
         private final List<Path> paths;
-        /** The resume journals, with -b; null for shared storage. */
-        private final PartialMigration journal;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
         private final QmpEventListener events = event -> {
@@ -194,9 +192,8 @@ final class AttachedIncoming implements DestinationHost {
         };
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths, PartialMigration journal) {
-            this.received = new ReceivedImages(images, fresh);
+            this.received = new ReceivedImages(images, fresh, journal, partial);
             this.paths = List.copyOf(paths);
-            this.journal = journal;
         }
 
         @Override
@@ -255,18 +252,13 @@ final class AttachedIncoming implements DestinationHost {
             } catch (QmpException e) {
                 throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
             } finally {
-                if (journal != null) {
-                    partial.completed(journal);           // committed: the VM is this host's, nothing is kept to resume
-                }
+                received.committed();                     // the VM is this host's, nothing is kept to resume
             }
         }
 
         @Override
         public PartialMigration journal() {
-            if (journal == null) {
-                throw new IllegalStateException("no resume journal: the disks are shared (migrate without -b)");
-            }
-            return journal;
+            return received.journal();
         }
 
         /**
@@ -279,9 +271,7 @@ final class AttachedIncoming implements DestinationHost {
                     + (Optional.ofNullable(qmp.closed().getNow(null)).isPresent() ? " (QEMU has exited)" : ""));
             qmp.removeListener(events);
             received.drop();
-            if (journal != null) {
-                partial.release(journal, keepPartial);
-            }
+            received.release(keepPartial);
             synchronized (AttachedIncoming.this) {
                 writtenByUs.addAll(paths);
             }

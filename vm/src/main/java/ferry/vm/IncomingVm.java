@@ -406,8 +406,6 @@ final class IncomingVm implements DestinationHost {
     /** A VM being received: images open for Ferry's writes, QEMU waiting for RAM. */
     final class Prepared implements PreparedVm {
         private final ReceivedImages received;
-        /** The resume journals, with -b; null for shared storage. */
-        private final PartialMigration journal;
         private final Path ramSocket = runtime.resolve("ram-in.sock");
         private volatile SourceVm.RamListener listener;
         private volatile QemuProcess qemu;
@@ -424,8 +422,7 @@ final class IncomingVm implements DestinationHost {
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<BaseCheck> baseChecks, PartialMigration journal) {
             this.baseChecks = baseChecks;
-            this.received = new ReceivedImages(images, fresh);
-            this.journal = journal;
+            this.received = new ReceivedImages(images, fresh, journal, partial);
         }
 
         @Override
@@ -488,18 +485,13 @@ final class IncomingVm implements DestinationHost {
             } catch (QmpException e) {
                 throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
             } finally {
-                if (journal != null) {
-                    partial.completed(journal);           // committed: the VM is this host's, nothing is kept to resume
-                }
+                received.committed();                     // the VM is this host's, nothing is kept to resume
             }
         }
 
         @Override
         public PartialMigration journal() {
-            if (journal == null) {
-                throw new IllegalStateException("no resume journal: the disks are shared (migrate without -b)");
-            }
-            return journal;
+            return received.journal();
         }
 
         @Override
@@ -514,10 +506,7 @@ final class IncomingVm implements DestinationHost {
                 }
             }
             received.drop();
-            if (journal != null) {
-                // kept for a resume, or removed with the images created for it
-                partial.release(journal, keepPartial && !baseDiffers);
-            }
+            received.release(keepPartial && !baseDiffers);   // kept for a resume, or removed with the images created for it
         }
     }
 }
