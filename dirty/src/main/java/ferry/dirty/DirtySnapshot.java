@@ -17,8 +17,9 @@ public final class DirtySnapshot {
         this.diskSize = diskSize;
     }
 
+    /** The bits themselves, for {@link DirtyBitmap#merge} to read: no copy (a snapshot never changes, and no caller writes them). */
     long[] words() {
-        return words.clone();
+        return words;
     }
 
     public int granuleSize() {
