@@ -6,16 +6,11 @@ import ferry.migration.DestinationHost;
 import ferry.migration.MigrationException;
 import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
-import ferry.migration.RamStatus;
 import ferry.migration.ResumeInfo;
-import ferry.migration.SourceVm;
 import ferry.migration.wire.Frame;
 import ferry.qmp.BlockInfo;
-import ferry.qmp.MigrationState;
 import ferry.qmp.QmpClient;
 import ferry.qmp.QmpCommand;
-import ferry.qmp.QmpEvent;
-import ferry.qmp.QmpEventListener;
 import ferry.qmp.QmpException;
 import ferry.qmp.RunState;
 import java.io.IOException;
@@ -179,20 +174,11 @@ final class AttachedIncoming implements DestinationHost {
     }
 
     /** A migration arriving in the attached QEMU. */
-    private final class Prepared implements PreparedVm {
-        private final ReceivedImages received;
+    private final class Prepared extends ReceivingVm {
         private final List<Path> paths;
-        private final Path ramSocket = runtime.resolve("ram-in.sock");
-        private volatile SourceVm.RamListener listener;
-        private final QmpEventListener events = event -> {
-            SourceVm.RamListener l = listener;
-            if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
-                l.ramStatus(RamStatus.ofQapi(status.qapiName()));
-            }
-        };
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<Path> paths, PartialMigration journal) {
-            this.received = new ReceivedImages(images, fresh, journal, partial);
+            super(new ReceivedImages(images, fresh, journal, partial), runtime.resolve("ram-in.sock"));
             this.paths = List.copyOf(paths);
         }
 
@@ -203,14 +189,14 @@ final class AttachedIncoming implements DestinationHost {
 
         @Override
         public void startVm() throws MigrationException {
-            qmp.addListener(events);
+            qmp.addListener(ramEvents);
             synchronized (AttachedIncoming.this) {
                 if (incomingStarted) {
                     return;                             // QEMU still listens from the last attempt
                 }
                 try {
                     qmp.execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
-                    qmp.execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
+                    qmp.execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket()));
                     incomingStarted = true;
                 } catch (QmpException e) {
                     throw new MigrationException(Phase.HANDSHAKE, "the destination QEMU refused migrate-incoming (its log says why)",
@@ -220,45 +206,9 @@ final class AttachedIncoming implements DestinationHost {
         }
 
         @Override
-        public List<BlockImage> images() {
-            return received.images();
-        }
-
-        @Override
-        public void imagesComplete() throws MigrationException {
-            received.complete();
-        }
-
-        @Override
-        public List<Boolean> fresh() {
-            return received.fresh();
-        }
-
-        @Override
-        public Path ramSocket() {
-            return ramSocket;
-        }
-
-        @Override
-        public void ramListener(SourceVm.RamListener listener) {
-            this.listener = listener;
-        }
-
-        @Override
-        public void resume() throws MigrationException {
-            qmp.removeListener(events);
-            try {
-                qmp.execute(new QmpCommand.Cont());
-            } catch (QmpException e) {
-                throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
-            } finally {
-                received.committed();                     // the VM is this host's, nothing is kept to resume
-            }
-        }
-
-        @Override
-        public PartialMigration journal() {
-            return received.journal();
+        protected void cont() throws QmpException {
+            qmp.removeListener(ramEvents);
+            qmp.execute(new QmpCommand.Cont());
         }
 
         /**
@@ -269,7 +219,7 @@ final class AttachedIncoming implements DestinationHost {
         public void abort(String reason, boolean keepPartial) {
             LOG.log(System.Logger.Level.WARNING, "incoming migration into the attached QEMU failed: " + reason
                     + (Optional.ofNullable(qmp.closed().getNow(null)).isPresent() ? " (QEMU has exited)" : ""));
-            qmp.removeListener(events);
+            qmp.removeListener(ramEvents);
             received.drop();
             received.release(keepPartial);
             synchronized (AttachedIncoming.this) {

@@ -9,14 +9,11 @@ import ferry.migration.MigrationException;
 import ferry.migration.PartialMigration;
 import ferry.migration.Phase;
 import ferry.migration.ResumeInfo;
-import ferry.migration.SourceVm;
 import ferry.migration.wire.Frame;
 import ferry.migration.wire.VmFingerprint;
 import ferry.qemu.QemuException;
 import ferry.qemu.QemuProcess;
-import ferry.qmp.MigrationState;
 import ferry.qmp.QmpCommand;
-import ferry.qmp.QmpEvent;
 import ferry.qmp.QmpException;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -404,10 +401,7 @@ final class IncomingVm implements DestinationHost {
     }
 
     /** A VM being received: images open for Ferry's writes, QEMU waiting for RAM. */
-    final class Prepared implements PreparedVm {
-        private final ReceivedImages received;
-        private final Path ramSocket = runtime.resolve("ram-in.sock");
-        private volatile SourceVm.RamListener listener;
+    final class Prepared extends ReceivingVm {
         private volatile QemuProcess qemu;
 
         private final List<BaseCheck> baseChecks;
@@ -421,22 +415,17 @@ final class IncomingVm implements DestinationHost {
         }
 
         Prepared(List<BlockImage> images, List<Boolean> fresh, List<BaseCheck> baseChecks, PartialMigration journal) {
+            super(new ReceivedImages(images, fresh, journal, partial), runtime.resolve("ram-in.sock"));
             this.baseChecks = baseChecks;
-            this.received = new ReceivedImages(images, fresh, journal, partial);
         }
 
         @Override
         public void startVm() throws MigrationException {
             try {
                 qemu = launcher.start(true);
-                qemu.addListener(event -> {
-                    SourceVm.RamListener l = listener;
-                    if (l != null && event instanceof QmpEvent.MigrationEvent(MigrationState status)) {
-                        l.ramStatus(ferry.migration.RamStatus.ofQapi(status.qapiName()));
-                    }
-                });
+                qemu.addListener(ramEvents);
                 qemu.qmp().execute(new QmpCommand.MigrateSetCapabilities(Map.of("events", true)));
-                qemu.qmp().execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket));
+                qemu.qmp().execute(new QmpCommand.MigrateIncoming("unix:" + ramSocket()));
             } catch (QemuException | QmpException e) {
                 throw new MigrationException(Phase.HANDSHAKE, "starting the destination QEMU failed (its log says why)", e.getMessage(), e);
             }
@@ -454,44 +443,8 @@ final class IncomingVm implements DestinationHost {
         }
 
         @Override
-        public List<BlockImage> images() {
-            return received.images();
-        }
-
-        @Override
-        public void imagesComplete() throws MigrationException {
-            received.complete();
-        }
-
-        @Override
-        public List<Boolean> fresh() {
-            return received.fresh();
-        }
-
-        @Override
-        public Path ramSocket() {
-            return ramSocket;
-        }
-
-        @Override
-        public void ramListener(SourceVm.RamListener listener) {
-            this.listener = listener;
-        }
-
-        @Override
-        public void resume() throws MigrationException {
-            try {
-                qemu.qmp().execute(new QmpCommand.Cont());
-            } catch (QmpException e) {
-                throw new MigrationException(Phase.COMPLETE, "cont on the destination VM failed: " + e.getMessage(), e);
-            } finally {
-                received.committed();                     // the VM is this host's, nothing is kept to resume
-            }
-        }
-
-        @Override
-        public PartialMigration journal() {
-            return received.journal();
+        protected void cont() throws QmpException {
+            qemu.qmp().execute(new QmpCommand.Cont());
         }
 
         @Override
