@@ -1,5 +1,6 @@
 package ferry.cli;
 
+import static ferry.cli.VmHosts.awaitEnd;
 import static ferry.cli.VmHosts.ferry;
 import static ferry.cli.VmHosts.freePort;
 
@@ -161,18 +162,6 @@ class AttachIT {
         } finally {
             ProcessHandle.of(qemuPid).ifPresent(ProcessHandle::destroyForcibly);
         }
-    }
-
-    private static InfoMigrateText awaitEnd(LocalHost source, long timeoutMs) throws Exception {
-        long deadline = System.currentTimeMillis() + timeoutMs;
-        while (System.currentTimeMillis() < deadline) {
-            InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
-            if (List.of("completed", "failed", "cancelled").contains(info.status())) {
-                return info;
-            }
-            Thread.sleep(200);
-        }
-        throw new AssertionError("migration did not finish within " + timeoutMs + " ms: " + source.monitor("info migrate"));
     }
 
     private static long heartbeat(LocalHost host) throws IOException {

@@ -8,7 +8,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import ferry.image.raw.RawImage;
 import ferry.testkit.Tools;
-import java.io.IOException;
 import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -59,7 +58,7 @@ class ConfigCheckIT {
             assertEquals("VM status: running", source.monitor("info status"));
             assertEquals("VM status: paused (inmigrate)", destination.monitor("info status"));
             assertEquals("", source.monitor("migrate -d -b tcp:127.0.0.1:" + port));
-            InfoMigrateText refused = awaitEnd(source);
+            InfoMigrateText refused = VmHosts.awaitEnd(source, 60_000);
             assertEquals("failed", refused.status(), refused.fields().toString());
             String error = refused.field("ferry error");
             assertTrue(error.contains("configuration differs from the source: memory 128 MiB here, 256 MiB on the source"), error);
@@ -70,17 +69,5 @@ class ConfigCheckIT {
             assertEquals("VM status: running", source.monitor("info status"));
             assertEquals("VM status: paused (inmigrate)", destination.monitor("info status"), "the destination waits on");
         }
-    }
-
-    private static InfoMigrateText awaitEnd(LocalHost source) throws Exception {
-        long deadline = System.currentTimeMillis() + 60_000;
-        while (System.currentTimeMillis() < deadline) {
-            InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
-            if (List.of("completed", "failed", "cancelled").contains(info.status())) {
-                return info;
-            }
-            Thread.sleep(200);
-        }
-        throw new IOException("migration did not finish: " + source.monitor("info migrate"));
     }
 }

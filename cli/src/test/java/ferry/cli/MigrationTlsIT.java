@@ -1,5 +1,6 @@
 package ferry.cli;
 
+import static ferry.cli.VmHosts.awaitEnd;
 import static ferry.cli.VmHosts.ferry;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -58,18 +59,6 @@ class MigrationTlsIT {
     private static long heartbeat(LocalHost host) throws Exception {
         String line = host.lastSerialLine("heartbeat seq=");
         return line == null ? -1 : Long.parseLong(line.replaceAll(".*heartbeat seq=(\\d+).*", "$1"));
-    }
-
-    private static InfoMigrateText awaitEnd(LocalHost source, long timeoutMs) throws Exception {
-        long deadline = System.currentTimeMillis() + timeoutMs;
-        while (System.currentTimeMillis() < deadline) {
-            InfoMigrateText info = InfoMigrateText.parse(source.monitor("info migrate"));
-            if (List.of("completed", "failed", "cancelled").contains(info.status())) {
-                return info;
-            }
-            Thread.sleep(200);
-        }
-        throw new AssertionError("migration did not finish: " + source.monitor("info migrate"));
     }
 
     @Test
